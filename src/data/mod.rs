@@ -1,0 +1,5 @@
+//! Images in: decoding, resizing and the network's input preprocessing.
+
+pub mod decode;
+pub mod preprocess;
+pub mod resize;

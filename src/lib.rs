@@ -1,0 +1,12 @@
+//! Transfer Studio: transfer learning of image classifiers on a bundled EfficientNet-Lite0.
+//!
+//! The library holds the engine (weights import, image pipeline, network, training) and the
+//! GUI; the `transfer-studio` binary is a thin command-line front over it.
+
+pub mod checkpoint;
+pub mod data;
+pub mod fsutil;
+pub mod model;
+pub mod ops;
+pub mod predict;
+pub mod runtime;

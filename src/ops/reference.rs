@@ -1,0 +1,88 @@
+//! The same operations composed from stock candle ops. They run on every candle device (the
+//! fallback off the CPU) and are the yardstick the fast kernels are tested against.
+
+use candle_core::{D, Result, Tensor};
+
+use super::BatchStats;
+use super::kernels::same_padding;
+
+/// NHWC → NCHW, "SAME"-padded for a k×k kernel at `stride`.
+fn to_padded_nchw(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, h, w, _) = x.dims4()?;
+    let (_, top, bottom) = same_padding(h, kernel, stride);
+    let (_, left, right) = same_padding(w, kernel, stride);
+    x.permute((0, 3, 1, 2))?
+        .pad_with_zeros(2, top, bottom)?
+        .pad_with_zeros(3, left, right)
+}
+
+/// Depthwise convolution as candle's grouped `conv2d` (groups = channels).
+pub fn depthwise_conv(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (c, _, k, _) = w.dims4()?;
+    to_padded_nchw(x, k, stride)?
+        .conv2d(w, 0, stride, 1, c)?
+        .permute((0, 2, 3, 1))
+}
+
+/// Dense convolution with "SAME" padding via candle's `conv2d`.
+pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, _, k, _) = w.dims4()?;
+    to_padded_nchw(x, k, stride)?
+        .conv2d(w, 0, stride, 1, 1)?
+        .permute((0, 2, 3, 1))
+}
+
+/// 1×1 convolution via candle's `conv2d`.
+pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.permute((0, 3, 1, 2))?
+        .contiguous()?
+        .conv2d(w, 0, 1, 1, 1)?
+        .permute((0, 2, 3, 1))
+}
+
+/// ReLU6 as `clamp`.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.clamp(0f32, 6f32)
+}
+
+/// Train-mode BatchNorm over all but the channel axis, from means and squares.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu6_after: bool,
+) -> Result<(Tensor, BatchStats)> {
+    let c = x.dim(D::Minus1)?;
+    let flat = x.reshape(((), c))?;
+    let count = flat.dim(0)?;
+    let mean = flat.mean_keepdim(0)?;
+    let centered = flat.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(0)?;
+    let normed = centered.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+    let y = normed
+        .broadcast_mul(&gamma.reshape((1, c))?)?
+        .broadcast_add(&beta.reshape((1, c))?)?;
+    let y = if relu6_after { relu6(&y)? } else { y };
+    let stats = BatchStats {
+        mean: mean.flatten_all()?.to_vec1()?,
+        var: var.flatten_all()?.to_vec1()?,
+        count,
+    };
+    Ok((y.reshape(x.shape())?, stats))
+}
+
+/// Eval-mode BatchNorm as broadcast multiply and add.
+pub fn scale_shift_act(
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    residual: Option<&Tensor>,
+    relu6_after: bool,
+) -> Result<Tensor> {
+    let mut y = x.broadcast_mul(scale)?.broadcast_add(shift)?;
+    if let Some(r) = residual {
+        y = (y + r)?;
+    }
+    if relu6_after { relu6(&y) } else { Ok(y) }
+}

@@ -1,0 +1,341 @@
+//! Each fast CPU op against the same computation composed from stock candle ops, forward and
+//! gradients, on odd shapes: stride 2, k = 5, asymmetric "SAME" padding, batch 1, odd sizes.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use transfer_studio::ops::{self, reference};
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn var(shape: &[usize], seed: u64, scale: f32) -> Var {
+    let n = shape.iter().product();
+    let data: Vec<f32> = values(n, seed).into_iter().map(|v| v * scale).collect();
+    Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu).expect("tensor")).expect("var")
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let a: Vec<f32> = a.flatten_all().expect("flat").to_vec1().expect("vec");
+    let b: Vec<f32> = b.flatten_all().expect("flat").to_vec1().expect("vec");
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn max_abs(a: &Tensor) -> f32 {
+    a.abs()
+        .expect("abs")
+        .max_all()
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("scalar")
+}
+
+/// Compares outputs and the gradients of `sum(y * r)` with respect to every input.
+fn check(
+    what: &str,
+    inputs: &[&Var],
+    fast: impl Fn() -> Tensor,
+    slow: impl Fn() -> Tensor,
+    tolerance: f32,
+) {
+    let y_fast = fast();
+    let y_slow = slow();
+    let scale = max_abs(&y_slow).max(1.0);
+    let diff = max_abs_diff(&y_fast, &y_slow);
+    assert!(
+        diff <= tolerance * scale,
+        "{what}: forward differs by {diff}"
+    );
+    let r = Tensor::from_vec(
+        values(y_slow.elem_count(), 99),
+        y_slow.shape(),
+        &Device::Cpu,
+    )
+    .expect("weights");
+    let g_fast = (y_fast * &r)
+        .expect("mul")
+        .sum_all()
+        .expect("sum")
+        .backward()
+        .expect("bwd");
+    let g_slow = (y_slow * &r)
+        .expect("mul")
+        .sum_all()
+        .expect("sum")
+        .backward()
+        .expect("bwd");
+    for (i, v) in inputs.iter().enumerate() {
+        let a = g_fast
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: no fast grad {i}"));
+        let b = g_slow
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: no stock grad {i}"));
+        let scale = max_abs(b).max(1.0);
+        let diff = max_abs_diff(a, b);
+        assert!(
+            diff <= tolerance * scale,
+            "{what}: gradient {i} differs by {diff} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn depthwise_conv_matches_grouped_conv2d() {
+    common::init();
+    // (batch, height, width, channels, kernel, stride)
+    for &(n, h, w, c, k, s) in &[
+        (1, 7, 9, 3, 3, 1),
+        (2, 8, 8, 5, 3, 2),
+        (1, 11, 6, 4, 5, 2),
+        (3, 5, 5, 16, 5, 1),
+        (1, 1, 3, 2, 5, 2),
+    ] {
+        let x = var(&[n, h, w, c], 1, 1.0);
+        let wt = var(&[c, 1, k, k], 2, 0.5);
+        check(
+            &format!("depthwise {n}x{h}x{w}x{c} k{k} s{s}"),
+            &[&x, &wt],
+            || ops::depthwise_conv(x.as_tensor(), wt.as_tensor(), s).expect("fast"),
+            || reference::depthwise_conv(x.as_tensor(), wt.as_tensor(), s).expect("stock"),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn dense_same_conv_matches_conv2d() {
+    common::init();
+    for &(n, h, w, c_in, c_out, k, s) in &[(1, 9, 7, 3, 4, 3, 2), (2, 6, 6, 2, 3, 5, 1)] {
+        let x = var(&[n, h, w, c_in], 3, 1.0);
+        let wt = var(&[c_out, c_in, k, k], 4, 0.5);
+        check(
+            &format!("dense conv k{k} s{s}"),
+            &[&x, &wt],
+            || ops::conv_same(x.as_tensor(), wt.as_tensor(), s).expect("fast"),
+            || reference::conv_same(x.as_tensor(), wt.as_tensor(), s).expect("stock"),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn pointwise_conv_as_matmul_matches_conv2d() {
+    common::init();
+    let x = var(&[2, 5, 3, 7], 5, 1.0);
+    let wt = var(&[6, 7, 1, 1], 6, 0.5);
+    check(
+        "1x1 conv",
+        &[&x, &wt],
+        || ops::conv1x1(x.as_tensor(), wt.as_tensor()).expect("fast"),
+        || reference::conv1x1(x.as_tensor(), wt.as_tensor()).expect("stock"),
+        1e-5,
+    );
+}
+
+#[test]
+fn train_batch_norm_matches_the_composition() {
+    common::init();
+    for &(shape, relu6) in &[
+        (&[2usize, 5, 3, 7][..], false),
+        (&[1, 4, 4, 3][..], true),
+        (&[3, 17, 13, 11][..], true),
+    ] {
+        // Offset and scaled inputs so that ReLU6 clips on both sides.
+        let x = var(shape, 7, 4.0);
+        let c = shape[3];
+        let gamma = var(&[c], 8, 2.0);
+        let beta = var(&[c], 9, 3.0);
+        check(
+            &format!("bn train {shape:?} relu6={relu6}"),
+            &[&x, &gamma, &beta],
+            || {
+                ops::batch_norm_train(
+                    x.as_tensor(),
+                    gamma.as_tensor(),
+                    beta.as_tensor(),
+                    1e-3,
+                    relu6,
+                )
+                .expect("fast")
+                .0
+            },
+            || {
+                reference::batch_norm_train(
+                    x.as_tensor(),
+                    gamma.as_tensor(),
+                    beta.as_tensor(),
+                    1e-3,
+                    relu6,
+                )
+                .expect("stock")
+                .0
+            },
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn train_batch_norm_reports_batch_statistics() {
+    common::init();
+    let x = var(&[2, 3, 5, 4], 10, 3.0);
+    let gamma = var(&[4], 11, 1.0);
+    let beta = var(&[4], 12, 1.0);
+    let (_, fast) = ops::batch_norm_train(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        1e-3,
+        false,
+    )
+    .expect("fast");
+    let (_, slow) = reference::batch_norm_train(
+        x.as_tensor(),
+        gamma.as_tensor(),
+        beta.as_tensor(),
+        1e-3,
+        false,
+    )
+    .expect("stock");
+    assert_eq!(fast.count, 30);
+    for (a, b) in fast
+        .mean
+        .iter()
+        .zip(&slow.mean)
+        .chain(fast.var.iter().zip(&slow.var))
+    {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn eval_batch_norm_scale_shift_matches_the_composition() {
+    common::init();
+    let x = var(&[2, 3, 5, 6], 13, 5.0);
+    let residual = var(&[2, 3, 5, 6], 14, 1.0);
+    let scale = var(&[6], 15, 2.0);
+    let shift = var(&[6], 16, 2.0);
+    for relu6 in [false, true] {
+        check(
+            &format!("scale-shift relu6={relu6}"),
+            &[&x],
+            || {
+                ops::scale_shift_act(
+                    x.as_tensor(),
+                    scale.as_tensor(),
+                    shift.as_tensor(),
+                    None,
+                    relu6,
+                )
+                .expect("fast")
+            },
+            || {
+                reference::scale_shift_act(
+                    x.as_tensor(),
+                    scale.as_tensor(),
+                    shift.as_tensor(),
+                    None,
+                    relu6,
+                )
+                .expect("stock")
+            },
+            1e-6,
+        );
+        check(
+            &format!("scale-shift + residual relu6={relu6}"),
+            &[&x, &residual],
+            || {
+                ops::scale_shift_act(
+                    x.as_tensor(),
+                    scale.as_tensor(),
+                    shift.as_tensor(),
+                    Some(residual.as_tensor()),
+                    relu6,
+                )
+                .expect("fast")
+            },
+            || {
+                reference::scale_shift_act(
+                    x.as_tensor(),
+                    scale.as_tensor(),
+                    shift.as_tensor(),
+                    Some(residual.as_tensor()),
+                    relu6,
+                )
+                .expect("stock")
+            },
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn relu6_matches_clamp() {
+    common::init();
+    let x = var(&[3, 4, 5, 2], 17, 8.0);
+    check(
+        "relu6",
+        &[&x],
+        || ops::relu6(x.as_tensor()).expect("fast"),
+        || reference::relu6(x.as_tensor()).expect("stock"),
+        0.0,
+    );
+}
+
+#[test]
+fn inference_epilogues_match_the_composition() {
+    common::init();
+    let x = var(&[2, 6, 5, 4], 18, 3.0);
+    let w = var(&[4, 1, 5, 5], 19, 0.5);
+    let bias = var(&[4], 20, 2.0);
+    let fused =
+        ops::depthwise_conv_bias_act(x.as_tensor(), w.as_tensor(), bias.as_tensor(), 2, true)
+            .expect("fused");
+    let composed = reference::relu6(
+        &reference::depthwise_conv(x.as_tensor(), w.as_tensor(), 2)
+            .expect("conv")
+            .broadcast_add(bias.as_tensor())
+            .expect("add"),
+    )
+    .expect("relu6");
+    assert!(max_abs_diff(&fused, &composed) < 1e-5);
+
+    let y = ops::conv1x1(
+        &x.as_tensor().detach(),
+        &var(&[4, 4, 1, 1], 21, 1.0).as_tensor().detach(),
+    )
+    .expect("conv");
+    let expected = reference::scale_shift_act(
+        &y,
+        &bias.as_tensor().ones_like().expect("ones"),
+        bias.as_tensor(),
+        Some(x.as_tensor()),
+        true,
+    )
+    .expect("composed");
+    let in_place = ops::bias_act_inplace(
+        y.copy().expect("copy"),
+        &bias.as_tensor().detach(),
+        Some(x.as_tensor()),
+        true,
+    )
+    .expect("in place");
+    assert!(max_abs_diff(&in_place, &expected) < 1e-6);
+}
