@@ -3,10 +3,13 @@
 //! The library holds the engine (weights import, image pipeline, network, training) and the
 //! GUI; the `transfer-studio` binary is a thin command-line front over it.
 
+pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod data;
 pub mod fsutil;
 pub mod model;
 pub mod ops;
 pub mod predict;
 pub mod runtime;
+pub mod train;

@@ -61,7 +61,7 @@ fn map_image_error(error: image::ImageError) -> DecodeError {
             DecodeError::Corrupt("file ends early".into())
         }
         E::IoError(e) => DecodeError::Io(e.to_string()),
-        other => DecodeError::Corrupt(other.to_string()),
+        other => DecodeError::Corrupt(other.to_string().trim().to_owned()),
     }
 }
 

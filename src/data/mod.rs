@@ -1,5 +1,6 @@
 //! Images in: decoding, resizing and the network's input preprocessing.
 
+pub mod dataset;
 pub mod decode;
 pub mod preprocess;
 pub mod resize;

@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod network;
+pub mod saved;
 pub mod weights;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub enum ModelError {
     BadWeightsFile(PathBuf, String),
     #[error("cannot initialise the network: {0}")]
     Init(String),
+    #[error("{0}")]
+    Mismatch(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

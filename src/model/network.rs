@@ -447,6 +447,15 @@ impl Classifier {
     }
 }
 
+/// Trainable parameters by optimiser group (see [`Network::param_groups`]).
+#[derive(Debug, Default)]
+pub struct ParamGroups {
+    pub head_decay: Vec<Var>,
+    pub head_no_decay: Vec<Var>,
+    pub backbone_decay: Vec<Var>,
+    pub backbone_no_decay: Vec<Var>,
+}
+
 /// Whether the classifier starts from the weights given or at random.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadInit {
@@ -530,8 +539,10 @@ impl Network {
                 return Err(ModelError::MissingTensor("_fc.weight".into()));
             }
             (HeadInit::Random, _) => {
-                // torchvision's EfficientNet init: U(-1/sqrt(classes), 1/sqrt(classes)), zero bias.
-                let range = 1.0 / (spec.num_classes as f32).sqrt();
+                // PyTorch's `nn.Linear` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight
+                // and bias. (torchvision's EfficientNet uses 1/sqrt(classes), sized for 1000
+                // classes: with a handful it starts with logits in the tens.)
+                let range = 1.0 / (features as f32).sqrt();
                 let mut fresh = Source {
                     weights: None,
                     rng: ChaCha8Rng::seed_from_u64(seed ^ HEAD_SEED_SALT),
@@ -539,7 +550,7 @@ impl Network {
                 };
                 (
                     fresh.tensor("_fc.weight", &w_shape, RandomInit::Uniform(range))?,
-                    fresh.tensor("_fc.bias", &[spec.num_classes], RandomInit::Constant(0.0))?,
+                    fresh.tensor("_fc.bias", &[spec.num_classes], RandomInit::Uniform(range))?,
                 )
             }
         };
@@ -579,6 +590,41 @@ impl Network {
             .flat_map(ConvBn::params)
             .filter_map(|p| p.var().cloned())
             .collect()
+    }
+
+    /// Trainable parameters grouped for the optimisers: weight decay applies to convolution
+    /// and classifier weights, not to BatchNorm parameters or biases.
+    pub fn param_groups(&self) -> ParamGroups {
+        let mut groups = ParamGroups::default();
+        for layer in self.units.iter().flat_map(UnitLayers::layers) {
+            groups.backbone_decay.extend(layer.conv.var().cloned());
+            groups
+                .backbone_no_decay
+                .extend(layer.bn.weight.var().cloned());
+            groups
+                .backbone_no_decay
+                .extend(layer.bn.bias.var().cloned());
+        }
+        groups
+            .head_decay
+            .extend(self.classifier.weight.var().cloned());
+        groups
+            .head_no_decay
+            .extend(self.classifier.bias.var().cloned());
+        groups
+    }
+
+    /// Every variable the run changes: trainable parameters and BatchNorm running
+    /// statistics, in a fixed order (for keeping and restoring the best weights).
+    pub fn state_vars(&self) -> Vec<Var> {
+        let mut vars = Vec::new();
+        for layer in self.units.iter().flat_map(UnitLayers::layers) {
+            vars.extend(layer.params().into_iter().filter_map(|p| p.var().cloned()));
+            vars.push(layer.bn.running_mean.clone());
+            vars.push(layer.bn.running_var.clone());
+        }
+        vars.extend(self.classifier.vars());
+        vars
     }
 
     /// Every parameter with its name, and whether it is trainable.

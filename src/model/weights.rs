@@ -70,6 +70,11 @@ impl Weights {
         Ok(tensor.clone())
     }
 
+    /// The tensor `name`, whatever its shape.
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }

@@ -18,3 +18,64 @@ pub fn init() {
         transfer_studio::runtime::init_threads();
     });
 }
+
+use std::path::Path;
+
+use image::{Rgb, RgbImage};
+
+/// Draws class `kind` (0 circle, 1 square, 2 triangle, 3 cross) on a random background.
+pub fn shape_image(kind: usize, size_px: u32, seed: u64) -> RgbImage {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = |n: u32| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) % u64::from(n.max(1))) as u32
+    };
+    let bg = Rgb([next(256) as u8, next(256) as u8, next(256) as u8]);
+    let fg = Rgb([255 - bg[0], 255 - bg[1], 255 - bg[2]]);
+    let mut img = RgbImage::from_pixel(size_px, size_px, bg);
+    let s = size_px as i64;
+    let side = s / 3 + i64::from(next((size_px / 4).max(1)));
+    let x0 = i64::from(next((s - side).max(1) as u32));
+    let y0 = i64::from(next((s - side).max(1) as u32));
+    for y in 0..s {
+        for x in 0..s {
+            let (dx, dy) = (x - x0, y - y0);
+            let inside = dx >= 0
+                && dy >= 0
+                && dx < side
+                && dy < side
+                && match kind % 4 {
+                    0 => {
+                        let (cx, cy) = (2 * dx - side, 2 * dy - side);
+                        cx * cx + cy * cy <= side * side
+                    }
+                    1 => true,
+                    2 => 2 * dx >= side - dy && 2 * dx <= side + dy,
+                    _ => (2 * dx - side).abs() < side / 3 || (2 * dy - side).abs() < side / 3,
+                };
+            if inside {
+                img.put_pixel(x as u32, y as u32, fg);
+            }
+        }
+    }
+    img
+}
+
+pub const SHAPE_CLASSES: [&str; 4] = ["circle", "square", "triangle", "cross"];
+
+/// Writes `root/<class>/<i>.png` for the first `classes` shape kinds.
+pub fn write_shapes(root: &Path, classes: usize, per_class: usize, size_px: u32, seed: u64) {
+    for (kind, name) in SHAPE_CLASSES.iter().enumerate().take(classes) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("class dir");
+        for i in 0..per_class {
+            let img = shape_image(kind, size_px, seed ^ ((kind * 1000 + i) as u64 * 7919));
+            img.save(dir.join(format!("{i:03}.png")))
+                .expect("write png");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The command line: argument parsing and the commands' terminal output (`anyhow` at this edge).
+
+mod train_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::checkpoint::{self, FloatStorage};
+use crate::data::dataset::{LoadOptions, LoadProgress, load_dataset};
+use crate::model::saved::TrainedModel;
+use crate::predict::{self, FilePrediction, Predictor};
+use crate::runtime;
+
+pub use train_cmd::TrainArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "transfer-studio",
+    version,
+    about = "Transfer learning of image classifiers on a bundled EfficientNet-Lite0",
+    long_about = "Transfer learning of image classifiers on a bundled EfficientNet-Lite0.\n\
+                  Without a command, opens the window."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify images with the bundled ImageNet network or a trained model.
+    Predict {
+        /// `builtin` (ImageNet classes) or a directory saved by `train`.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        /// How many classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = predict::DEFAULT_BATCH_SIZE)]
+        batch_size: usize,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Train a classifier on an image folder (one sub-folder per class) and save it.
+    Train(Box<TrainArgs>),
+    /// Accuracy, per-class precision/recall and the confusion matrix of a saved model.
+    Evaluate {
+        /// A directory saved by `train`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Image folder with one sub-folder per class (names as in training).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure speed on synthetic input (see README: Performance).
+    Bench {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 224)]
+        image_size: usize,
+        /// Timed repetitions per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
+    /// Convert a PyTorch checkpoint (.pth, zip or legacy format) into safetensors.
+    ImportWeights {
+        input: PathBuf,
+        output: PathBuf,
+        /// Store float tensors as f16 (half the size).
+        #[arg(long)]
+        f16: bool,
+    },
+}
+
+/// Parses the arguments and runs the command; errors are printed, never panicked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Predict {
+            model,
+            top_k,
+            json,
+            batch_size,
+            images,
+        }) => predict_command(&model, top_k, json, batch_size, &images),
+        Some(Command::Train(args)) => train_cmd::run(*args),
+        Some(Command::Evaluate { model, data, json }) => evaluate_command(&model, &data, json),
+        Some(Command::Bench {
+            json,
+            batch_size,
+            image_size,
+            repeats,
+        }) => bench_command(json, batch_size, image_size, repeats),
+        Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn import_command(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    f16: bool,
+) -> anyhow::Result<ExitCode> {
+    let storage = if f16 {
+        FloatStorage::F16
+    } else {
+        FloatStorage::Keep
+    };
+    let summary = checkpoint::import_weights(input, output, storage)
+        .with_context(|| format!("importing {}", input.display()))?;
+    println!(
+        "{}: {:?} format, {} tensors ({} values) written to {}; \
+         {} BatchNorm step counters dropped",
+        input.display(),
+        summary.format,
+        summary.tensors,
+        summary.parameters,
+        output.display(),
+        summary.dropped_counters
+    );
+    if !summary.skipped_entries.is_empty() {
+        println!(
+            "not tensors, not imported: {}",
+            summary.skipped_entries.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_predictor(model: &str) -> anyhow::Result<Predictor> {
+    let device = runtime::compute_device();
+    if model == "builtin" {
+        return Predictor::imagenet(&device).context("loading the bundled network");
+    }
+    let dir = PathBuf::from(model);
+    let (trained, _) = TrainedModel::load(&dir, &device)
+        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    Ok(Predictor::from_network(
+        &trained.network,
+        trained.classes,
+        trained.preprocessing,
+    )?)
+}
+
+fn predict_command(
+    model: &str,
+    top_k: usize,
+    json: bool,
+    batch_size: usize,
+    images: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let predictor = load_predictor(model)?;
+    let results = predict::classify_files(&predictor, images, top_k.max(1), batch_size);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for result in &results {
+            match result {
+                FilePrediction::Classified { image, top } => {
+                    println!("{}", image.display());
+                    for class in top {
+                        println!(
+                            "  {:>6.2}%  {} ({})",
+                            class.prob * 100.0,
+                            class.label,
+                            class.index
+                        );
+                    }
+                }
+                FilePrediction::Failed { image, error } => {
+                    println!("{}\n  error: {error}", image.display());
+                }
+            }
+        }
+    }
+    let classified = results
+        .iter()
+        .filter(|r| matches!(r, FilePrediction::Classified { .. }))
+        .count();
+    if classified == 0 {
+        eprintln!(
+            "error: none of the {} images could be classified",
+            results.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate_command(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let device = runtime::compute_device();
+    let (trained, _) = TrainedModel::load(model, &device)
+        .with_context(|| format!("loading the model in {}", model.display()))?;
+    let options = LoadOptions {
+        val_fraction: 0.0,
+        cache_short_side_px: trained.preprocessing.resize_px,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(data, &options, &LoadProgress::default())?;
+    let evaluation = crate::train::evaluate_dataset(&trained, &dataset)?;
+    if json {
+        let doc = serde_json::json!({
+            "model": model,
+            "data": data,
+            "images": evaluation.images,
+            "accuracy": evaluation.accuracy,
+            "loss": evaluation.loss,
+            "classes": evaluation.classes,
+            "per_class": evaluation.per_class,
+            "confusion": evaluation.confusion,
+            "skipped": dataset.skipped,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", evaluation.to_text());
+        if !dataset.skipped.is_empty() {
+            println!("{} files skipped:", dataset.skipped.len());
+            for s in &dataset.skipped {
+                println!("  {}: {}", s.path.display(), s.reason);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_command(
+    json: bool,
+    batch_size: usize,
+    image_size: usize,
+    repeats: usize,
+) -> anyhow::Result<ExitCode> {
+    use crate::bench;
+    let device = runtime::compute_device();
+    let network = crate::model::Network::imagenet(&device)?;
+    let forward = bench::forward_images_per_sec(&network, batch_size, image_size, repeats)?;
+    let report = bench::BenchReport {
+        image_size_px: image_size,
+        batch_size,
+        threads: rayon::current_num_threads(),
+        forward_images_per_sec: forward,
+        peak_rss_bytes: bench::peak_rss_bytes(),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("forward ({image_size} px, batch {batch_size}): {forward:.1} images/s");
+        println!("peak RSS: {:.2} GB", report.peak_rss_bytes as f64 / 1e9);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,216 @@
+//! Saved models: a directory with `model.safetensors` (weights) and `model.json` (backbone,
+//! cut point, class names, preprocessing, plan, final metrics, and the weights' checksum).
+//!
+//! The directory is written whole or not at all (see [`crate::fsutil::replace_dir_atomically`]);
+//! a `model.json` that does not belong to its `model.safetensors` is refused on loading.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::data::preprocess::Preprocessing;
+use crate::train::metrics::ClassMetrics;
+use crate::train::{TrainPlan, TrainReport};
+
+pub const MANIFEST_FILE: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+const FORMAT: &str = "transfer-studio-model";
+const FORMAT_VERSION: u32 = 1;
+const BACKBONE: &str = "efficientnet-lite0";
+
+/// A trained network with what it takes to use it.
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    pub network: Arc<Network>,
+    pub classes: Vec<String>,
+    pub preprocessing: Preprocessing,
+    pub plan: TrainPlan,
+}
+
+/// The summary of training saved with a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedMetrics {
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub train_accuracy: f64,
+    pub wall_secs: f64,
+    pub per_class: Vec<ClassMetrics>,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl SavedMetrics {
+    pub fn from_report(report: &TrainReport) -> Self {
+        Self {
+            best_epoch: report.best_epoch,
+            epochs_run: report.epochs_run,
+            val_accuracy: report.best_val_accuracy,
+            val_loss: report.best_val_loss,
+            train_accuracy: report.final_train_accuracy,
+            wall_secs: report.wall_secs,
+            per_class: report
+                .evaluation
+                .as_ref()
+                .map(|e| e.per_class.clone())
+                .unwrap_or_default(),
+            confusion: report
+                .evaluation
+                .as_ref()
+                .map(|e| e.confusion.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub backbone: String,
+    pub cut_after: Unit,
+    pub class_names: Vec<String>,
+    pub preprocessing: Preprocessing,
+    pub plan: TrainPlan,
+    pub metrics: Option<SavedMetrics>,
+    pub weights_file: String,
+    pub weights_sha256: String,
+    pub tensor_count: usize,
+    pub created_with: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn safetensors_bytes(network: &Network) -> Result<(Vec<u8>, usize), ModelError> {
+    let mut named = Vec::new();
+    for (name, tensor) in network.named_tensors() {
+        let values: Vec<f32> = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        named.push((name, tensor.dims().to_vec(), bytes));
+    }
+    let views = named
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ModelError::Init(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = views.len();
+    let bytes =
+        safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Init(e.to_string()))?;
+    Ok((bytes, count))
+}
+
+fn is_saved_model_dir(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).is_file()
+        || std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+impl TrainedModel {
+    /// Writes the model directory atomically. An existing saved model there is replaced; any
+    /// other existing folder is left alone and reported.
+    pub fn save(&self, dir: &Path, metrics: Option<SavedMetrics>) -> Result<(), ModelError> {
+        let (weights, tensor_count) = safetensors_bytes(&self.network)?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            backbone: BACKBONE.into(),
+            cut_after: self.network.spec.cut_after,
+            class_names: self.classes.clone(),
+            preprocessing: self.preprocessing.clone(),
+            plan: self.plan.clone(),
+            metrics,
+            weights_file: WEIGHTS_FILE.into(),
+            weights_sha256: sha256_hex(&weights),
+            tensor_count,
+            created_with: format!("transfer-studio {}", env!("CARGO_PKG_VERSION")),
+        };
+        let json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| ModelError::Init(e.to_string()))?;
+        crate::fsutil::replace_dir_atomically(dir, is_saved_model_dir, |staging| {
+            crate::fsutil::write_synced(&staging.join(WEIGHTS_FILE), &weights)?;
+            crate::fsutil::write_synced(&staging.join(MANIFEST_FILE), &json)
+        })
+        .map_err(|source| ModelError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+    }
+
+    /// Loads a saved model directory for inference.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, Manifest), ModelError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Io { path, source })
+        };
+        let manifest: Manifest = serde_json::from_slice(&read(MANIFEST_FILE)?).map_err(|e| {
+            ModelError::Mismatch(format!("{} is not a valid model.json: {e}", dir.display()))
+        })?;
+        if manifest.format != FORMAT || manifest.backbone != BACKBONE {
+            return Err(ModelError::Mismatch(format!(
+                "{} is a {:?} model of backbone {:?}; this version reads {FORMAT:?} models of {BACKBONE:?}",
+                dir.display(),
+                manifest.format,
+                manifest.backbone
+            )));
+        }
+        if manifest.version > FORMAT_VERSION {
+            return Err(ModelError::Mismatch(format!(
+                "{} was saved by a newer version (format {})",
+                dir.display(),
+                manifest.version
+            )));
+        }
+        let bytes = read(&manifest.weights_file)?;
+        if sha256_hex(&bytes) != manifest.weights_sha256 {
+            return Err(ModelError::Mismatch(format!(
+                "{}: {} does not belong to {MANIFEST_FILE} (checksum differs); \
+                 the two files come from different saves",
+                dir.display(),
+                manifest.weights_file
+            )));
+        }
+        let weights = Weights::from_safetensors_bytes(&bytes, device)?;
+        let spec = NetworkSpec {
+            cut_after: manifest.cut_after,
+            num_classes: manifest.class_names.len(),
+            trainable_units: 0,
+            bn_momentum: manifest.plan.bn_momentum,
+        };
+        let network = Network::build(spec, Some(&weights), HeadInit::FromWeights, 0, device)
+            .map_err(|e| {
+                ModelError::Mismatch(format!(
+                    "{}: the weights do not fit the network described in {MANIFEST_FILE}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let model = TrainedModel {
+            network: Arc::new(network),
+            classes: manifest.class_names.clone(),
+            preprocessing: manifest.preprocessing.clone(),
+            plan: manifest.plan.clone(),
+        };
+        Ok((model, manifest))
+    }
+}
+
+/// Copies every tensor of a network (to compare weights before and after training).
+pub fn tensor_values(network: &Network) -> Result<HashMap<String, Vec<f32>>, ModelError> {
+    network
+        .named_tensors()
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.flatten_all()?.to_vec1::<f32>()?)))
+        .collect()
+}

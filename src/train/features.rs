@@ -1,0 +1,138 @@
+//! Running the frozen part of the network once over a dataset and keeping its outputs:
+//! head-only training, the similarity score and the depth probe all work on these.
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use super::augment::{at_least, eval_crop};
+use crate::data::dataset::{Sample, SkippedFile};
+use crate::data::preprocess::Preprocessing;
+
+/// Pooled features of a set of images, with their labels.
+#[derive(Debug, Clone)]
+pub struct FeatureSet {
+    /// `[N, F]`.
+    pub features: Tensor,
+    /// `[N]`, u32.
+    pub labels: Tensor,
+    pub label_values: Vec<usize>,
+    pub paths: Vec<PathBuf>,
+}
+
+impl FeatureSet {
+    pub fn len(&self) -> usize {
+        self.label_values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.label_values.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.features.dims().get(1).copied().unwrap_or(0)
+    }
+}
+
+/// Evaluation crops of samples, in parallel; a sample that can no longer be read is an error
+/// entry (its file changed or vanished since loading).
+pub fn eval_crops(samples: &[Sample], pre: &Preprocessing) -> Vec<Result<RgbImage, String>> {
+    samples
+        .par_iter()
+        .map(|s| {
+            let image = s.image(pre.resize_px)?;
+            Ok(eval_crop(&at_least(&image, pre.resize_px), pre))
+        })
+        .collect()
+}
+
+/// Runs `forward` (an NHWC batch → `[B, F]` per output) over `samples` in batches of `batch`
+/// and stacks the results: one [`FeatureSet`] per output of `forward`.
+///
+/// `progress(done, total)` is called after each batch; an error from it (a stop request)
+/// ends the extraction.
+pub fn extract_multi<E: From<candle_core::Error>>(
+    samples: &[Sample],
+    pre: &Preprocessing,
+    batch: usize,
+    device: &Device,
+    forward: impl Fn(&Tensor) -> candle_core::Result<Vec<Tensor>>,
+    mut progress: impl FnMut(usize, usize) -> Result<(), E>,
+) -> Result<(Vec<FeatureSet>, Vec<SkippedFile>), E> {
+    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
+    let mut labels = Vec::with_capacity(samples.len());
+    let mut paths = Vec::with_capacity(samples.len());
+    let mut skipped = Vec::new();
+    let mut done = 0;
+    for group in samples.chunks(batch.max(1)) {
+        let crops = eval_crops(group, pre);
+        let mut good = Vec::with_capacity(group.len());
+        for (sample, crop) in group.iter().zip(crops) {
+            match crop {
+                Ok(c) => {
+                    good.push(c);
+                    labels.push(sample.label);
+                    paths.push(sample.path.clone());
+                }
+                Err(reason) => skipped.push(SkippedFile {
+                    path: sample.path.clone(),
+                    reason,
+                }),
+            }
+        }
+        if !good.is_empty() {
+            let input = pre.batch_tensor(&good, device)?;
+            chunks.push(forward(&input)?);
+        }
+        done += group.len();
+        progress(done, samples.len())?;
+    }
+    let outputs = chunks.first().map_or(0, Vec::len);
+    let label_tensor = Tensor::from_vec(
+        labels.iter().map(|&l| l as u32).collect::<Vec<u32>>(),
+        labels.len(),
+        device,
+    )?;
+    let mut sets = Vec::with_capacity(outputs);
+    for k in 0..outputs {
+        let parts: Vec<&Tensor> = chunks.iter().map(|c| &c[k]).collect();
+        sets.push(FeatureSet {
+            features: Tensor::cat(&parts, 0)?,
+            labels: label_tensor.clone(),
+            label_values: labels.clone(),
+            paths: paths.clone(),
+        });
+    }
+    Ok((sets, skipped))
+}
+
+/// [`extract_multi`] with a single output.
+pub fn extract_features<E: From<candle_core::Error>>(
+    samples: &[Sample],
+    pre: &Preprocessing,
+    batch: usize,
+    device: &Device,
+    forward: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    progress: impl FnMut(usize, usize) -> Result<(), E>,
+) -> Result<(FeatureSet, Vec<SkippedFile>), E> {
+    let (mut sets, skipped) = extract_multi(
+        samples,
+        pre,
+        batch,
+        device,
+        |x| Ok(vec![forward(x)?]),
+        progress,
+    )?;
+    let set = match sets.pop() {
+        Some(s) => s,
+        None => FeatureSet {
+            features: Tensor::zeros((0, 0), candle_core::DType::F32, device)?,
+            labels: Tensor::zeros(0, candle_core::DType::U32, device)?,
+            label_values: Vec::new(),
+            paths: Vec::new(),
+        },
+    };
+    Ok((set, skipped))
+}

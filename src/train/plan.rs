@@ -1,0 +1,366 @@
+//! Training plans: the four cells of the transfer-learning guide as plain, inspectable presets.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::arch::UNIT_COUNT;
+use crate::model::{Init, NetworkSpec, Unit};
+
+/// A cell of the 2×2 guide: dataset size × similarity to the pretraining data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Case {
+    SmallSimilar,
+    SmallDifferent,
+    LargeSimilar,
+    LargeDifferent,
+}
+
+impl Case {
+    pub const ALL: [Case; 4] = [
+        Case::SmallSimilar,
+        Case::SmallDifferent,
+        Case::LargeSimilar,
+        Case::LargeDifferent,
+    ];
+
+    /// The guide's name for the cell.
+    pub fn title(self) -> &'static str {
+        match self {
+            Case::SmallSimilar => "End of ConvNet",
+            Case::SmallDifferent => "Start of ConvNet",
+            Case::LargeSimilar => "Fine-tune",
+            Case::LargeDifferent => "Fine-tune or retrain",
+        }
+    }
+
+    /// The cell's one-line rule.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Case::SmallSimilar => "Freeze the whole pretrained base; train only a new final layer.",
+            Case::SmallDifferent => {
+                "Cut back to the early, generic layers; freeze them; train a new final layer."
+            }
+            Case::LargeSimilar => {
+                "Start from pretrained weights with a new final layer; train all layers gently."
+            }
+            Case::LargeDifferent => {
+                "Fine-tune everything from pretrained weights, or re-initialise and retrain."
+            }
+        }
+    }
+
+    pub fn is_large(self) -> bool {
+        matches!(self, Case::LargeSimilar | Case::LargeDifferent)
+    }
+
+    pub fn is_similar(self) -> bool {
+        matches!(self, Case::SmallSimilar | Case::LargeSimilar)
+    }
+
+    pub fn from_axes(large: bool, similar: bool) -> Case {
+        match (large, similar) {
+            (false, true) => Case::SmallSimilar,
+            (false, false) => Case::SmallDifferent,
+            (true, true) => Case::LargeSimilar,
+            (true, false) => Case::LargeDifferent,
+        }
+    }
+
+    /// The preset plan for this cell (pretrained start).
+    pub fn plan(self) -> TrainPlan {
+        let base = TrainPlan {
+            cut_after: Unit::Head,
+            trainable_units: 0,
+            init: Init::Pretrained,
+            head_epochs: 0,
+            epochs: 40,
+            image_size_px: 224,
+            batch_size: 32,
+            head_lr: 3e-3,
+            backbone_lr_mult: 0.1,
+            weight_decay: 1e-4,
+            augment: false,
+            dropout: 0.2,
+            patience: 10,
+            bn_momentum: 0.1,
+            seed: 0,
+            val_fraction: crate::data::dataset::DEFAULT_VAL_FRACTION,
+        };
+        match self {
+            // Only the new FC trains, on features computed once (milliseconds per epoch).
+            Case::SmallSimilar => base,
+            // Generic low/mid-level features: the end of stage 5 (block 10, 112 channels,
+            // stride 16). The depth probe shows the trade-off on your data.
+            Case::SmallDifferent => TrainPlan {
+                cut_after: Unit::Block(10),
+                ..base
+            },
+            // Two phases: the new head on cached features, then every layer with the backbone
+            // at a tenth of the head's learning rate. 160 px keeps CPU training practical.
+            Case::LargeSimilar => TrainPlan {
+                trainable_units: UNIT_COUNT,
+                head_epochs: 3,
+                epochs: 6,
+                image_size_px: 160,
+                head_lr: 1e-3,
+                backbone_lr_mult: 0.1,
+                augment: true,
+                patience: 4,
+                ..base
+            },
+            // Features must move further from ImageNet's: a larger backbone rate, more epochs.
+            Case::LargeDifferent => TrainPlan {
+                trainable_units: UNIT_COUNT,
+                head_epochs: 2,
+                epochs: 8,
+                image_size_px: 160,
+                head_lr: 1e-3,
+                backbone_lr_mult: 0.3,
+                augment: true,
+                patience: 4,
+                ..base
+            },
+        }
+    }
+
+    /// The large-different cell's other option: re-initialise everything and train from
+    /// scratch (only sensible with plenty of data and time).
+    pub fn retrain_plan() -> TrainPlan {
+        TrainPlan {
+            init: Init::Random,
+            head_epochs: 0,
+            epochs: 20,
+            head_lr: 2e-3,
+            backbone_lr_mult: 1.0,
+            patience: 6,
+            // Random-init running statistics must catch up fast (0.01 left test accuracy at
+            // chance in PyTorch's runs of the same recipe).
+            bn_momentum: 0.1,
+            ..Case::LargeDifferent.plan()
+        }
+    }
+
+    /// The preset whose plan equals `plan` (seed and split aside), if any.
+    pub fn matching(plan: &TrainPlan) -> Option<Case> {
+        let normalized = |p: &TrainPlan| TrainPlan {
+            seed: 0,
+            val_fraction: 0.0,
+            ..p.clone()
+        };
+        let target = normalized(plan);
+        Case::ALL
+            .into_iter()
+            .find(|c| normalized(&c.plan()) == target)
+            .or_else(|| {
+                (normalized(&Case::retrain_plan()) == target).then_some(Case::LargeDifferent)
+            })
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Case::SmallSimilar => "small-similar",
+            Case::SmallDifferent => "small-different",
+            Case::LargeSimilar => "large-similar",
+            Case::LargeDifferent => "large-different",
+        })
+    }
+}
+
+impl FromStr for Case {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Case::ALL
+            .into_iter()
+            .find(|c| c.to_string() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!(
+                    "unknown case {s:?}: use small-similar, small-different, large-similar or \
+                     large-different"
+                )
+            })
+    }
+}
+
+/// Everything that decides a training run. Every field can be overridden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainPlan {
+    /// Last backbone unit kept; pooling and the new classifier follow it.
+    pub cut_after: Unit,
+    /// Backbone units that train in the main phase, counted down from the cut
+    /// (0: only the classifier trains, on cached features).
+    pub trainable_units: usize,
+    pub init: Init,
+    /// Phase 1 of fine-tuning: epochs of classifier-only training on cached features before
+    /// the backbone is unfrozen (ignored when nothing else trains or the init is random).
+    pub head_epochs: usize,
+    /// Epochs of the main phase.
+    pub epochs: usize,
+    pub image_size_px: u32,
+    pub batch_size: usize,
+    /// AdamW learning rate of the classifier (cosine-decayed within each phase).
+    pub head_lr: f64,
+    /// Backbone learning rate as a fraction of `head_lr`.
+    pub backbone_lr_mult: f64,
+    /// AdamW weight decay (not applied to BatchNorm parameters or biases).
+    pub weight_decay: f64,
+    /// Random resized crops and horizontal flips in phases that run the backbone.
+    pub augment: bool,
+    /// Dropout on the pooled features before the classifier.
+    pub dropout: f64,
+    /// Early stopping: epochs without a better validation result (0: never stop early).
+    pub patience: usize,
+    /// BatchNorm running-average momentum for trainable units.
+    pub bn_momentum: f64,
+    pub seed: u64,
+    /// Validation share when no validation folder is given.
+    pub val_fraction: f64,
+}
+
+impl Default for TrainPlan {
+    fn default() -> Self {
+        Case::SmallSimilar.plan()
+    }
+}
+
+/// A plan that cannot run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid plan: {0}")]
+pub struct PlanError(pub String);
+
+impl TrainPlan {
+    /// Backbone units kept (stem through the cut).
+    pub fn kept_units(&self) -> usize {
+        self.cut_after.index() + 1
+    }
+
+    /// Trainable backbone units, capped at the units kept.
+    pub fn effective_trainable_units(&self) -> usize {
+        self.trainable_units.min(self.kept_units())
+    }
+
+    /// Whether only the classifier trains (on cached features).
+    pub fn is_head_only(&self) -> bool {
+        self.effective_trainable_units() == 0
+    }
+
+    /// Whether phase 1 (classifier on cached features) runs before fine-tuning.
+    pub fn has_head_phase(&self) -> bool {
+        !self.is_head_only() && self.init == Init::Pretrained && self.head_epochs > 0
+    }
+
+    /// Index of the first trainable unit.
+    pub fn first_trainable_unit(&self) -> usize {
+        self.kept_units() - self.effective_trainable_units()
+    }
+
+    pub fn network_spec(&self, num_classes: usize) -> NetworkSpec {
+        NetworkSpec {
+            cut_after: self.cut_after,
+            num_classes,
+            trainable_units: self.effective_trainable_units(),
+            bn_momentum: self.bn_momentum,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let fail = |m: &str| Err(PlanError(m.into()));
+        if self.epochs == 0 && self.head_epochs == 0 {
+            return fail("at least one epoch is needed");
+        }
+        if self.batch_size == 0 {
+            return fail("batch size must be at least 1");
+        }
+        if !(16..=1024).contains(&self.image_size_px) {
+            return fail("image size must be between 16 and 1024 px");
+        }
+        if !(self.head_lr > 0.0 && self.head_lr.is_finite()) {
+            return fail("learning rate must be a positive number");
+        }
+        if !(self.backbone_lr_mult >= 0.0 && self.backbone_lr_mult.is_finite()) {
+            return fail("backbone learning-rate multiplier must be 0 or more");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return fail("dropout must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.bn_momentum) {
+            return fail("BatchNorm momentum must be in [0, 1]");
+        }
+        if !(0.0..0.95).contains(&self.val_fraction) {
+            return fail("validation fraction must be in [0, 0.95)");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return fail("weight decay must be 0 or more");
+        }
+        Ok(())
+    }
+
+    /// A one-line description for logs and the window.
+    pub fn summary(&self) -> String {
+        let training = if self.is_head_only() {
+            "only the new classifier trains (cached features)".to_string()
+        } else {
+            format!(
+                "{} of {} units train{}",
+                self.effective_trainable_units(),
+                self.kept_units(),
+                if self.has_head_phase() {
+                    format!(" after {} classifier-only epochs", self.head_epochs)
+                } else {
+                    String::new()
+                }
+            )
+        };
+        format!(
+            "cut after {}, {} init, {training}; {} epochs at {} px, batch {}, lr {:.0e}",
+            self.cut_after,
+            match self.init {
+                Init::Pretrained => "pretrained",
+                Init::Random => "random",
+            },
+            self.epochs,
+            self.image_size_px,
+            self.batch_size,
+            self.head_lr
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_follow_the_guide() {
+        let ss = Case::SmallSimilar.plan();
+        assert_eq!(ss.cut_after, Unit::Head);
+        assert!(ss.is_head_only());
+        let sd = Case::SmallDifferent.plan();
+        assert!(sd.cut_after < Unit::Block(15));
+        assert!(sd.is_head_only());
+        let ls = Case::LargeSimilar.plan();
+        assert_eq!(ls.effective_trainable_units(), UNIT_COUNT);
+        assert!(ls.has_head_phase() && ls.backbone_lr_mult < 1.0);
+        let ld = Case::LargeDifferent.plan();
+        assert_eq!(ld.init, Init::Pretrained);
+        assert_eq!(Case::retrain_plan().init, Init::Random);
+        for case in Case::ALL {
+            case.plan().validate().expect("valid preset");
+            assert_eq!(Case::matching(&case.plan()), Some(case));
+            assert_eq!(case.to_string().parse::<Case>(), Ok(case));
+        }
+    }
+
+    #[test]
+    fn edits_leave_the_preset() {
+        let mut plan = Case::LargeSimilar.plan();
+        plan.seed = 42;
+        assert_eq!(Case::matching(&plan), Some(Case::LargeSimilar));
+        plan.trainable_units = 3;
+        assert_eq!(Case::matching(&plan), None);
+    }
+}

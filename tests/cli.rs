@@ -1,0 +1,168 @@
+//! The `transfer-studio` commands as a user runs them.
+
+mod common;
+
+use std::process::Command;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_transfer-studio"))
+}
+
+#[test]
+fn json_output_lists_each_image_and_reports_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corrupt = dir.path().join("corrupt.jpg");
+    std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 this is not really a jpeg").expect("write");
+    let missing = dir.path().join("missing.png");
+    let output = binary()
+        .args(["predict", "--json", "--top-k", "3"])
+        .arg(common::fixture("coffee.png"))
+        .arg(&corrupt)
+        .arg(&missing)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document");
+    let entries = json.as_array().expect("array");
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries[0]["image"]
+            .as_str()
+            .expect("path")
+            .ends_with("coffee.png")
+    );
+    let top = entries[0]["top"].as_array().expect("top");
+    assert_eq!(top.len(), 3);
+    assert_eq!(top[0]["index"], 967);
+    assert_eq!(top[0]["label"], "espresso");
+    assert!(top[0]["prob"].as_f64().expect("prob") > 0.9);
+    for bad in &entries[1..] {
+        assert!(bad.get("top").is_none());
+        assert!(!bad["error"].as_str().expect("error message").is_empty());
+    }
+}
+
+#[test]
+fn fails_only_when_nothing_could_be_classified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").expect("write");
+    let output = binary()
+        .args(["predict", "--json"])
+        .arg(&empty)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("still JSON");
+    assert!(json[0]["error"].as_str().expect("error").contains("empty"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn train_json_then_predict_and_evaluate_the_saved_model() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 8, 40, 5);
+    let out = tempfile::tempdir().expect("out");
+    let model = out.path().join("model");
+    let output = binary()
+        .args([
+            "train",
+            "--case",
+            "small-similar",
+            "--image-size",
+            "32",
+            "--epochs",
+            "5",
+            "--json",
+        ])
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
+        .collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"loading"));
+    assert!(kinds.contains(&"started"));
+    assert_eq!(kinds.iter().filter(|k| **k == "epoch").count(), 5);
+    assert_eq!(&kinds[kinds.len() - 2..], &["finished", "saved"]);
+    let finished = &lines[lines.len() - 2];
+    assert!(finished["report"]["evaluation"]["confusion"].is_array());
+
+    let predicted = binary()
+        .args(["predict", "--json", "--model"])
+        .arg(&model)
+        .arg(data.path().join("circle").join("000.png"))
+        .output()
+        .expect("run");
+    assert!(predicted.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&predicted.stdout).expect("json");
+    let labels: Vec<&str> = json[0]["top"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .filter_map(|c| c["label"].as_str())
+        .collect();
+    assert_eq!(labels.len(), 2);
+    assert!(labels.contains(&"circle") && labels.contains(&"square"));
+
+    let evaluated = binary()
+        .args(["evaluate", "--json", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .expect("run");
+    assert!(
+        evaluated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&evaluated.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&evaluated.stdout).expect("json");
+    assert_eq!(json["images"], 16);
+    assert!(json["accuracy"].as_f64().expect("accuracy") > 0.5);
+    assert_eq!(json["confusion"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn train_refuses_bad_arguments_in_words() {
+    let output = binary()
+        .args(["train", "--case", "medium-ish", "--data", ".", "--out", "x"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown case"));
+    let output = binary()
+        .args([
+            "train",
+            "--case",
+            "small-similar",
+            "--data",
+            "/no/such/folder",
+            "--out",
+            "/tmp/never",
+        ])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/no/such/folder") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
