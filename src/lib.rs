@@ -13,3 +13,4 @@ pub mod ops;
 pub mod predict;
 pub mod runtime;
 pub mod train;
+pub mod ui;

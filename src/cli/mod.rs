@@ -25,6 +25,9 @@ pub use train_cmd::TrainArgs;
                   Without a command, opens the window."
 )]
 pub struct Cli {
+    /// Open the window with this training folder loaded (one sub-folder per class).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -114,7 +117,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             repeats,
         }) => bench_command(json, batch_size, image_size, repeats),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
-        None => Ok(ExitCode::SUCCESS),
+        None => {
+            crate::ui::run_window(cli.data)
+                .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

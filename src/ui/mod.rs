@@ -1,0 +1,52 @@
+//! The desktop window (eframe): Data, Guide, Train, Results and Predict panels over the engine.
+
+pub mod app;
+pub mod jobs;
+pub mod panels;
+
+pub use app::{Command, Settings, StudioApp, Tab};
+
+/// The app icon (PNG, 256 px), also installed by the package.
+static ICON_PNG: &[u8] = include_bytes!("../../icons/transfer-studio-256.png");
+
+fn icon() -> Option<egui::IconData> {
+    let image = image::load_from_memory(ICON_PNG).ok()?.into_rgba8();
+    let (width, height) = image.dimensions();
+    Some(egui::IconData {
+        rgba: image.into_raw(),
+        width,
+        height,
+    })
+}
+
+/// Opens the window and runs until it is closed; `data` replaces the remembered training
+/// folder.
+pub fn run_window(data: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Transfer Studio")
+        .with_app_id("transfer-studio")
+        .with_inner_size([1100.0, 780.0])
+        .with_min_inner_size([640.0, 480.0])
+        .with_drag_and_drop(true);
+    if let Some(icon) = icon() {
+        viewport = viewport.with_icon(icon);
+    }
+    let options = eframe::NativeOptions {
+        viewport,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "transfer-studio",
+        options,
+        Box::new(move |cc| {
+            let mut app = StudioApp::new(&cc.egui_ctx, cc.storage);
+            if let Some(dir) = data {
+                app.settings.train_dir = Some(dir);
+                app.settings.val_dir = None;
+                app.settings.tab = Tab::Data;
+                app.apply(Command::LoadDataset);
+            }
+            Ok(Box::new(app))
+        }),
+    )
+}

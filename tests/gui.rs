@@ -1,0 +1,104 @@
+//! The window, driven through its accessibility tree (egui_kittest; no display needed).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use transfer_studio::model::Unit;
+use transfer_studio::train::{Case, TrainPlan};
+use transfer_studio::ui::app::RunStatus;
+use transfer_studio::ui::{Command, StudioApp, Tab};
+
+fn harness() -> Harness<'static, StudioApp> {
+    common::init();
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_eframe(|cc| StudioApp::new(&cc.egui_ctx, None))
+}
+
+/// Steps frames until `done` holds (workers keep requesting repaints, so `run` would not
+/// settle).
+fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&StudioApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+#[test]
+fn clicking_each_grid_cell_selects_its_plan_and_redraws_the_strip() {
+    let mut h = harness();
+    h.state_mut().apply(Command::ShowTab(Tab::Guide));
+    h.run();
+    for case in Case::ALL {
+        h.get_by(|n| n.author_id() == Some(&format!("cell-{case}")))
+            .click();
+        h.run();
+        let plan = &h.state().settings.plan;
+        assert_eq!(Case::matching(plan), Some(case));
+        assert_eq!(plan.cut_after, case.plan().cut_after);
+        // The strip follows the plan: a block for every unit, whatever is cut away.
+        for unit in Unit::all() {
+            h.get_by(|n| n.author_id() == Some(&format!("block-{unit}")));
+        }
+    }
+    // Clicking a block cuts there; the grid then says the plan is edited.
+    h.get_by(|n| n.author_id() == Some("block-block5")).click();
+    h.run();
+    assert_eq!(h.state().settings.plan.cut_after, Unit::Block(5));
+    assert_eq!(Case::matching(&h.state().settings.plan), None);
+    h.get_by_label_contains("no longer matches a preset");
+}
+
+#[test]
+fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 8, 40, 3);
+    let mut h = harness();
+    {
+        let app = h.state_mut();
+        app.settings.train_dir = Some(data.path().to_owned());
+        app.settings.plan = TrainPlan {
+            image_size_px: 32,
+            epochs: 4,
+            ..Case::SmallSimilar.plan()
+        };
+        app.apply(Command::LoadDataset);
+    }
+    step_until(&mut h, "the dataset", |app| app.dataset.is_some());
+    h.state_mut().apply(Command::ShowTab(Tab::Guide));
+    h.run();
+    h.get_by_label("Train with this plan").click();
+    step_until(&mut h, "training", |app| {
+        app.runs
+            .last()
+            .is_some_and(|r| matches!(r.status, RunStatus::Finished | RunStatus::Failed(_)))
+    });
+    let run = h.state().runs.last().expect("a run");
+    assert_eq!(run.status, RunStatus::Finished);
+    assert_eq!(run.epochs.len(), 4, "one chart point per epoch");
+    assert!(!run.batch_losses.is_empty());
+    h.state_mut().apply(Command::ShowTab(Tab::Results));
+    h.run();
+    h.get_by(|n| n.author_id() == Some("confusion-0-0")).click();
+    h.run();
+    assert_eq!(h.state().selected_cell, Some((0, 0)));
+    h.get_by_label_contains("validation accuracy");
+}
+
+#[test]
+fn the_predict_panel_shows_imagenet_labels_before_training() {
+    let mut h = harness();
+    h.state_mut()
+        .add_images(vec![common::fixture("coffee.png")]);
+    step_until(&mut h, "the prediction", |app| {
+        app.predictions.iter().all(|p| p.result.is_some())
+    });
+    h.run();
+    h.get_by_label("espresso");
+}
