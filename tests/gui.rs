@@ -83,11 +83,32 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
     assert_eq!(run.status, RunStatus::Finished);
     assert_eq!(run.epochs.len(), 4, "one chart point per epoch");
     assert!(!run.batch_losses.is_empty());
+    step_until(&mut h, "the mistakes' thumbnails", |app| {
+        app.trained_report
+            .as_ref()
+            .and_then(|r| r.evaluation.as_ref())
+            .is_some_and(|e| {
+                e.misclassified
+                    .iter()
+                    .take(24)
+                    .all(|m| app.thumbnails.contains_key(&m.path))
+            })
+    });
     h.state_mut().apply(Command::ShowTab(Tab::Results));
-    h.run();
+    h.step();
     h.get_by(|n| n.author_id() == Some("confusion-0-0")).click();
-    h.run();
-    assert_eq!(h.state().selected_cell, Some((0, 0)));
+    // The cell's thumbnails decode in the background (spinners repaint meanwhile).
+    step_until(&mut h, "the cell's thumbnails", |app| {
+        app.selected_cell == Some((0, 0))
+            && app.trained_report.as_ref().is_some_and(|r| {
+                r.evaluation.as_ref().is_some_and(|e| {
+                    e.predictions
+                        .iter()
+                        .filter(|(_, t, p)| *t == 0 && *p == 0)
+                        .all(|(path, _, _)| app.thumbnails.contains_key(path))
+                })
+            })
+    });
     h.get_by_label_contains("validation accuracy");
 }
 

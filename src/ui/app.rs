@@ -156,6 +156,8 @@ pub struct StudioApp {
     pub selected_cell: Option<(usize, usize)>,
     pub errors: Vec<String>,
     pub notices: Vec<String>,
+    /// CPU time of the last frame's layout (eframe's measure), shown in the top bar.
+    pub frame_secs: Option<f32>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
 }
 
@@ -195,6 +197,7 @@ impl StudioApp {
             selected_cell: None,
             errors: Vec::new(),
             notices: Vec::new(),
+            frame_secs: None,
             pending_thumbnails: Vec::new(),
         };
         match Predictor::imagenet(&app.device) {
@@ -604,7 +607,8 @@ impl eframe::App for StudioApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.frame_secs = frame.info().cpu_usage;
         let commands = panels::show(ui, self);
         for command in commands {
             self.apply(command);

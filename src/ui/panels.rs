@@ -2,7 +2,7 @@
 //! disk, decodes images or blocks.
 
 use egui::{Color32, RichText, Sense, Stroke, Vec2};
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
 
 use super::app::{Command, RunStatus, StudioApp, Tab};
 use super::jobs::FolderPurpose;
@@ -14,6 +14,20 @@ pub const FROZEN: Color32 = Color32::from_rgb(96, 125, 160);
 pub const TRAINABLE: Color32 = Color32::from_rgb(230, 140, 40);
 pub const CUT_AWAY: Color32 = Color32::from_rgb(200, 200, 200);
 pub const NEW_HEAD: Color32 = Color32::from_rgb(70, 170, 90);
+
+/// One colour per run, so that overlaid runs stay apart (training solid, validation dashed).
+const RUN_COLOURS: [Color32; 6] = [
+    Color32::from_rgb(66, 133, 244),
+    Color32::from_rgb(230, 140, 40),
+    Color32::from_rgb(70, 170, 90),
+    Color32::from_rgb(200, 70, 160),
+    Color32::from_rgb(150, 110, 60),
+    Color32::from_rgb(120, 120, 220),
+];
+
+fn run_colour(index: usize) -> Color32 {
+    RUN_COLOURS[index % RUN_COLOURS.len()]
+}
 
 /// Tags a widget with a stable id for tests and assistive tools.
 fn tag(ui: &egui::Ui, response: &egui::Response, id: &str) {
@@ -39,6 +53,10 @@ pub fn show(ui: &mut egui::Ui, app: &StudioApp) -> Vec<Command> {
             }
             ui.separator();
             ui.label(RichText::new(crate::runtime::describe_device(&app.device)).weak());
+            if let Some(secs) = app.frame_secs {
+                ui.label(RichText::new(format!("frame {:.1} ms", secs * 1000.0)).weak())
+                    .on_hover_text("CPU time of the last frame's layout");
+            }
         });
     });
     if !app.errors.is_empty() || !app.notices.is_empty() {
@@ -459,13 +477,15 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
             .height(height)
             .x_axis_label("epoch")
             .show(&mut cols[0], |plot| {
-                for run in &app.runs {
+                for (i, run) in app.runs.iter().enumerate() {
+                    let colour = run_colour(i);
                     if !run.batch_losses.is_empty() {
                         plot.line(
                             Line::new(
                                 format!("{} batch", run.label),
                                 PlotPoints::from(run.batch_losses.clone()),
                             )
+                            .color(colour.gamma_multiply(0.35))
                             .width(0.5),
                         );
                     }
@@ -474,19 +494,20 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
                         .iter()
                         .map(|m| [m.epoch as f64, m.train_loss])
                         .collect();
-                    plot.line(Line::new(
-                        format!("{} train", run.label),
-                        PlotPoints::from(train),
-                    ));
+                    plot.line(
+                        Line::new(format!("{} train", run.label), PlotPoints::from(train))
+                            .color(colour),
+                    );
                     let val: Vec<[f64; 2]> = run
                         .epochs
                         .iter()
                         .filter_map(|m| m.val_loss.map(|v| [m.epoch as f64, v]))
                         .collect();
-                    plot.line(Line::new(
-                        format!("{} val", run.label),
-                        PlotPoints::from(val),
-                    ));
+                    plot.line(
+                        Line::new(format!("{} val", run.label), PlotPoints::from(val))
+                            .color(colour)
+                            .style(LineStyle::dashed_loose()),
+                    );
                 }
             });
         cols[1].label("accuracy");
@@ -497,25 +518,27 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
             .include_y(0.0)
             .include_y(1.0)
             .show(&mut cols[1], |plot| {
-                for run in &app.runs {
+                for (i, run) in app.runs.iter().enumerate() {
+                    let colour = run_colour(i);
                     let train: Vec<[f64; 2]> = run
                         .epochs
                         .iter()
                         .map(|m| [m.epoch as f64, m.train_accuracy])
                         .collect();
-                    plot.line(Line::new(
-                        format!("{} train", run.label),
-                        PlotPoints::from(train),
-                    ));
+                    plot.line(
+                        Line::new(format!("{} train", run.label), PlotPoints::from(train))
+                            .color(colour),
+                    );
                     let val: Vec<[f64; 2]> = run
                         .epochs
                         .iter()
                         .filter_map(|m| m.val_accuracy.map(|v| [m.epoch as f64, v]))
                         .collect();
-                    plot.line(Line::new(
-                        format!("{} val", run.label),
-                        PlotPoints::from(val),
-                    ));
+                    plot.line(
+                        Line::new(format!("{} val", run.label), PlotPoints::from(val))
+                            .color(colour)
+                            .style(LineStyle::dashed_loose()),
+                    );
                 }
             });
     });
@@ -538,7 +561,11 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
                         ui.label(r.trainable_parameters.to_string());
                     }
                     None => {
-                        ui.label("…");
+                        ui.label(match &run.status {
+                            RunStatus::Cancelled => "stopped",
+                            RunStatus::Failed(_) => "failed",
+                            _ => "…",
+                        });
                         ui.label("");
                         ui.label("");
                     }
