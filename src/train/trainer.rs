@@ -346,6 +346,29 @@ fn batch_stats(
     ))
 }
 
+/// One optimisation step through the classifier: dropout on `features`, logits, loss,
+/// backward, optimiser step. Returns the batch's loss and correct predictions, or `None` when
+/// the loss is not finite (nothing is updated then).
+fn classifier_step(
+    network: &Network,
+    features: &Tensor,
+    labels: &Tensor,
+    dropout_p: f64,
+    rng: &mut ChaCha8Rng,
+    optim: &mut Optimizers,
+) -> Result<Option<(f64, usize)>, TrainError> {
+    let logits = network
+        .classifier
+        .forward(&dropout(features, dropout_p, rng)?)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+    let (loss_value, hits) = batch_stats(&logits, labels, &loss)?;
+    if !loss_value.is_finite() {
+        return Ok(None);
+    }
+    optim.step(&loss.backward()?)?;
+    Ok(Some((loss_value, hits)))
+}
+
 fn shuffled(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     let mut rng =
@@ -587,19 +610,15 @@ fn train_head(
             )?;
             let x = train.features.index_select(&idx, 0)?;
             let y = train.labels.index_select(&idx, 0)?;
-            let logits = network
-                .classifier
-                .forward(&dropout(&x, plan.dropout, &mut rng)?)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let (loss_value, hits) = batch_stats(&logits, &y, &loss)?;
-            if !loss_value.is_finite() {
+            let Some((loss_value, hits)) =
+                classifier_step(network, &x, &y, plan.dropout, &mut rng, &mut optim)?
+            else {
                 tracker.stop = StopReason::NonFiniteLoss {
                     epoch,
                     batch: b + 1,
                 };
                 return Ok(());
-            }
-            optim.step(&loss.backward()?)?;
+            };
             loss_sum += loss_value * chunk.len() as f64;
             correct += hits;
             let elapsed = phase_start.elapsed().as_secs_f64();
@@ -747,20 +766,21 @@ fn fine_tune(
             }
             let x = frozen.forward_units(&images, 0, first_trainable)?;
             let features = network.forward_train(&x)?;
-            let logits =
-                network
-                    .classifier
-                    .forward(&dropout(&features, plan.dropout, &mut rng)?)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            let (loss_value, hits) = batch_stats(&logits, &labels, &loss)?;
-            if !loss_value.is_finite() {
+            let Some((loss_value, hits)) = classifier_step(
+                network,
+                &features,
+                &labels,
+                plan.dropout,
+                &mut rng,
+                &mut optim,
+            )?
+            else {
                 tracker.stop = StopReason::NonFiniteLoss {
                     epoch,
                     batch: b + 1,
                 };
                 return Ok(());
-            }
-            optim.step(&loss.backward()?)?;
+            };
             let count = labels.dim(0)?;
             loss_sum += loss_value * count as f64;
             correct += hits;

@@ -8,7 +8,7 @@ use super::app::{Command, RunStatus, StudioApp, Tab};
 use super::jobs::FolderPurpose;
 use crate::model::arch::UNIT_COUNT;
 use crate::model::{Init, Unit};
-use crate::train::{Case, TrainCommand, TrainPlan};
+use crate::train::{Case, EpochMetrics, TrainCommand, TrainPlan};
 
 pub const FROZEN: Color32 = Color32::from_rgb(96, 125, 160);
 pub const TRAINABLE: Color32 = Color32::from_rgb(230, 140, 40);
@@ -392,6 +392,34 @@ fn advanced(ui: &mut egui::Ui, plan: &TrainPlan, out: &mut Vec<Command>) {
     });
 }
 
+/// Per run: the training series solid, the validation series dashed, in the run's colour.
+fn epoch_lines(
+    plot: &mut egui_plot::PlotUi<'_>,
+    app: &StudioApp,
+    train_value: impl Fn(&EpochMetrics) -> f64,
+    val_value: impl Fn(&EpochMetrics) -> Option<f64>,
+) {
+    for (i, run) in app.runs.iter().enumerate() {
+        let colour = run_colour(i);
+        let train: Vec<[f64; 2]> = run
+            .epochs
+            .iter()
+            .map(|m| [m.epoch as f64, train_value(m)])
+            .collect();
+        plot.line(Line::new(format!("{} train", run.label), PlotPoints::from(train)).color(colour));
+        let val: Vec<[f64; 2]> = run
+            .epochs
+            .iter()
+            .filter_map(|m| val_value(m).map(|v| [m.epoch as f64, v]))
+            .collect();
+        plot.line(
+            Line::new(format!("{} val", run.label), PlotPoints::from(val))
+                .color(colour)
+                .style(LineStyle::dashed_loose()),
+        );
+    }
+}
+
 fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
     ui.heading("Train");
     ui.label(app.settings.plan.summary());
@@ -478,37 +506,18 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
             .x_axis_label("epoch")
             .show(&mut cols[0], |plot| {
                 for (i, run) in app.runs.iter().enumerate() {
-                    let colour = run_colour(i);
                     if !run.batch_losses.is_empty() {
                         plot.line(
                             Line::new(
                                 format!("{} batch", run.label),
                                 PlotPoints::from(run.batch_losses.clone()),
                             )
-                            .color(colour.gamma_multiply(0.35))
+                            .color(run_colour(i).gamma_multiply(0.35))
                             .width(0.5),
                         );
                     }
-                    let train: Vec<[f64; 2]> = run
-                        .epochs
-                        .iter()
-                        .map(|m| [m.epoch as f64, m.train_loss])
-                        .collect();
-                    plot.line(
-                        Line::new(format!("{} train", run.label), PlotPoints::from(train))
-                            .color(colour),
-                    );
-                    let val: Vec<[f64; 2]> = run
-                        .epochs
-                        .iter()
-                        .filter_map(|m| m.val_loss.map(|v| [m.epoch as f64, v]))
-                        .collect();
-                    plot.line(
-                        Line::new(format!("{} val", run.label), PlotPoints::from(val))
-                            .color(colour)
-                            .style(LineStyle::dashed_loose()),
-                    );
                 }
+                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
             });
         cols[1].label("accuracy");
         Plot::new("accuracy-plot")
@@ -518,28 +527,7 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
             .include_y(0.0)
             .include_y(1.0)
             .show(&mut cols[1], |plot| {
-                for (i, run) in app.runs.iter().enumerate() {
-                    let colour = run_colour(i);
-                    let train: Vec<[f64; 2]> = run
-                        .epochs
-                        .iter()
-                        .map(|m| [m.epoch as f64, m.train_accuracy])
-                        .collect();
-                    plot.line(
-                        Line::new(format!("{} train", run.label), PlotPoints::from(train))
-                            .color(colour),
-                    );
-                    let val: Vec<[f64; 2]> = run
-                        .epochs
-                        .iter()
-                        .filter_map(|m| m.val_accuracy.map(|v| [m.epoch as f64, v]))
-                        .collect();
-                    plot.line(
-                        Line::new(format!("{} val", run.label), PlotPoints::from(val))
-                            .color(colour)
-                            .style(LineStyle::dashed_loose()),
-                    );
-                }
+                epoch_lines(plot, app, |m| m.train_accuracy, |m| m.val_accuracy);
             });
     });
     if !app.runs.is_empty() {
