@@ -22,12 +22,16 @@ pub use train_cmd::TrainArgs;
     version,
     about = "Transfer learning of image classifiers on a bundled EfficientNet-Lite0",
     long_about = "Transfer learning of image classifiers on a bundled EfficientNet-Lite0.\n\
-                  Without a command, opens the window."
+                  Without a command, opens the window.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// Open the window with this training folder loaded (one sub-folder per class).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Files to open in the window: images go to Predict, a folder becomes the training data.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -118,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => bench_command(json, batch_size, image_size, repeats),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
         None => {
-            crate::ui::run_window(cli.data)
+            crate::ui::run_window(cli.data, cli.paths)
                 .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }

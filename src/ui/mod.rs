@@ -19,9 +19,14 @@ fn icon() -> Option<egui::IconData> {
     })
 }
 
-/// Opens the window and runs until it is closed; `data` replaces the remembered training
-/// folder.
-pub fn run_window(data: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
+/// Opens the window and runs until it is closed. `data` (or the first folder in `paths`)
+/// replaces the remembered training folder; image files in `paths` go to Predict.
+pub fn run_window(
+    data: Option<std::path::PathBuf>,
+    paths: Vec<std::path::PathBuf>,
+) -> Result<(), eframe::Error> {
+    let (folders, images): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.is_dir());
+    let data = data.or_else(|| folders.into_iter().next());
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Transfer Studio")
         .with_app_id("transfer-studio")
@@ -45,6 +50,9 @@ pub fn run_window(data: Option<std::path::PathBuf>) -> Result<(), eframe::Error>
                 app.settings.val_dir = None;
                 app.settings.tab = Tab::Data;
                 app.apply(Command::LoadDataset);
+            }
+            if !images.is_empty() {
+                app.add_images(images);
             }
             Ok(Box::new(app))
         }),
