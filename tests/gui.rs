@@ -110,6 +110,52 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
             })
     });
     h.get_by_label_contains("validation accuracy");
+
+    // Save, then open the model in a fresh window: Predict then uses the trained head.
+    let saved = tempfile::tempdir().expect("model dir");
+    let model_dir = saved.path().join("shapes-model");
+    h.state_mut().apply(Command::SaveModelTo(model_dir.clone()));
+    step_until(&mut h, "the save", |app| {
+        app.notices.iter().any(|n| n.starts_with("model saved"))
+    });
+    assert!(model_dir.join("model.json").is_file());
+    assert!(model_dir.join("model.safetensors").is_file());
+    // A folder that holds something else is never overwritten: an error, in words.
+    let occupied = saved.path().join("occupied");
+    std::fs::create_dir_all(&occupied).expect("dir");
+    std::fs::write(occupied.join("notes.txt"), "mine").expect("file");
+    h.state_mut().apply(Command::SaveModelTo(occupied.clone()));
+    step_until(&mut h, "the refusal", |app| !app.errors.is_empty());
+    assert!(h.state().errors[0].contains("not a saved model"));
+    assert_eq!(
+        std::fs::read_to_string(occupied.join("notes.txt")).expect("kept"),
+        "mine"
+    );
+
+    let mut fresh = harness();
+    fresh.state_mut().apply(Command::OpenModelFrom(model_dir));
+    step_until(&mut fresh, "the opened model", |app| app.trained.is_some());
+    let first_class = std::fs::read_dir(data.path())
+        .expect("classes")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .min()
+        .expect("a class");
+    let image = first_class.join("000.png");
+    fresh.state_mut().add_images(vec![image]);
+    step_until(&mut fresh, "the prediction", |app| {
+        app.predictions.iter().all(|p| p.result.is_some())
+    });
+    let classes = &fresh.state().trained.as_ref().expect("model").classes;
+    let top = match &fresh.state().predictions[0].result {
+        Some(Ok(top)) => top.clone(),
+        other => panic!("no prediction: {other:?}"),
+    };
+    assert_eq!(top.len(), classes.len().min(5));
+    assert!(classes.contains(&top[0].label));
+    fresh.state_mut().apply(Command::ShowTab(Tab::Predict));
+    fresh.run();
+    fresh.get_by_label(&top[0].label);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub use arch::{BlockSpec, Unit};
 pub use network::{FoldedNetwork, HeadInit, Init, Network, NetworkSpec};
+pub use saved::MANIFEST_FILE;
 pub use weights::{Weights, imagenet_labels};
 
 #[derive(Debug, thiserror::Error)]

@@ -88,11 +88,20 @@ pub enum Command {
     StartTraining,
     Train(TrainCommand),
     ClearRuns,
+    /// Asks for a folder, then saves there.
     SaveModel,
+    /// Asks for a saved model's folder, then opens it.
     OpenModel,
+    /// Saves the trained model into this folder (in the background).
+    SaveModelTo(PathBuf),
+    /// Opens the saved model in this folder (in the background).
+    OpenModelFrom(PathBuf),
     PickImages,
     ClearImages,
-    ShowCell { truth: usize, predicted: usize },
+    ShowCell {
+        truth: usize,
+        predicted: usize,
+    },
     DismissError(usize),
 }
 
@@ -298,6 +307,15 @@ impl StudioApp {
             }
             Command::SaveModel => self.jobs.pick_model_folder(true),
             Command::OpenModel => self.jobs.pick_model_folder(false),
+            Command::SaveModelTo(dir) => match &self.trained {
+                Some(model) => self.jobs.save_model(
+                    model.clone(),
+                    self.trained_report.as_ref().map(SavedMetrics::from_report),
+                    dir,
+                ),
+                None => self.errors.push("nothing trained to save yet".into()),
+            },
+            Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
             Command::PickImages => self.jobs.pick_images(),
             Command::ClearImages => self.predictions.clear(),
             Command::ShowCell { truth, predicted } => {
@@ -484,19 +502,11 @@ impl StudioApp {
                 self.apply(Command::LoadDataset);
             }
             JobResult::ImagesPicked(paths) => self.add_images(paths),
-            JobResult::ModelFolderPicked { save, path } => {
-                if save {
-                    match (&self.trained, &self.trained_report) {
-                        (Some(model), report) => self.jobs.save_model(
-                            model.clone(),
-                            report.as_ref().map(SavedMetrics::from_report),
-                            path,
-                        ),
-                        (None, _) => self.errors.push("nothing trained to save yet".into()),
-                    }
-                } else {
-                    self.jobs.open_model(path, self.device.clone());
-                }
+            JobResult::ModelFolderPicked { save: true, path } => {
+                self.apply(Command::SaveModelTo(path));
+            }
+            JobResult::ModelFolderPicked { save: false, path } => {
+                self.apply(Command::OpenModelFrom(path));
             }
             JobResult::DatasetLoaded(result) => {
                 self.jobs.loading = None;
@@ -582,8 +592,8 @@ impl eframe::App for StudioApp {
         if !was_training && self.trained.is_some() && !self.predictions.is_empty() {
             self.rerun_predictions();
         }
-        // Files dropped onto the window: a folder becomes the training set, images go to
-        // Predict.
+        // Files dropped onto the window: a saved model's folder opens that model, another
+        // folder becomes the training set, images go to Predict.
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
                 .dropped_files
@@ -592,6 +602,14 @@ impl eframe::App for StudioApp {
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect()
         });
+        let (model_dirs, other): (Vec<PathBuf>, Vec<PathBuf>) = dropped
+            .into_iter()
+            .partition(|p| p.join(crate::model::MANIFEST_FILE).is_file());
+        let dropped = other;
+        if let Some(dir) = model_dirs.into_iter().next() {
+            self.settings.tab = Tab::Predict;
+            self.apply(Command::OpenModelFrom(dir));
+        }
         if let Some(dir) = dropped.iter().find(|p| p.is_dir()) {
             self.settings.train_dir = Some(dir.clone());
             self.settings.tab = Tab::Data;
