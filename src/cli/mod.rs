@@ -80,6 +80,9 @@ pub enum Command {
         /// Timed repetitions per measurement (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Leave out the full fine-tune step (the slowest workload).
+        #[arg(long)]
+        no_fine_tune: bool,
     },
     /// Convert a PyTorch checkpoint (.pth, zip or legacy format) into safetensors.
     ImportWeights {
@@ -119,7 +122,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             batch_size,
             image_size,
             repeats,
-        }) => bench_command(json, batch_size, image_size, repeats),
+            no_fine_tune,
+        }) => bench_command(
+            json,
+            &crate::bench::BenchOptions {
+                batch_size,
+                image_size_px: image_size,
+                repeats,
+                skip_fine_tune: no_fine_tune,
+            },
+        ),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
         None => {
             crate::ui::run_window(cli.data, cli.paths)
@@ -260,28 +272,43 @@ fn evaluate_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_command(
-    json: bool,
-    batch_size: usize,
-    image_size: usize,
-    repeats: usize,
-) -> anyhow::Result<ExitCode> {
-    use crate::bench;
-    let device = runtime::compute_device();
-    let network = crate::model::Network::imagenet(&device)?;
-    let forward = bench::forward_images_per_sec(&network, batch_size, image_size, repeats)?;
-    let report = bench::BenchReport {
-        image_size_px: image_size,
-        batch_size,
-        threads: rayon::current_num_threads(),
-        forward_images_per_sec: forward,
-        peak_rss_bytes: bench::peak_rss_bytes(),
-    };
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("forward ({image_size} px, batch {batch_size}): {forward:.1} images/s");
-        println!("peak RSS: {:.2} GB", report.peak_rss_bytes as f64 / 1e9);
+fn bench_command(json: bool, options: &crate::bench::BenchOptions) -> anyhow::Result<ExitCode> {
+    if options.batch_size == 0 || options.image_size_px < 32 {
+        anyhow::bail!("--batch-size must be at least 1 and --image-size at least 32");
     }
+    let device = runtime::compute_device();
+    let r = crate::bench::run(options, &device)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    let (px, batch) = (r.image_size_px, r.batch_size);
+    println!("{} threads, {}", r.threads, r.device);
+    println!(
+        "forward ({px} px, batch {batch}):            {:8.1} images/s",
+        r.forward_images_per_sec
+    );
+    if let Some(rate) = r.fine_tune_images_per_sec {
+        println!("full fine-tune step ({px} px, batch {batch}): {rate:8.1} images/s");
+    }
+    println!(
+        "head-only epoch ({} cached features):   {:8.2} ms",
+        r.head_epoch_features, r.head_epoch_ms
+    );
+    println!(
+        "feature caching ({px} px):              {:8.1} images/s",
+        r.feature_caching_images_per_sec
+    );
+    if let Some(peak) = r.fine_tune_peak_rss_bytes {
+        println!(
+            "peak RSS during the fine-tune step:      {:8.2} GB",
+            gb(peak)
+        );
+    }
+    println!(
+        "peak RSS of the whole benchmark:        {:8.2} GB",
+        gb(r.peak_rss_bytes)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,15 @@ impl Sample {
         Ok(Arc::new(shrink(img, short_side_px)))
     }
 
+    /// A sample whose pixels are already in memory (benchmarks, generated demos).
+    pub fn in_memory(path: PathBuf, label: usize, image: RgbImage) -> Self {
+        Self {
+            path,
+            label,
+            cached: Some(Arc::new(image)),
+        }
+    }
+
     pub fn is_cached(&self) -> bool {
         self.cached.is_some()
     }

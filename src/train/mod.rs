@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod features;
+pub mod head;
 pub mod metrics;
 pub mod plan;
 mod trainer;
@@ -17,7 +18,7 @@ use serde::Serialize;
 
 pub use metrics::{ClassMetrics, Evaluation, Misclassified};
 pub use plan::{Case, PlanError, TrainPlan};
-pub use trainer::{evaluate_dataset, network_features};
+pub use trainer::{evaluate_dataset, network_features, time_fine_tune_steps, time_head_epochs};
 
 use crate::data::dataset::{ClassCount, Dataset, SkippedFile};
 use crate::model::saved::TrainedModel;

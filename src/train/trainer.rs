@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::augment::{at_least, eval_crop, sample_rng, train_crop};
 use super::features::{FeatureSet, eval_crops, extract_features as extract};
+use super::head::{AdamWConfig, LinearHead};
 use super::metrics::Evaluation;
 use super::{
     BATCH_EVENT_INTERVAL_SECS, Case, DataSource, EpochMetrics, Phase, StopReason, TrainCommand,
@@ -291,8 +292,7 @@ impl Optimizers {
 
     /// Cosine decay from the base rate to zero over `total` steps.
     fn set_progress(&mut self, step: usize, total: usize) {
-        let t = step as f64 / total.max(1) as f64;
-        let factor = 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+        let factor = cosine_factor(step, total);
         for (opt, base) in &mut self.groups {
             opt.set_learning_rate(*base * factor);
         }
@@ -312,23 +312,40 @@ impl Optimizers {
     }
 }
 
-/// Inverted dropout with a seeded mask (candle's own dropout is not seedable).
-fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+/// An inverted-dropout mask (`0` or `1/(1-p)` per element), seeded, or `None` for `p <= 0`.
+/// It comes from one bulk fill of random words by a fast generator seeded from `rng`
+/// (per-element `random_bool` on ChaCha was half of a head-only epoch).
+fn dropout_mask(len: usize, p: f64, rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
     if p <= 0.0 {
-        return Ok(x.clone());
+        return None;
     }
     let keep = 1.0 - p;
     let scale = (1.0 / keep) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rand::Rng::random_bool(rng, keep) {
-                scale
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    // P(word < threshold) = keep, for words uniform over 0..2^32.
+    let threshold = (keep * 4_294_967_296.0) as u64;
+    let mut words = vec![0u32; len];
+    let mut fast = rand::rngs::SmallRng::seed_from_u64(rand::RngCore::next_u64(rng));
+    rand::Rng::fill(&mut fast, &mut words[..]);
+    Some(
+        words
+            .iter()
+            .map(|&w| if u64::from(w) < threshold { scale } else { 0.0 })
+            .collect(),
+    )
+}
+
+/// Inverted dropout with a seeded mask (candle's own dropout is not seedable).
+fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    match dropout_mask(x.elem_count(), p, rng) {
+        None => Ok(x.clone()),
+        Some(mask) => x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?),
+    }
+}
+
+/// Cosine decay factor from 1 to 0 over `total` steps.
+fn cosine_factor(step: usize, total: usize) -> f64 {
+    let t = step as f64 / total.max(1) as f64;
+    0.5 * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
 /// Loss value and number of correct predictions of a batch.
@@ -588,7 +605,11 @@ fn train_head(
     ctx: &mut Ctx,
     tracker: &mut Tracker,
 ) -> Result<(), TrainError> {
-    let mut optim = Optimizers::new(network, plan.head_lr, 0.0, plan.weight_decay, false)?;
+    let mut head = LinearHead::from_classifier(
+        &network.classifier,
+        AdamWConfig::new(plan.head_lr, plan.weight_decay),
+    )?;
+    let host = HostFeatures::new(train)?;
     let batches = train.len().div_ceil(plan.batch_size);
     let total_steps = epochs * batches;
     let phase_start = Instant::now();
@@ -601,18 +622,11 @@ fn train_head(
         let mut rng = sample_rng(plan.seed, epoch, usize::MAX);
         let (mut loss_sum, mut correct) = (0.0, 0);
         for (b, chunk) in order.chunks(plan.batch_size).enumerate() {
-            optim.set_progress(step, total_steps);
+            head.set_learning_rate(plan.head_lr * cosine_factor(step, total_steps));
             step += 1;
-            let idx = Tensor::from_vec(
-                chunk.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
-                chunk.len(),
-                train.features.device(),
-            )?;
-            let x = train.features.index_select(&idx, 0)?;
-            let y = train.labels.index_select(&idx, 0)?;
-            let Some((loss_value, hits)) =
-                classifier_step(network, &x, &y, plan.dropout, &mut rng, &mut optim)?
-            else {
+            let (x, y) = host.batch(chunk, plan.dropout, &mut rng);
+            let Some((loss_value, hits)) = head.step(&x, &y) else {
+                head.write_to(&network.classifier, network.device())?;
                 tracker.stop = StopReason::NonFiniteLoss {
                     epoch,
                     batch: b + 1,
@@ -636,6 +650,7 @@ fn train_head(
                 b + 1 == batches,
             )?;
         }
+        head.write_to(&network.classifier, network.device())?;
         let (val_loss, val_accuracy) = if val.is_empty() {
             (None, None)
         } else {
@@ -644,7 +659,7 @@ fn train_head(
             let (l, hits) = batch_stats(&logits, &val.labels, &loss)?;
             (Some(l), Some(hits as f64 / val.len() as f64))
         };
-        let (head_lr, _) = optim.rates();
+        let head_lr = head.learning_rate();
         let metrics = EpochMetrics {
             phase: Phase::HeadOnly,
             epoch,
@@ -932,4 +947,110 @@ pub fn network_features(
         |_, _| Ok(()),
     )?;
     Ok(set)
+}
+
+/// Times `steps` full fine-tuning steps (every unit in train mode, classifier with dropout,
+/// cross-entropy, backward, AdamW on all groups) exactly as [`fine_tune`] runs them, after
+/// one untimed warm-up step. Returns the seconds of each timed step.
+pub fn time_fine_tune_steps(
+    network: &Network,
+    plan: &TrainPlan,
+    images: &Tensor,
+    labels: &Tensor,
+    steps: usize,
+) -> Result<Vec<f64>, ModelError> {
+    let mut optim = Optimizers::new(
+        network,
+        plan.head_lr,
+        plan.head_lr * plan.backbone_lr_mult,
+        plan.weight_decay,
+        true,
+    )
+    .map_err(|e| ModelError::Init(e.to_string()))?;
+    let first_trainable = network.spec.first_trainable_unit();
+    let frozen = network.folded_units(first_trainable)?;
+    let mut rng = sample_rng(plan.seed, 0, 0);
+    let mut secs = Vec::with_capacity(steps);
+    for i in 0..=steps {
+        let start = Instant::now();
+        let x = frozen.forward_units(images, 0, first_trainable)?;
+        let features = network.forward_train(&x)?;
+        classifier_step(
+            network,
+            &features,
+            labels,
+            plan.dropout,
+            &mut rng,
+            &mut optim,
+        )
+        .map_err(|e| ModelError::Init(e.to_string()))?;
+        if i > 0 {
+            secs.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(secs)
+}
+
+/// Times `epochs` head-only epochs over cached features (batches of `plan.batch_size`,
+/// shuffled, dropout, AdamW) exactly as [`train_head`] runs them, after one untimed warm-up
+/// epoch. Returns the seconds of each timed epoch.
+pub fn time_head_epochs(
+    network: &Network,
+    plan: &TrainPlan,
+    train: &FeatureSet,
+    epochs: usize,
+) -> Result<Vec<f64>, ModelError> {
+    let mut head = LinearHead::from_classifier(
+        &network.classifier,
+        AdamWConfig::new(plan.head_lr, plan.weight_decay),
+    )?;
+    let host = HostFeatures::new(train)?;
+    let total_steps = (epochs + 1) * train.len().div_ceil(plan.batch_size);
+    let mut step = 0;
+    let mut secs = Vec::with_capacity(epochs);
+    for epoch in 0..=epochs {
+        let start = Instant::now();
+        let order = shuffled(train.len(), plan.seed, epoch);
+        let mut rng = sample_rng(plan.seed, epoch, usize::MAX);
+        for chunk in order.chunks(plan.batch_size) {
+            head.set_learning_rate(plan.head_lr * cosine_factor(step, total_steps));
+            step += 1;
+            let (x, y) = host.batch(chunk, plan.dropout, &mut rng);
+            head.step(&x, &y);
+        }
+        head.write_to(&network.classifier, network.device())?;
+        if epoch > 0 {
+            secs.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(secs)
+}
+
+/// Cached features copied to the host once, for the fused head.
+struct HostFeatures {
+    values: Vec<f32>,
+    labels: Vec<usize>,
+    dim: usize,
+}
+
+impl HostFeatures {
+    fn new(set: &FeatureSet) -> candle_core::Result<Self> {
+        Ok(Self {
+            values: set.features.flatten_all()?.to_vec1()?,
+            labels: set.label_values.clone(),
+            dim: set.dim(),
+        })
+    }
+
+    /// The rows `chunk` (through dropout) and their labels.
+    fn batch(&self, chunk: &[usize], p: f64, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<usize>) {
+        let mut x = Vec::with_capacity(chunk.len() * self.dim);
+        for &i in chunk {
+            x.extend_from_slice(&self.values[i * self.dim..(i + 1) * self.dim]);
+        }
+        if let Some(mask) = dropout_mask(x.len(), p, rng) {
+            x.iter_mut().zip(mask).for_each(|(v, m)| *v *= m);
+        }
+        (x, chunk.iter().map(|&i| self.labels[i]).collect())
+    }
 }
