@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod fsutil;
+pub mod guide;
 pub mod model;
 pub mod ops;
 pub mod predict;

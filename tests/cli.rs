@@ -166,3 +166,74 @@ fn train_refuses_bad_arguments_in_words() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_json_has_every_workload() {
+    let output = binary()
+        .args([
+            "bench",
+            "--json",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--repeats",
+            "1",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one object");
+    for key in [
+        "forward_images_per_sec",
+        "fine_tune_images_per_sec",
+        "head_epoch_ms",
+        "feature_caching_images_per_sec",
+        "peak_rss_bytes",
+    ] {
+        assert!(
+            json[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {}",
+            json[key]
+        );
+    }
+}
+
+#[test]
+fn recommend_and_probe_print_json() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 6, 40, 2);
+    let output = binary()
+        .args(["recommend", "--json", "--max-images", "8", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one object");
+    assert_eq!(json["images_per_class"], 5);
+    assert_eq!(json["size"], "small");
+    assert!(json["similarity_score"].as_f64().is_some());
+    assert!(json["similarity"] == "similar" || json["similarity"] == "different");
+    assert!(
+        json["case"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("small-"))
+    );
+
+    let output = binary()
+        .args(["probe", "--json", "--epochs", "5", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("array");
+    assert_eq!(json.as_array().map(Vec::len), Some(7));
+}

@@ -70,7 +70,9 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
         };
         app.apply(Command::LoadDataset);
     }
-    step_until(&mut h, "the dataset", |app| app.dataset.is_some());
+    step_until(&mut h, "the dataset and its measurement", |app| {
+        app.dataset.is_some() && !app.recommending
+    });
     h.state_mut().apply(Command::ShowTab(Tab::Guide));
     h.run();
     h.get_by_label("Train with this plan").click();
@@ -168,4 +170,63 @@ fn the_predict_panel_shows_imagenet_labels_before_training() {
     });
     h.run();
     h.get_by_label("espresso");
+}
+
+#[test]
+fn the_grid_marks_the_measured_case_and_compare_runs_the_presets_in_turn() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 8, 40, 4);
+    let mut h = harness();
+    {
+        let app = h.state_mut();
+        app.settings.train_dir = Some(data.path().to_owned());
+        app.apply(Command::LoadDataset);
+    }
+    step_until(&mut h, "the measurement", |app| {
+        app.shown_recommendation.is_some()
+    });
+    let case = h
+        .state()
+        .shown_recommendation
+        .as_ref()
+        .map(|r| r.case())
+        .expect("case");
+    // Flat generated shapes are far from ImageNet photos, and 8 per class is small.
+    assert_eq!(case, Case::SmallDifferent);
+    h.state_mut().apply(Command::ShowTab(Tab::Guide));
+    h.run();
+    h.get_by_label_contains("Your data: Start of ConvNet");
+    // The size slider moves the dot along the size axis once the threshold is lowered.
+    h.state_mut().apply(Command::SetThresholds(
+        transfer_studio::guide::recommend::Thresholds {
+            large_images_per_class: 3,
+            similar_min_score: 0.45,
+        },
+    ));
+    assert_eq!(
+        h.state().shown_recommendation.as_ref().map(|r| r.case()),
+        Some(Case::LargeDifferent)
+    );
+    h.state_mut().apply(Command::SetUsePercent(20));
+    assert_eq!(
+        h.state().shown_recommendation.as_ref().map(|r| r.case()),
+        Some(Case::SmallDifferent)
+    );
+    h.state_mut().apply(Command::SetUsePercent(100));
+
+    h.get_by_label("Compare all four").click();
+    h.step();
+    assert_eq!(h.state().runs.len(), 1);
+    assert_eq!(h.state().compare_queue.len(), 3);
+    step_until(&mut h, "the second preset", |app| app.runs.len() == 2);
+    assert_eq!(h.state().runs[0].status, RunStatus::Finished);
+    assert!(h.state().runs[0].label.starts_with("End of ConvNet"));
+    assert!(h.state().runs[1].label.starts_with("Start of ConvNet"));
+    // Stopping ends the comparison: the running preset stops and nothing else starts.
+    h.state_mut()
+        .apply(Command::Train(transfer_studio::train::TrainCommand::Stop));
+    step_until(&mut h, "the stop", |app| !app.is_training());
+    assert!(h.state().compare_queue.is_empty());
+    let last = h.state().runs.last().expect("run");
+    assert_eq!(last.status, RunStatus::Cancelled);
 }

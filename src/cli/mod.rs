@@ -1,5 +1,6 @@
 //! The command line: argument parsing and the commands' terminal output (`anyhow` at this edge).
 
+mod guide_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -84,6 +85,46 @@ pub enum Command {
         #[arg(long)]
         no_fine_tune: bool,
     },
+    /// Place a dataset on the guide's grid: size, similarity to ImageNet, suggested case.
+    Recommend {
+        #[arg(long)]
+        data: PathBuf,
+        /// Images per class from which a dataset counts as large.
+        #[arg(long, default_value_t = 200)]
+        large_from: usize,
+        /// Similarity score (0-1) from which a dataset counts as similar.
+        #[arg(long, default_value_t = 0.45)]
+        similar_from: f64,
+        /// Images measured (spread over the classes).
+        #[arg(long, default_value_t = 192)]
+        max_images: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the four presets on the same data and compare them.
+    Compare {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// Directory for the four models and compare.json.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Linear-probe accuracy at several depths of the pretrained network.
+    Probe {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// Training epochs of each linear probe.
+        #[arg(long, default_value_t = 60)]
+        epochs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert a PyTorch checkpoint (.pth, zip or legacy format) into safetensors.
     ImportWeights {
         input: PathBuf,
@@ -132,6 +173,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 skip_fine_tune: no_fine_tune,
             },
         ),
+        Some(Command::Recommend {
+            data,
+            large_from,
+            similar_from,
+            max_images,
+            json,
+        }) => guide_cmd::recommend_command(
+            &data,
+            crate::guide::recommend::Thresholds {
+                large_images_per_class: large_from,
+                similar_min_score: similar_from,
+            },
+            max_images,
+            json,
+        ),
+        Some(Command::Compare {
+            data,
+            val,
+            out,
+            json,
+        }) => guide_cmd::compare_command(&data, val, &out, json),
+        Some(Command::Probe {
+            data,
+            val,
+            epochs,
+            json,
+        }) => guide_cmd::probe_command(&data, val, epochs, json),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
         None => {
             crate::ui::run_window(cli.data, cli.paths)

@@ -2,5 +2,6 @@
 
 pub mod dataset;
 pub mod decode;
+pub mod demo;
 pub mod preprocess;
 pub mod resize;

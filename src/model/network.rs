@@ -6,7 +6,7 @@
 //! * [`FoldedNetwork`]: inference, BatchNorm folded into the convolutions, no gradients;
 //! * [`Network::forward_train`]: training, batch statistics and gradients for trainable units.
 
-use candle_core::{DType, Device, Module, Result as CandleResult, Tensor, Var};
+use candle_core::{D, DType, Device, Module, Result as CandleResult, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -789,6 +789,41 @@ impl FoldedNetwork {
         }
         Ok(out)
     }
+
+    /// Per-channel sums of the outputs and of their squares after each unit in `units`
+    /// (indices, ascending), over batch and positions, with the number of positions summed:
+    /// the similarity score's raw statistics.
+    pub fn channel_sums_at_units(
+        &self,
+        images: &Tensor,
+        units: &[usize],
+    ) -> CandleResult<Vec<ChannelSums>> {
+        let last = units.iter().copied().max().unwrap_or(0);
+        let mut h = images.detach();
+        let mut out = Vec::with_capacity(units.len());
+        for (index, unit) in self.units.iter().enumerate().take(last + 1) {
+            h = unit.forward(&h)?;
+            if units.contains(&index) {
+                let c = h.dim(D::Minus1)?;
+                let flat = h.reshape(((), c))?;
+                out.push(ChannelSums {
+                    sum: flat.sum(0)?.to_vec1()?,
+                    sum_sq: flat.sqr()?.sum(0)?.to_vec1()?,
+                    count: flat.dim(0)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Per-channel sums over all positions of a batch (see
+/// [`FoldedNetwork::channel_sums_at_units`]).
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSums {
+    pub sum: Vec<f32>,
+    pub sum_sq: Vec<f32>,
+    pub count: usize,
 }
 
 /// Softmax over the last axis in f32.

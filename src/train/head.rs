@@ -105,6 +105,40 @@ impl LinearHead {
         })
     }
 
+    /// A fresh zero-initialised head (the loss is convex: the start does not matter).
+    pub fn zeros(classes: usize, dim: usize, config: AdamWConfig) -> Self {
+        Self {
+            classes,
+            dim,
+            weight: vec![0.0; classes * dim],
+            bias: vec![0.0; classes],
+            config,
+            weight_moments: Moments::new(classes * dim),
+            bias_moments: Moments::new(classes),
+            steps: 0,
+            grad_weight: vec![0.0; classes * dim],
+        }
+    }
+
+    /// Fraction of rows whose arg-max logit is the label.
+    pub fn accuracy(&self, x: &[f32], labels: &[usize]) -> f64 {
+        let logits = self.logits(x);
+        let hits = logits
+            .chunks_exact(self.classes.max(1))
+            .zip(labels)
+            .filter(|(row, label)| {
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                        if v > bv { (i, v) } else { (bi, bv) }
+                    })
+                    .0
+                    == **label
+            })
+            .count();
+        hits as f64 / labels.len().max(1) as f64
+    }
+
     pub fn set_learning_rate(&mut self, lr: f64) {
         self.config.lr = lr;
     }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::jobs::{FolderPurpose, JobResult, Jobs};
 use super::panels;
 use crate::data::dataset::{Dataset, LoadOptions};
+use crate::guide::probe::ProbePoint;
+use crate::guide::recommend::{RecommendOptions, Recommendation, Thresholds};
 use crate::model::Unit;
 use crate::model::saved::{SavedMetrics, TrainedModel};
 use crate::predict::{ClassProb, Predictor};
@@ -60,6 +62,8 @@ pub struct Settings {
     /// Share of the training images used (the size axis, for demonstrations), in percent.
     pub use_percent: u32,
     pub tab: Tab,
+    /// The grid's size and similarity thresholds.
+    pub thresholds: Thresholds,
 }
 
 impl Default for Settings {
@@ -70,6 +74,7 @@ impl Default for Settings {
             plan: Case::SmallSimilar.plan(),
             use_percent: 100,
             tab: Tab::Guide,
+            thresholds: Thresholds::default(),
         }
     }
 }
@@ -103,6 +108,14 @@ pub enum Command {
         predicted: usize,
     },
     DismissError(usize),
+    /// Trains the four presets one after the other on the current data.
+    CompareAll,
+    SetThresholds(Thresholds),
+    /// Measures the dataset's place on the grid again.
+    Recommend,
+    RunProbe,
+    /// Writes out a bundled demo pack (once) and loads it as the training folder.
+    OpenDemo(crate::data::demo::DemoPack),
 }
 
 /// A training run shown in the charts.
@@ -168,6 +181,15 @@ pub struct StudioApp {
     /// CPU time of the last frame's layout (eframe's measure), shown in the top bar.
     pub frame_secs: Option<f32>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
+    /// Presets still to train in a compare-all-four.
+    pub compare_queue: std::collections::VecDeque<Case>,
+    /// The measurement on the loaded dataset (`Err`: why it failed).
+    pub recommendation: Option<Result<Recommendation, String>>,
+    /// The measurement classified for the data training would use (size slider, thresholds).
+    pub shown_recommendation: Option<Recommendation>,
+    pub recommending: bool,
+    pub probe: Option<Result<Vec<ProbePoint>, String>>,
+    pub probing: bool,
 }
 
 impl std::fmt::Debug for StudioApp {
@@ -208,6 +230,12 @@ impl StudioApp {
             notices: Vec::new(),
             frame_secs: None,
             pending_thumbnails: Vec::new(),
+            compare_queue: std::collections::VecDeque::new(),
+            recommendation: None,
+            shown_recommendation: None,
+            recommending: false,
+            probe: None,
+            probing: false,
         };
         match Predictor::imagenet(&app.device) {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
@@ -278,7 +306,43 @@ impl StudioApp {
                     self.jobs.load_dataset(root, options, 6);
                 }
             }
-            Command::SetUsePercent(p) => self.settings.use_percent = p.clamp(1, 100),
+            Command::SetUsePercent(p) => {
+                self.settings.use_percent = p.clamp(1, 100);
+                self.refresh_recommendation();
+            }
+            Command::SetThresholds(t) => {
+                self.settings.thresholds = t;
+                self.refresh_recommendation();
+            }
+            Command::Recommend => {
+                if let Some(d) = &self.dataset {
+                    self.recommending = true;
+                    let options = RecommendOptions {
+                        thresholds: self.settings.thresholds,
+                        ..RecommendOptions::default()
+                    };
+                    self.jobs.recommend(d.clone(), options, self.device.clone());
+                }
+            }
+            Command::RunProbe => {
+                if let Some(d) = &self.dataset
+                    && !self.probing
+                {
+                    self.probing = true;
+                    self.probe = None;
+                    self.jobs.probe(d.clone(), self.device.clone());
+                }
+            }
+            Command::OpenDemo(pack) => {
+                self.settings.val_dir = None;
+                self.jobs.open_demo(pack);
+            }
+            Command::CompareAll => {
+                if !self.is_training() && self.dataset.is_some() {
+                    self.compare_queue = Case::ALL.into_iter().collect();
+                    self.start_next_compared();
+                }
+            }
             Command::SelectCase(case) => {
                 let seed = self.settings.plan.seed;
                 self.settings.plan = TrainPlan {
@@ -345,6 +409,28 @@ impl StudioApp {
         }
     }
 
+    /// Starts the next preset of a compare-all-four, if any.
+    fn start_next_compared(&mut self) {
+        if let Some(case) = self.compare_queue.pop_front() {
+            self.apply(Command::SelectCase(case));
+            self.start_training();
+            if !self.is_training() {
+                self.compare_queue.clear();
+            }
+        }
+    }
+
+    /// Classifies the measurement for the data training would use.
+    fn refresh_recommendation(&mut self) {
+        self.shown_recommendation = match (&self.recommendation, self.training_dataset()) {
+            (Some(Ok(r)), Some(d)) => Some(r.reclassified(
+                crate::guide::recommend::images_per_class(&d),
+                self.settings.thresholds,
+            )),
+            _ => None,
+        };
+    }
+
     fn start_training(&mut self) {
         if self.is_training() {
             return;
@@ -409,6 +495,7 @@ impl StudioApp {
         }
         if ended && let Some(handle) = self.trainer.take() {
             handle.join();
+            self.start_next_compared();
         }
     }
 
@@ -469,10 +556,14 @@ impl StudioApp {
                 self.queue_mistake_thumbnails();
             }
             TrainEvent::Failed { error } => {
+                self.compare_queue.clear();
                 run.status = RunStatus::Failed(error.clone());
                 self.errors.push(format!("training failed: {error}"));
             }
-            TrainEvent::Cancelled => run.status = RunStatus::Cancelled,
+            TrainEvent::Cancelled => {
+                self.compare_queue.clear();
+                run.status = RunStatus::Cancelled;
+            }
         }
     }
 
@@ -514,6 +605,10 @@ impl StudioApp {
                     Ok(d) => {
                         self.dataset = Some(d);
                         self.data_error = None;
+                        self.recommendation = None;
+                        self.shown_recommendation = None;
+                        self.probe = None;
+                        self.apply(Command::Recommend);
                     }
                     Err(e) => self.data_error = Some(e),
                 }
@@ -546,6 +641,21 @@ impl StudioApp {
                 self.rerun_predictions();
             }
             JobResult::ModelOpened(Err(e)) => self.errors.push(format!("cannot open: {e}")),
+            JobResult::Recommended(result) => {
+                self.recommending = false;
+                if let Err(e) = &result {
+                    self.errors.push(format!("cannot measure the dataset: {e}"));
+                }
+                self.recommendation = Some(result);
+                self.refresh_recommendation();
+            }
+            JobResult::Probed(result) => {
+                self.probing = false;
+                if let Err(e) = &result {
+                    self.errors.push(format!("depth probe failed: {e}"));
+                }
+                self.probe = Some(result);
+            }
         }
     }
 

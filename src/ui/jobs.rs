@@ -10,6 +10,8 @@ use image::RgbImage;
 
 use crate::data::dataset::{Dataset, LoadOptions, LoadProgress, load_dataset};
 use crate::data::decode::decode_rgb;
+use crate::guide::probe::{ProbeOptions, ProbePoint, depth_probe};
+use crate::guide::recommend::{RecommendOptions, Recommendation, recommend};
 use crate::model::saved::{SavedMetrics, TrainedModel};
 use crate::predict::{ClassProb, Predictor};
 use crate::train::Waker;
@@ -37,6 +39,8 @@ pub enum JobResult {
     },
     ModelSaved(Result<PathBuf, String>),
     ModelOpened(Result<Box<TrainedModel>, String>),
+    Recommended(Result<Recommendation, String>),
+    Probed(Result<Vec<ProbePoint>, String>),
 }
 
 /// What a picked folder is for.
@@ -215,6 +219,48 @@ impl Jobs {
                 .map(|(m, _)| Box::new(m))
                 .map_err(|e| e.to_string());
             Self::send(tx, JobResult::ModelOpened(result));
+        });
+    }
+
+    /// Measures where the dataset sits on the grid (a forward pass over a few hundred images).
+    pub fn recommend(&self, dataset: Arc<Dataset>, options: RecommendOptions, device: Device) {
+        self.spawn("recommender", move |tx| {
+            let result =
+                recommend(&dataset, &options, &device, |_, _| {}).map_err(|e| e.to_string());
+            Self::send(tx, JobResult::Recommended(result));
+        });
+    }
+
+    /// Writes a demo pack out (disk I/O, so here) and hands its folder back as the training
+    /// folder.
+    pub fn open_demo(&self, pack: crate::data::demo::DemoPack) {
+        self.spawn("demo-pack", move |tx| {
+            let root = crate::data::demo::default_demo_root();
+            match crate::data::demo::materialize(pack, &root) {
+                Ok(path) => Self::send(
+                    tx,
+                    JobResult::FolderPicked {
+                        purpose: FolderPurpose::Train,
+                        path,
+                    },
+                ),
+                Err(e) => Self::send(
+                    tx,
+                    JobResult::DatasetLoaded(Err(format!(
+                        "cannot write the demo pack under {}: {e}",
+                        root.display()
+                    ))),
+                ),
+            }
+        });
+    }
+
+    /// Linear probes at several depths.
+    pub fn probe(&self, dataset: Arc<Dataset>, device: Device) {
+        self.spawn("depth-probe", move |tx| {
+            let result = depth_probe(&dataset, &ProbeOptions::default(), &device, |_, _| {})
+                .map_err(|e| e.to_string());
+            Self::send(tx, JobResult::Probed(result));
         });
     }
 }

@@ -1,0 +1,167 @@
+//! `recommend`, `compare` and `probe`: the guide's measurements on the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::data::dataset::{Dataset, LoadOptions, LoadProgress, load_dataset};
+use crate::guide::compare::{CompareRow, compare_all};
+use crate::guide::probe::{ProbeOptions, depth_probe};
+use crate::guide::recommend::{RecommendOptions, Thresholds, recommend};
+use crate::runtime;
+use crate::train::TrainEvent;
+
+fn load(data: &Path, val: Option<PathBuf>) -> anyhow::Result<Dataset> {
+    let options = LoadOptions {
+        val_dir: val,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(data, &options, &LoadProgress::default())
+        .with_context(|| format!("loading {}", data.display()))?;
+    for s in &dataset.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    Ok(dataset)
+}
+
+pub fn recommend_command(
+    data: &Path,
+    thresholds: Thresholds,
+    max_images: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dataset = load(data, None)?;
+    let options = RecommendOptions {
+        thresholds,
+        max_images: max_images.max(1),
+        ..RecommendOptions::default()
+    };
+    let r = recommend(&dataset, &options, &runtime::compute_device(), |_, _| {})?;
+    if json {
+        let doc = serde_json::json!({
+            "images_per_class": r.images_per_class,
+            "size": r.size,
+            "similarity_score": r.similarity_score,
+            "similarity": r.similarity,
+            "divergence": r.divergence,
+            "case": r.case,
+            "thresholds": r.thresholds,
+            "images_measured": r.images_measured,
+            "layers": r.layers,
+            "explanation": r.explanation,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        println!(
+            "{} images per class → {:?} (large from {})",
+            r.images_per_class, r.size, thresholds.large_images_per_class
+        );
+        println!(
+            "similarity score {:.3} (divergence {:.3}) → {:?} (similar from {:.2}; {} images measured)",
+            r.similarity_score,
+            r.divergence,
+            r.similarity,
+            thresholds.similar_min_score,
+            r.images_measured
+        );
+        for l in &r.layers {
+            println!("  block {:2}: divergence {:.3}", l.block, l.divergence);
+        }
+        println!("case: {}\n{}", r.case, r.explanation);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compare_command(
+    data: &Path,
+    val: Option<PathBuf>,
+    out: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dataset = Arc::new(load(data, val)?);
+    let device = runtime::compute_device();
+    let rows = compare_all(
+        dataset,
+        &device,
+        Some(out),
+        |p| p,
+        |case, event| match event {
+            TrainEvent::Epoch(m) if json => {
+                let line =
+                    serde_json::json!({"case": case.to_string(), "event": "epoch", "metrics": m});
+                println!("{line}");
+            }
+            TrainEvent::Epoch(m) => eprintln!(
+                "{case}: epoch {} val accuracy {}",
+                m.epoch,
+                m.val_accuracy
+                    .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0))
+            ),
+            TrainEvent::Started { .. } if !json => eprintln!("{case}: training {}", case.title()),
+            _ => {}
+        },
+    )?;
+    let table_path = out.join("compare.json");
+    crate::fsutil::write_atomic(&table_path, &serde_json::to_vec_pretty(&rows)?)
+        .with_context(|| format!("writing {}", table_path.display()))?;
+    if json {
+        println!("{}", serde_json::json!({"event": "compared", "rows": rows}));
+    } else {
+        print_table(&rows);
+        println!("models and compare.json in {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(rows: &[CompareRow]) {
+    println!(
+        "{:16} {:22} {:>9} {:>9} {:>12}",
+        "case", "", "val acc", "time", "trainable"
+    );
+    for r in rows {
+        println!(
+            "{:16} {:22} {:>9} {:>8.1}s {:>12}",
+            r.case,
+            r.title,
+            r.val_accuracy
+                .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0)),
+            r.train_secs,
+            r.trainable_parameters
+        );
+    }
+}
+
+pub fn probe_command(
+    data: &Path,
+    val: Option<PathBuf>,
+    epochs: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dataset = load(data, val)?;
+    let options = ProbeOptions {
+        epochs: epochs.max(1),
+        ..ProbeOptions::default()
+    };
+    let points = depth_probe(&dataset, &options, &runtime::compute_device(), |_, _| {})?;
+    if json {
+        println!("{}", serde_json::to_string(&points)?);
+    } else {
+        println!(
+            "{:8} {:>8} {:>10} {:>10}",
+            "cut", "features", "train", "val"
+        );
+        for p in &points {
+            println!(
+                "{:8} {:>8} {:>9.1}% {:>10}",
+                p.unit,
+                p.features,
+                p.train_accuracy * 100.0,
+                p.val_accuracy
+                    .map_or_else(|| "-".into(), |a| format!("{:.1}%", a * 100.0))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

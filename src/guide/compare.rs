@@ -1,0 +1,113 @@
+//! Compare all four: the four presets trained one after the other on the same data (the
+//! frozen ones on features computed once per run), each saved, with a table of validation
+//! accuracy, training time and trainable parameters.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use crate::data::dataset::Dataset;
+use crate::model::saved::SavedMetrics;
+use crate::train::{
+    Case, DataSource, TrainEvent, TrainJob, TrainOutcome, TrainPlan, spawn_training,
+};
+
+/// One row of the comparison table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow {
+    pub case: String,
+    pub title: String,
+    pub val_accuracy: Option<f64>,
+    pub train_secs: f64,
+    pub trainable_parameters: usize,
+    pub epochs_run: usize,
+    /// Where the model was saved, if it was.
+    pub model_dir: Option<PathBuf>,
+}
+
+impl CompareRow {
+    pub fn from_outcome(case: Case, outcome: &TrainOutcome, model_dir: Option<PathBuf>) -> Self {
+        let r = &outcome.report;
+        Self {
+            case: case.to_string(),
+            title: case.title().to_string(),
+            val_accuracy: r.best_val_accuracy,
+            train_secs: r.wall_secs,
+            trainable_parameters: r.trainable_parameters,
+            epochs_run: r.epochs_run,
+            model_dir,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{case}: {message}")]
+    Failed { case: Case, message: String },
+    #[error("stopped")]
+    Cancelled,
+    #[error("cannot start the trainer: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("cannot save {case}: {message}")]
+    Save { case: Case, message: String },
+}
+
+/// Trains the four presets on `dataset` in turn, each plan passed through `adjust` first
+/// (identity for the presets as they are). `on_event(case, event)` sees every trainer event (to
+/// draw or print progress); each model is saved to `out/<case>` when `out` is given.
+pub fn compare_all(
+    dataset: Arc<Dataset>,
+    device: &Device,
+    out: Option<&Path>,
+    adjust: impl Fn(TrainPlan) -> TrainPlan,
+    mut on_event: impl FnMut(Case, &TrainEvent),
+) -> Result<Vec<CompareRow>, CompareError> {
+    let mut rows = Vec::with_capacity(Case::ALL.len());
+    for case in Case::ALL {
+        let job = TrainJob {
+            data: DataSource::Loaded(dataset.clone()),
+            plan: adjust(case.plan()),
+            device: device.clone(),
+        };
+        let handle = spawn_training(job, None)?;
+        let mut outcome = None;
+        for event in handle.events.iter() {
+            on_event(case, &event);
+            match event {
+                TrainEvent::Finished(o) => outcome = Some(o),
+                TrainEvent::Failed { error } => {
+                    return Err(CompareError::Failed {
+                        case,
+                        message: error,
+                    });
+                }
+                TrainEvent::Cancelled => return Err(CompareError::Cancelled),
+                _ => {}
+            }
+        }
+        let Some(outcome) = outcome else {
+            return Err(CompareError::Failed {
+                case,
+                message: "the trainer ended without a result".into(),
+            });
+        };
+        let model_dir = match out {
+            Some(dir) => {
+                let target = dir.join(case.to_string());
+                outcome
+                    .model
+                    .save(&target, Some(SavedMetrics::from_report(&outcome.report)))
+                    .map_err(|e| CompareError::Save {
+                        case,
+                        message: e.to_string(),
+                    })?;
+                Some(target)
+            }
+            None => None,
+        };
+        rows.push(CompareRow::from_outcome(case, &outcome, model_dir));
+    }
+    Ok(rows)
+}
