@@ -593,6 +593,14 @@ fn epoch_lines(
 fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
     ui.heading("Train");
     ui.label(app.settings.plan.summary());
+    if !app.compare_queue.is_empty() {
+        let next: Vec<&str> = app.compare_queue.iter().map(|c| c.title()).collect();
+        ui.label(format!(
+            "Comparing all four: {} of 4; then {}.",
+            4 - app.compare_queue.len(),
+            next.join(", ")
+        ));
+    }
     ui.horizontal(|ui| {
         let training = app.is_training();
         if ui
