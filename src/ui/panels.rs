@@ -683,11 +683,14 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
             .height(height)
             .x_axis_label("epoch")
             .show(&mut cols[0], |plot| {
+                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
+                // Batch losses share the run's "train" legend entry (one entry per line kind
+                // and run keeps the legend readable with four runs overlaid).
                 for (i, run) in app.runs.iter().enumerate() {
                     if !run.batch_losses.is_empty() {
                         plot.line(
                             Line::new(
-                                format!("{} batch", run.label),
+                                format!("{} train", run.label),
                                 PlotPoints::from(run.batch_losses.clone()),
                             )
                             .color(run_colour(i).gamma_multiply(0.35))
@@ -695,7 +698,6 @@ fn train_panel(ui: &mut egui::Ui, app: &StudioApp, out: &mut Vec<Command>) {
                         );
                     }
                 }
-                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
             });
         cols[1].label("accuracy");
         Plot::new("accuracy-plot")
