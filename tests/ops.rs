@@ -193,6 +193,72 @@ fn train_batch_norm_matches_the_composition() {
 }
 
 #[test]
+fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
+    common::init();
+    // (batch, height, width, in channels, out channels, conv, relu6)
+    let cases = [
+        (2, 5, 3, 7, 6, ops::RecomputedConv::Pointwise, true),
+        (1, 4, 4, 3, 5, ops::RecomputedConv::Pointwise, false),
+        (
+            2,
+            9,
+            7,
+            5,
+            5,
+            ops::RecomputedConv::Depthwise { stride: 2 },
+            true,
+        ),
+        (
+            1,
+            6,
+            11,
+            4,
+            4,
+            ops::RecomputedConv::Depthwise { stride: 1 },
+            false,
+        ),
+    ];
+    for (n, h, w, c_in, c_out, conv, relu6) in cases {
+        let x = var(&[n, h, w, c_in], 13, 2.0);
+        let (weight_shape, kernel) = match conv {
+            ops::RecomputedConv::Pointwise => (vec![c_out, c_in, 1, 1], 1),
+            ops::RecomputedConv::Depthwise { .. } => (vec![c_out, 1, 5, 5], 5),
+        };
+        let wt = var(&weight_shape, 14, 0.7);
+        let gamma = var(&[c_out], 15, 2.0);
+        let beta = var(&[c_out], 16, 3.0);
+        let stock_conv = |x: &Tensor, w: &Tensor| match conv {
+            ops::RecomputedConv::Pointwise => reference::conv1x1(x, w),
+            ops::RecomputedConv::Depthwise { stride } => reference::depthwise_conv(x, w, stride),
+        };
+        check(
+            &format!("conv+bn {conv:?} k{kernel} {n}x{h}x{w}x{c_in} relu6={relu6}"),
+            &[&x, &wt, &gamma, &beta],
+            || {
+                ops::conv_bn_train(
+                    x.as_tensor(),
+                    wt.as_tensor(),
+                    gamma.as_tensor(),
+                    beta.as_tensor(),
+                    conv,
+                    1e-3,
+                    relu6,
+                )
+                .expect("fast")
+                .0
+            },
+            || {
+                let y = stock_conv(x.as_tensor(), wt.as_tensor()).expect("stock conv");
+                reference::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 1e-3, relu6)
+                    .expect("stock")
+                    .0
+            },
+            1e-4,
+        );
+    }
+}
+
+#[test]
 fn train_batch_norm_reports_batch_statistics() {
     common::init();
     let x = var(&[2, 3, 5, 4], 10, 3.0);

@@ -220,6 +220,89 @@ struct SavedStats {
     count: usize,
 }
 
+/// Train-mode BatchNorm (+ReLU6) forward on an NHWC slice with `c` channels: the output and
+/// the statistics its backward needs.
+fn bn_train_forward(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    relu6: bool,
+) -> Result<(Vec<f32>, SavedStats)> {
+    if gamma.len() != c || beta.len() != c {
+        bail!("BatchNorm parameters do not match {c} channels");
+    }
+    let stats = kernels::batch_stats(x, c);
+    let inv_std: Vec<f32> = stats
+        .var
+        .iter()
+        .map(|&v| (1.0 / (f64::from(v) + eps).sqrt()) as f32)
+        .collect();
+    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
+    let out = kernels::scale_shift(x, &scale, &shift, None, relu6);
+    Ok((
+        out,
+        SavedStats {
+            mean: stats.mean,
+            inv_std,
+            var: stats.var,
+            count: stats.count,
+        },
+    ))
+}
+
+fn store_stats(slot: &Mutex<SavedStats>, stats: SavedStats) -> Result<()> {
+    *slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))? = stats;
+    Ok(())
+}
+
+fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
+    let saved = slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
+    Ok(BatchStats {
+        mean: saved.mean.clone(),
+        var: saved.var.clone(),
+        count: saved.count,
+    })
+}
+
+/// Analytic backward of a train-mode BatchNorm (+ReLU6) given its input `x`, output `y` and
+/// output gradient `dy`, with the statistics its forward stored.
+fn bn_train_backward(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    gamma: &[f32],
+    saved: &Mutex<SavedStats>,
+    relu6: bool,
+    need_input_grad: bool,
+) -> Result<kernels::BnGrads> {
+    let saved = saved
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
+    with_slice(x, |xs| {
+        with_slice(y, |ys| {
+            with_slice(dy, |dys| {
+                Ok(kernels::bn_train_backward(
+                    xs,
+                    ys,
+                    dys,
+                    gamma,
+                    &saved.mean,
+                    &saved.inv_std,
+                    relu6,
+                    need_input_grad,
+                ))
+            })
+        })
+    })
+}
+
 struct BatchNormTrain {
     eps: f64,
     relu6: bool,
@@ -241,30 +324,10 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let c = *l1.dims().last().unwrap_or(&0);
-        let x = storage_slice(s1, l1)?;
         let (gamma, beta) = (storage_slice(s2, l2)?, storage_slice(s3, l3)?);
-        if gamma.len() != c || beta.len() != c {
-            bail!("BatchNorm parameters do not match {c} channels");
-        }
-        let stats = kernels::batch_stats(x, c);
-        let inv_std: Vec<f32> = stats
-            .var
-            .iter()
-            .map(|&v| (1.0 / (f64::from(v) + self.eps).sqrt()) as f32)
-            .collect();
-        let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
-        let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
-        let out = kernels::scale_shift(x, &scale, &shift, None, self.relu6);
-        let mut saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
-        *saved = SavedStats {
-            mean: stats.mean,
-            inv_std,
-            var: stats.var,
-            count: stats.count,
-        };
+        let (out, stats) =
+            bn_train_forward(storage_slice(s1, l1)?, c, gamma, beta, self.eps, self.relu6)?;
+        store_stats(&self.saved, stats)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -276,27 +339,16 @@ impl CustomOp3 for BatchNormTrain {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
         let gamma_values = gamma.to_vec1::<f32>()?;
-        let grads = with_slice(x, |xs| {
-            with_slice(res, |ys| {
-                with_slice(grad, |dy| {
-                    Ok(kernels::bn_train_backward(
-                        xs,
-                        ys,
-                        dy,
-                        &gamma_values,
-                        &saved.mean,
-                        &saved.inv_std,
-                        self.relu6,
-                        x.track_op(),
-                    ))
-                })
-            })
-        })?;
+        let grads = bn_train_backward(
+            x,
+            res,
+            grad,
+            &gamma_values,
+            &self.saved,
+            self.relu6,
+            x.track_op(),
+        )?;
         let c = gamma_values.len();
         let grad_x = if x.track_op() {
             Some(vec_tensor(grads.input, x.shape(), x)?)
@@ -334,18 +386,196 @@ pub fn batch_norm_train(
         let y = x
             .contiguous()?
             .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
-        let saved = saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
-        let stats = BatchStats {
-            mean: saved.mean.clone(),
-            var: saved.var.clone(),
-            count: saved.count,
-        };
-        Ok((y, stats))
+        Ok((y, batch_stats_of(&saved)?))
     } else {
         reference::batch_norm_train(x, gamma, beta, eps, relu6)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution + train-mode BatchNorm, the convolution recomputed in backward
+
+/// A convolution whose output [`conv_bn_train`] recomputes in backward instead of keeping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecomputedConv {
+    /// 1×1, as a matrix product.
+    Pointwise,
+    /// Depthwise k×k with "SAME" padding.
+    Depthwise { stride: usize },
+}
+
+impl RecomputedConv {
+    fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Pointwise => conv1x1(x, w),
+            Self::Depthwise { stride } => depthwise_conv(x, w, stride),
+        }
+    }
+
+    /// Gradients of the convolution's input and weights, given its output gradient.
+    fn backward(
+        self,
+        x: &Tensor,
+        w: &Tensor,
+        grad_out: &Tensor,
+        need_input_grad: bool,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        match self {
+            Self::Pointwise => {
+                let (n, h, wd, c_in) = x.dims4()?;
+                let c_out = w.dim(0)?;
+                let rows = n * h * wd;
+                let g = grad_out.reshape((rows, c_out))?;
+                let grad_x = need_input_grad
+                    .then(|| g.matmul(&w.reshape((c_out, c_in))?)?.reshape(x.shape()))
+                    .transpose()?;
+                let grad_w = g
+                    .t()?
+                    .matmul(&x.reshape((rows, c_in))?)?
+                    .reshape(w.shape())?;
+                Ok((grad_x, grad_w))
+            }
+            Self::Depthwise { stride } => {
+                let g = DepthwiseConv { stride }.geometry(x.layout(), w.layout())?;
+                let w_kkc = with_slice(w, |w| {
+                    Ok(kernels::depthwise_weights_to_kkc(w, g.channels, g.kernel))
+                })?;
+                with_slice(grad_out, |gout| {
+                    let grad_x = need_input_grad
+                        .then(|| {
+                            let gx = kernels::depthwise_grad_input(gout, &w_kkc, &g);
+                            vec_tensor(gx, x.shape(), x)
+                        })
+                        .transpose()?;
+                    let gw = with_slice(x, |x| Ok(kernels::depthwise_grad_weight(gout, x, &g)))?;
+                    let gw = kernels::depthwise_weights_from_kkc(&gw, g.channels, g.kernel);
+                    Ok((grad_x, vec_tensor(gw, w.shape(), w)?))
+                })
+            }
+        }
+    }
+}
+
+/// Convolution then train-mode BatchNorm (+ReLU6). Arguments: the convolution's input, its
+/// weights and `[gamma; beta]` stacked as `[2, C]` (custom ops take at most three tensors).
+struct ConvBnTrain {
+    conv: RecomputedConv,
+    eps: f64,
+    relu6: bool,
+    /// The convolution's output, computed outside the graph and handed to `cpu_fwd`, which
+    /// drops it: the graph never holds it.
+    conv_out: Mutex<Option<Tensor>>,
+    saved: Arc<Mutex<SavedStats>>,
+}
+
+impl CustomOp3 for ConvBnTrain {
+    fn name(&self) -> &'static str {
+        "conv-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let conv_out = self
+            .conv_out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("convolution output lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("convolution output missing".into()))?;
+        let c = conv_out.dim(3)?;
+        let gamma_beta = storage_slice(s3, l3)?;
+        if gamma_beta.len() != 2 * c {
+            bail!("BatchNorm parameters do not match {c} channels");
+        }
+        let (gamma, beta) = gamma_beta.split_at(c);
+        let (out, stats) = with_slice(&conv_out, |x| {
+            bn_train_forward(x, c, gamma, beta, self.eps, self.relu6)
+        })?;
+        store_stats(&self.saved, stats)?;
+        Ok((CpuStorage::F32(out), conv_out.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gamma_beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (need_x, need_w, need_gamma_beta) = (x.track_op(), w.track_op(), gamma_beta.track_op());
+        let (x, w) = (x.detach(), w.detach());
+        let conv_out = self.conv.apply(&x, &w)?;
+        let c = conv_out.dim(3)?;
+        let gamma_values = gamma_beta
+            .narrow(0, 0, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let grads = bn_train_backward(
+            &conv_out,
+            res,
+            grad,
+            &gamma_values,
+            &self.saved,
+            self.relu6,
+            true,
+        )?;
+        let grad_conv_out = vec_tensor(grads.input, conv_out.shape(), &conv_out)?;
+        let (grad_x, grad_w) = if need_x || need_w {
+            let (gx, gw) = self.conv.backward(&x, &w, &grad_conv_out, need_x)?;
+            (gx, need_w.then_some(gw))
+        } else {
+            (None, None)
+        };
+        let grad_gamma_beta = need_gamma_beta
+            .then(|| {
+                let mut both = grads.gamma;
+                both.extend(grads.beta);
+                vec_tensor(both, (2, c), gamma_beta)
+            })
+            .transpose()?;
+        Ok((grad_x, grad_w, grad_gamma_beta))
+    }
+}
+
+/// Convolution then train-mode BatchNorm (+ReLU6), keeping only the convolution's *input* for
+/// backward and recomputing its output there. Saves one activation-sized tensor per layer (a
+/// third of the live memory of a fine-tune step in the early, wide layers) for the cost of
+/// running the convolution twice: worth it where the convolution is cheap for its output size
+/// (depthwise, and 1×1 with few input channels). Returns the output and the batch statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_train(
+    x: &Tensor,
+    w: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    conv: RecomputedConv,
+    eps: f64,
+    relu6: bool,
+) -> Result<(Tensor, BatchStats)> {
+    if !is_cpu_f32(x) {
+        return batch_norm_train(&conv.apply(x, w)?, gamma, beta, eps, relu6);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let conv_out = conv.apply(&x.detach(), &w.detach())?;
+    let saved = Arc::new(Mutex::new(SavedStats::default()));
+    let op = ConvBnTrain {
+        conv,
+        eps,
+        relu6,
+        conv_out: Mutex::new(Some(conv_out)),
+        saved: saved.clone(),
+    };
+    let gamma_beta = Tensor::stack(&[gamma, beta], 0)?;
+    let y = x.apply_op3(&w, &gamma_beta, op)?;
+    Ok((y, batch_stats_of(&saved)?))
 }
 
 // ---------------------------------------------------------------------------------------------
