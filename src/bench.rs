@@ -118,13 +118,7 @@ pub fn fine_tune_images_per_sec(
     device: &Device,
 ) -> Result<f64, ModelError> {
     let plan = fine_tune_plan(batch, side_px);
-    let network = Network::build(
-        plan.network_spec(BENCH_CLASSES),
-        Some(weights),
-        HeadInit::Random,
-        plan.seed,
-        device,
-    )?;
+    let network = plan.build_network(BENCH_CLASSES, Some(weights), device)?;
     let images = synthetic_images(batch, side_px, device)?;
     let labels = synthetic_labels(batch, device)?;
     let mut secs =
@@ -140,13 +134,7 @@ pub fn head_epoch_ms(
     device: &Device,
 ) -> Result<f64, ModelError> {
     let plan = Case::SmallSimilar.plan();
-    let network = Network::build(
-        plan.network_spec(BENCH_CLASSES),
-        Some(weights),
-        HeadInit::Random,
-        plan.seed,
-        device,
-    )?;
+    let network = plan.build_network(BENCH_CLASSES, Some(weights), device)?;
     let dim = network.spec.feature_dim();
     let values: Vec<f32> = (0..HEAD_EPOCH_FEATURES * dim)
         .map(|i| ((i.wrapping_mul(2654435761) >> 9) % 600) as f32 / 100.0)

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::arch::UNIT_COUNT;
-use crate::model::{Init, NetworkSpec, Unit};
+use candle_core::Device;
+
+use crate::model::{HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights};
 
 /// A cell of the 2×2 guide: dataset size × similarity to the pretraining data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -265,6 +267,24 @@ impl TrainPlan {
             trainable_units: self.effective_trainable_units(),
             bn_momentum: self.bn_momentum,
         }
+    }
+
+    /// The network this plan trains: its cut and freezing, a new randomly initialised
+    /// classifier for `num_classes` (seeded by the plan), the backbone from `weights` or, with
+    /// `None`, randomly initialised.
+    pub fn build_network(
+        &self,
+        num_classes: usize,
+        weights: Option<&Weights>,
+        device: &Device,
+    ) -> Result<Network, ModelError> {
+        Network::build(
+            self.network_spec(num_classes),
+            weights,
+            HeadInit::Random,
+            self.seed,
+            device,
+        )
     }
 
     pub fn validate(&self) -> Result<(), PlanError> {

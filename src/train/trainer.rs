@@ -26,7 +26,7 @@ use crate::data::dataset::{
 };
 use crate::data::preprocess::Preprocessing;
 use crate::model::saved::TrainedModel;
-use crate::model::{HeadInit, Init, ModelError, Network, Weights};
+use crate::model::{Init, ModelError, Network, Weights};
 use crate::predict::Predictor;
 
 /// Images per forward pass when computing features or validating.
@@ -257,13 +257,13 @@ struct Optimizers {
 }
 
 impl Optimizers {
-    fn new(
-        network: &Network,
-        head_lr: f64,
-        backbone_lr: f64,
-        weight_decay: f64,
-        include_backbone: bool,
-    ) -> Result<Self, TrainError> {
+    /// The AdamW groups of the fine-tuning phase: head and backbone, each with and without
+    /// weight decay, the backbone at `head_lr × backbone_lr_mult` (left out when that is 0).
+    /// Shared by [`fine_tune`] and [`time_fine_tune_steps`] so that the benchmark times the
+    /// same step.
+    fn fine_tune(network: &Network, plan: &TrainPlan) -> Result<Self, TrainError> {
+        let (head_lr, weight_decay) = (plan.head_lr, plan.weight_decay);
+        let backbone_lr = plan.head_lr * plan.backbone_lr_mult;
         let g = network.param_groups();
         let params = |lr: f64, decay: f64| ParamsAdamW {
             lr,
@@ -277,7 +277,7 @@ impl Optimizers {
             ),
             (AdamW::new(g.head_no_decay, params(head_lr, 0.0))?, head_lr),
         ];
-        if include_backbone && backbone_lr > 0.0 {
+        if backbone_lr > 0.0 {
             groups.push((
                 AdamW::new(g.backbone_decay, params(backbone_lr, weight_decay))?,
                 backbone_lr,
@@ -416,13 +416,7 @@ fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainError> {
         Init::Pretrained => Some(Weights::bundled(&device)?),
         Init::Random => None,
     };
-    let network = Network::build(
-        plan.network_spec(dataset.classes.len()),
-        weights.as_ref(),
-        HeadInit::Random,
-        plan.seed,
-        &device,
-    )?;
+    let network = plan.build_network(dataset.classes.len(), weights.as_ref(), &device)?;
     drop(weights);
     let case = Case::matching(&plan);
     ctx.emit(TrainEvent::Started {
@@ -746,13 +740,7 @@ fn fine_tune(
     let device = network.device().clone();
     let first_trainable = network.spec.first_trainable_unit();
     let frozen = network.folded_units(first_trainable)?;
-    let mut optim = Optimizers::new(
-        network,
-        plan.head_lr,
-        plan.head_lr * plan.backbone_lr_mult,
-        plan.weight_decay,
-        true,
-    )?;
+    let mut optim = Optimizers::fine_tune(network, plan)?;
     let n = dataset.train.len();
     let batches = n.div_ceil(plan.batch_size);
     let total_steps = plan.epochs * batches;
@@ -959,14 +947,8 @@ pub fn time_fine_tune_steps(
     labels: &Tensor,
     steps: usize,
 ) -> Result<Vec<f64>, ModelError> {
-    let mut optim = Optimizers::new(
-        network,
-        plan.head_lr,
-        plan.head_lr * plan.backbone_lr_mult,
-        plan.weight_decay,
-        true,
-    )
-    .map_err(|e| ModelError::Init(e.to_string()))?;
+    let mut optim =
+        Optimizers::fine_tune(network, plan).map_err(|e| ModelError::Init(e.to_string()))?;
     let first_trainable = network.spec.first_trainable_unit();
     let frozen = network.folded_units(first_trainable)?;
     let mut rng = sample_rng(plan.seed, 0, 0);
