@@ -8,26 +8,31 @@ fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_transfer-studio"))
 }
 
+/// Runs a command that must succeed (its stderr shown if not) and parses its stdout as one
+/// JSON document.
+fn json_of(command: &mut Command) -> serde_json::Value {
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON document")
+}
+
 #[test]
 fn json_output_lists_each_image_and_reports_bad_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let corrupt = dir.path().join("corrupt.jpg");
     std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 this is not really a jpeg").expect("write");
     let missing = dir.path().join("missing.png");
-    let output = binary()
-        .args(["predict", "--json", "--top-k", "3"])
-        .arg(common::fixture("coffee.png"))
-        .arg(&corrupt)
-        .arg(&missing)
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let json = json_of(
+        binary()
+            .args(["predict", "--json", "--top-k", "3"])
+            .arg(common::fixture("coffee.png"))
+            .arg(&corrupt)
+            .arg(&missing),
     );
-    let json: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("one JSON document");
     let entries = json.as_array().expect("array");
     assert_eq!(entries.len(), 3);
     assert!(
@@ -104,14 +109,12 @@ fn train_json_then_predict_and_evaluate_the_saved_model() {
     let finished = &lines[lines.len() - 2];
     assert!(finished["report"]["evaluation"]["confusion"].is_array());
 
-    let predicted = binary()
-        .args(["predict", "--json", "--model"])
-        .arg(&model)
-        .arg(data.path().join("circle").join("000.png"))
-        .output()
-        .expect("run");
-    assert!(predicted.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&predicted.stdout).expect("json");
+    let json = json_of(
+        binary()
+            .args(["predict", "--json", "--model"])
+            .arg(&model)
+            .arg(data.path().join("circle").join("000.png")),
+    );
     let labels: Vec<&str> = json[0]["top"]
         .as_array()
         .expect("top")
@@ -121,19 +124,13 @@ fn train_json_then_predict_and_evaluate_the_saved_model() {
     assert_eq!(labels.len(), 2);
     assert!(labels.contains(&"circle") && labels.contains(&"square"));
 
-    let evaluated = binary()
-        .args(["evaluate", "--json", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .expect("run");
-    assert!(
-        evaluated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&evaluated.stderr)
+    let json = json_of(
+        binary()
+            .args(["evaluate", "--json", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(data.path()),
     );
-    let json: serde_json::Value = serde_json::from_slice(&evaluated.stdout).expect("json");
     assert_eq!(json["images"], 16);
     assert!(json["accuracy"].as_f64().expect("accuracy") > 0.5);
     assert_eq!(json["confusion"].as_array().map(Vec::len), Some(2));
@@ -169,25 +166,16 @@ fn train_refuses_bad_arguments_in_words() {
 
 #[test]
 fn bench_json_has_every_workload() {
-    let output = binary()
-        .args([
-            "bench",
-            "--json",
-            "--image-size",
-            "32",
-            "--batch-size",
-            "2",
-            "--repeats",
-            "1",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one object");
+    let json = json_of(binary().args([
+        "bench",
+        "--json",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+    ]));
     for key in [
         "forward_images_per_sec",
         "fine_tune_images_per_sec",
@@ -207,17 +195,11 @@ fn bench_json_has_every_workload() {
 fn recommend_and_probe_print_json() {
     let data = tempfile::tempdir().expect("data");
     common::write_shapes(data.path(), 2, 6, 40, 2);
-    let output = binary()
-        .args(["recommend", "--json", "--max-images", "8", "--data"])
-        .arg(data.path())
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let json = json_of(
+        binary()
+            .args(["recommend", "--json", "--max-images", "8", "--data"])
+            .arg(data.path()),
     );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one object");
     assert_eq!(json["images_per_class"], 5);
     assert_eq!(json["size"], "small");
     assert!(json["similarity_score"].as_f64().is_some());
@@ -228,12 +210,10 @@ fn recommend_and_probe_print_json() {
             .is_some_and(|c| c.starts_with("small-"))
     );
 
-    let output = binary()
-        .args(["probe", "--json", "--epochs", "5", "--data"])
-        .arg(data.path())
-        .output()
-        .expect("run");
-    assert!(output.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("array");
+    let json = json_of(
+        binary()
+            .args(["probe", "--json", "--epochs", "5", "--data"])
+            .arg(data.path()),
+    );
     assert_eq!(json.as_array().map(Vec::len), Some(7));
 }
