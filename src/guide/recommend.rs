@@ -181,7 +181,7 @@ fn explain(r: &Recommendation) -> String {
     };
     let case = r.case();
     format!(
-        "{size}; {sim}. Suggested: {} — {}.",
+        "{size}; {sim}. Suggested: {} — {}",
         case.title(),
         case.rule()
     )
@@ -343,5 +343,9 @@ mod tests {
         });
         assert_eq!(b.case, "large-different");
         assert!(b.explanation.contains("Fine-tune or retrain"));
+        for explanation in [&a.explanation, &b.explanation] {
+            assert!(explanation.ends_with('.'), "{explanation}");
+            assert!(!explanation.contains(".."), "{explanation}");
+        }
     }
 }
