@@ -1,0 +1,175 @@
+//! CPU kernels on plain slices, NHWC layout (channels innermost, so the inner loops run over
+//! contiguous channels and vectorise).
+//!
+//! * Leaf loops are compiled twice, for the baseline target and with AVX2, and picked at run
+//!   time ([`simd_dispatch!`]), so one portable binary uses the wide registers where present.
+//! * Work is split into chunks whose boundaries depend only on the shapes, never on the
+//!   thread count, and partial sums are combined in a fixed order: results are bit-identical
+//!   from run to run and from machine to machine.
+
+use rayon::prelude::*;
+
+/// Defines `pub fn $name(..)` that runs its body compiled with AVX2 when the CPU supports it.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) {
+                    inner($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
+mod depthwise;
+mod elementwise;
+mod norm;
+
+pub use depthwise::*;
+pub use elementwise::*;
+pub use norm::*;
+
+/// TensorFlow "SAME" padding along one axis: `(out, pad_before, pad_after)`.
+pub fn same_padding(in_px: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
+    let out = in_px.div_ceil(stride);
+    let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(in_px);
+    (out, total / 2, total - total / 2)
+}
+
+/// Shapes of a convolution with "SAME" padding over an NHWC input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl ConvGeometry {
+    pub fn same(
+        batch: usize,
+        in_h: usize,
+        in_w: usize,
+        channels: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Self {
+        let (out_h, pad_top, _) = same_padding(in_h, kernel, stride);
+        let (out_w, pad_left, _) = same_padding(in_w, kernel, stride);
+        Self {
+            batch,
+            in_h,
+            in_w,
+            channels,
+            kernel,
+            stride,
+            out_h,
+            out_w,
+            pad_top,
+            pad_left,
+        }
+    }
+
+    pub fn in_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.channels
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.channels
+    }
+
+    /// Input coordinate read by output coordinate `o` at tap `k`, if inside the image.
+    #[inline(always)]
+    fn source(&self, o: usize, k: usize, pad: usize, size: usize) -> Option<usize> {
+        (o * self.stride + k).checked_sub(pad).filter(|&i| i < size)
+    }
+}
+
+/// Optional bias + ReLU6 applied to a convolution's output in the same pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub relu6: bool,
+}
+
+/// Sums equally long partial vectors in their given order (deterministic), in parallel
+/// over elements.
+pub(super) fn sum_partials(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut total = vec![0f32; len];
+    const BLOCK: usize = 1024;
+    total
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, out)| {
+            for p in partials {
+                for (o, &v) in out.iter_mut().zip(&p[b * BLOCK..]) {
+                    *o += v;
+                }
+            }
+        });
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_matches_tensorflow() {
+        // (in, k, s) -> (out, before, after)
+        assert_eq!(same_padding(224, 3, 2), (112, 0, 1));
+        assert_eq!(same_padding(112, 3, 1), (112, 1, 1));
+        assert_eq!(same_padding(56, 5, 2), (28, 1, 2));
+        assert_eq!(same_padding(7, 5, 1), (7, 2, 2));
+        assert_eq!(same_padding(1, 5, 2), (1, 2, 2));
+    }
+
+    #[test]
+    fn batch_stats_are_exact_on_small_input() {
+        let x = [1.0, 10.0, 3.0, 20.0, 5.0, 30.0];
+        let s = batch_stats(&x, 2);
+        assert_eq!(s.mean, vec![3.0, 20.0]);
+        assert!((s.var[0] - 8.0 / 3.0).abs() < 1e-6);
+        assert!((s.var[1] - 200.0 / 3.0).abs() < 1e-4);
+        assert_eq!(s.count, 3);
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> for arbitrary x, y.
+        let g = ConvGeometry::same(2, 5, 4, 3, 3, 2);
+        let x: Vec<f32> = (0..g.in_len())
+            .map(|i| ((i * 7) % 11) as f32 - 5.0)
+            .collect();
+        let cols = im2col(&x, &g);
+        let y: Vec<f32> = (0..cols.len())
+            .map(|i| ((i * 5) % 13) as f32 - 6.0)
+            .collect();
+        let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| f64::from(a * b)).sum();
+        let back = col2im(&y, &g);
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
+    }
+}
