@@ -1,6 +1,7 @@
 //! `transfer-studio bench`: the project's own speed measurements, on synthetic inputs, running
 //! the same code paths as training and prediction.
 
+use crate::stats::median;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -9,8 +10,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::dataset::Sample;
-use crate::data::preprocess::Preprocessing;
-use crate::model::{HeadInit, ModelError, Network, Weights};
+use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Weights};
 use crate::train::features::{FeatureSet, extract_features};
 use crate::train::{Case, TrainPlan};
 
@@ -68,12 +68,6 @@ fn synthetic_picture(side_px: u32, seed: u32) -> RgbImage {
             (t >> 3) as u8,
         ])
     })
-}
-
-/// Median of the values (0 for none).
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Forward throughput in images/s through the folded (inference) network: the median of
@@ -161,7 +155,7 @@ pub fn feature_caching_images_per_sec(
     side_px: usize,
     count: usize,
 ) -> Result<f64, ModelError> {
-    let pre = Preprocessing::for_size(side_px as u32);
+    let pre = network.spec.backbone.preprocessing(side_px as u32);
     let samples: Vec<Sample> = (0..count.max(1))
         .map(|i| {
             Sample::in_memory(
@@ -224,9 +218,10 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
         repeats,
         skip_fine_tune,
     } = *options;
-    let weights = Weights::bundled(device)?;
+    let backbone = Backbone::default();
+    let weights = backbone.pretrained_weights(device)?;
     let imagenet = Network::build(
-        crate::model::NetworkSpec::imagenet(),
+        NetworkSpec::pretrained(backbone),
         Some(&weights),
         HeadInit::FromWeights,
         0,

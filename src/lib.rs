@@ -13,5 +13,7 @@ pub mod model;
 pub mod ops;
 pub mod predict;
 pub mod runtime;
+pub mod seed;
+pub mod stats;
 pub mod train;
 pub mod ui;

@@ -8,9 +8,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::decode::decode_rgb;
-use crate::data::preprocess::Preprocessing;
-use crate::model::network::softmax;
-use crate::model::{FoldedNetwork, ModelError, Network, imagenet_labels};
+use crate::data::preprocess::{PRETRAINED_IMAGE_SIZE_PX, Preprocessing};
+use crate::model::{Backbone, FoldedNetwork, ModelError, Network, imagenet_labels, softmax};
 
 /// Images per forward pass when classifying files.
 pub const DEFAULT_BATCH_SIZE: usize = 16;
@@ -35,13 +34,18 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// The bundled ImageNet classifier.
+    /// The bundled ImageNet classifier (the default backbone's pretrained head).
     pub fn imagenet(device: &Device) -> Result<Self, ModelError> {
-        let network = Network::imagenet(device)?;
+        Self::pretrained(Backbone::default(), device)
+    }
+
+    /// A backbone's pretrained ImageNet classifier.
+    pub fn pretrained(backbone: Backbone, device: &Device) -> Result<Self, ModelError> {
+        let network = Network::pretrained(backbone, device)?;
         Self::from_network(
             &network,
             imagenet_labels().to_vec(),
-            Preprocessing::default(),
+            backbone.preprocessing(PRETRAINED_IMAGE_SIZE_PX),
         )
     }
 
@@ -52,11 +56,10 @@ impl Predictor {
         preprocessing: Preprocessing,
     ) -> Result<Self, ModelError> {
         if labels.len() != network.spec.num_classes {
-            return Err(ModelError::Init(format!(
-                "{} labels for {} classes",
-                labels.len(),
-                network.spec.num_classes
-            )));
+            return Err(ModelError::LabelCount {
+                labels: labels.len(),
+                classes: network.spec.num_classes,
+            });
         }
         Ok(Self {
             backbone: network.folded()?,

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use transfer_studio::model::Backbone;
 use transfer_studio::model::Unit;
 use transfer_studio::train::{Case, TrainPlan};
-use transfer_studio::ui::app::RunStatus;
-use transfer_studio::ui::{Command, StudioApp, Tab};
+use transfer_studio::ui::{AppState, Command, RunStatus, StudioApp, Tab};
 
 fn harness() -> Harness<'static, StudioApp> {
     common::init();
@@ -20,9 +20,9 @@ fn harness() -> Harness<'static, StudioApp> {
 
 /// Steps frames until `done` holds (workers keep requesting repaints, so `run` would not
 /// settle).
-fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&StudioApp) -> bool) {
+fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&AppState) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !done(h.state()) {
+    while !done(h.state().state()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         h.step();
         std::thread::sleep(Duration::from_millis(10));
@@ -39,19 +39,19 @@ fn clicking_each_grid_cell_selects_its_plan_and_redraws_the_strip() {
         h.get_by(|n| n.author_id() == Some(&format!("cell-{case}")))
             .click();
         h.run();
-        let plan = &h.state().settings.plan;
+        let plan = &h.state().state().settings.plan;
         assert_eq!(Case::matching(plan), Some(case));
         assert_eq!(plan.cut_after, case.plan().cut_after);
         // The strip follows the plan: a block for every unit, whatever is cut away.
-        for unit in Unit::all() {
+        for unit in Backbone::default().units().iter().map(|u| u.unit) {
             h.get_by(|n| n.author_id() == Some(&format!("block-{unit}")));
         }
     }
     // Clicking a block cuts there; the grid then says the plan is edited.
     h.get_by(|n| n.author_id() == Some("block-block5")).click();
     h.run();
-    assert_eq!(h.state().settings.plan.cut_after, Unit::Block(5));
-    assert_eq!(Case::matching(&h.state().settings.plan), None);
+    assert_eq!(h.state().state().settings.plan.cut_after, Unit::Block(5));
+    assert_eq!(Case::matching(&h.state().state().settings.plan), None);
     h.get_by_label_contains("no longer matches a preset");
 }
 
@@ -62,13 +62,12 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
     let mut h = harness();
     {
         let app = h.state_mut();
-        app.settings.train_dir = Some(data.path().to_owned());
-        app.settings.plan = TrainPlan {
+        app.apply(Command::SetPlan(TrainPlan {
             image_size_px: 32,
             epochs: 4,
             ..Case::SmallSimilar.plan()
-        };
-        app.apply(Command::LoadDataset);
+        }));
+        app.apply(Command::SetTrainFolder(data.path().to_owned()));
     }
     step_until(&mut h, "the dataset and its measurement", |app| {
         app.dataset.is_some() && !app.recommending
@@ -81,7 +80,7 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
             .last()
             .is_some_and(|r| matches!(r.status, RunStatus::Finished | RunStatus::Failed(_)))
     });
-    let run = h.state().runs.last().expect("a run");
+    let run = h.state().state().runs.last().expect("a run");
     assert_eq!(run.status, RunStatus::Finished);
     assert_eq!(run.epochs.len(), 4, "one chart point per epoch");
     assert!(!run.batch_losses.is_empty());
@@ -128,7 +127,7 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
     std::fs::write(occupied.join("notes.txt"), "mine").expect("file");
     h.state_mut().apply(Command::SaveModelTo(occupied.clone()));
     step_until(&mut h, "the refusal", |app| !app.errors.is_empty());
-    assert!(h.state().errors[0].contains("not a saved model"));
+    assert!(h.state().state().errors[0].contains("not a saved model"));
     assert_eq!(
         std::fs::read_to_string(occupied.join("notes.txt")).expect("kept"),
         "mine"
@@ -144,12 +143,18 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
         .min()
         .expect("a class");
     let image = first_class.join("000.png");
-    fresh.state_mut().add_images(vec![image]);
+    fresh.state_mut().apply(Command::AddImages(vec![image]));
     step_until(&mut fresh, "the prediction", |app| {
         app.predictions.iter().all(|p| p.result.is_some())
     });
-    let classes = &fresh.state().trained.as_ref().expect("model").classes;
-    let top = match &fresh.state().predictions[0].result {
+    let classes = &fresh
+        .state()
+        .state()
+        .trained
+        .as_ref()
+        .expect("model")
+        .classes;
+    let top = match &fresh.state().state().predictions[0].result {
         Some(Ok(top)) => top.clone(),
         other => panic!("no prediction: {other:?}"),
     };
@@ -164,7 +169,7 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
 fn the_predict_panel_shows_imagenet_labels_before_training() {
     let mut h = harness();
     h.state_mut()
-        .add_images(vec![common::fixture("coffee.png")]);
+        .apply(Command::AddImages(vec![common::fixture("coffee.png")]));
     step_until(&mut h, "the prediction", |app| {
         app.predictions.iter().all(|p| p.result.is_some())
     });
@@ -179,13 +184,13 @@ fn the_grid_marks_the_measured_case_and_compare_runs_the_presets_in_turn() {
     let mut h = harness();
     {
         let app = h.state_mut();
-        app.settings.train_dir = Some(data.path().to_owned());
-        app.apply(Command::LoadDataset);
+        app.apply(Command::SetTrainFolder(data.path().to_owned()));
     }
     step_until(&mut h, "the measurement", |app| {
         app.shown_recommendation.is_some()
     });
     let case = h
+        .state()
         .state()
         .shown_recommendation
         .as_ref()
@@ -204,29 +209,45 @@ fn the_grid_marks_the_measured_case_and_compare_runs_the_presets_in_turn() {
         },
     ));
     assert_eq!(
-        h.state().shown_recommendation.as_ref().map(|r| r.case()),
+        h.state()
+            .state()
+            .shown_recommendation
+            .as_ref()
+            .map(|r| r.case()),
         Some(Case::LargeDifferent)
     );
     h.state_mut().apply(Command::SetUsePercent(20));
     assert_eq!(
-        h.state().shown_recommendation.as_ref().map(|r| r.case()),
+        h.state()
+            .state()
+            .shown_recommendation
+            .as_ref()
+            .map(|r| r.case()),
         Some(Case::SmallDifferent)
     );
     h.state_mut().apply(Command::SetUsePercent(100));
 
     h.get_by_label("Compare all four").click();
     h.step();
-    assert_eq!(h.state().runs.len(), 1);
-    assert_eq!(h.state().compare_queue.len(), 3);
+    assert_eq!(h.state().state().runs.len(), 1);
+    assert_eq!(h.state().state().compare_queue.len(), 3);
     step_until(&mut h, "the second preset", |app| app.runs.len() == 2);
-    assert_eq!(h.state().runs[0].status, RunStatus::Finished);
-    assert!(h.state().runs[0].label.starts_with("End of ConvNet"));
-    assert!(h.state().runs[1].label.starts_with("Start of ConvNet"));
+    assert_eq!(h.state().state().runs[0].status, RunStatus::Finished);
+    assert!(
+        h.state().state().runs[0]
+            .label
+            .starts_with("End of ConvNet")
+    );
+    assert!(
+        h.state().state().runs[1]
+            .label
+            .starts_with("Start of ConvNet")
+    );
     // Stopping ends the comparison: the running preset stops and nothing else starts.
     h.state_mut()
         .apply(Command::Train(transfer_studio::train::TrainCommand::Stop));
-    step_until(&mut h, "the stop", |app| !app.is_training());
-    assert!(h.state().compare_queue.is_empty());
-    let last = h.state().runs.last().expect("run");
+    step_until(&mut h, "the stop", |app| !app.training);
+    assert!(h.state().state().compare_queue.is_empty());
+    let last = h.state().state().runs.last().expect("run");
     assert_eq!(last.status, RunStatus::Cancelled);
 }

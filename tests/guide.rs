@@ -9,11 +9,12 @@ use candle_core::Device;
 use image::RgbImage;
 use transfer_studio::data::dataset::{LoadOptions, LoadProgress, load_dataset};
 use transfer_studio::guide::compare::compare_all;
-use transfer_studio::guide::probe::{PROBE_UNITS, ProbeOptions, depth_probe};
+use transfer_studio::guide::probe::{ProbeOptions, depth_probe};
 use transfer_studio::guide::recommend::{
     RecommendOptions, Similarity, Size, Thresholds, recommend,
 };
-use transfer_studio::train::TrainPlan;
+use transfer_studio::model::Backbone;
+use transfer_studio::train::{Case, TrainPlan};
 
 /// Photo-like data: random crops of the four fixture photos, one class per photo.
 fn write_photo_crops(root: &Path, per_class: usize, side_px: u32) {
@@ -69,8 +70,8 @@ fn photo_crops_score_similar_and_flat_clip_art_different() {
     assert_eq!(p.similarity, Similarity::Similar, "photos: {p:?}");
     assert_eq!(s.similarity, Similarity::Different, "shapes: {s:?}");
     assert_eq!(p.size, Size::Small);
-    assert_eq!(p.case, "small-similar");
-    assert_eq!(s.case, "small-different");
+    assert_eq!(p.case, Case::SmallSimilar);
+    assert_eq!(s.case, Case::SmallDifferent);
     assert_eq!(p.layers.len(), 7);
     // The JSON the CLI prints has the documented fields.
     let json = serde_json::to_value(&p).expect("json");
@@ -89,7 +90,7 @@ fn photo_crops_score_similar_and_flat_clip_art_different() {
         large_images_per_class: 2,
         ..Thresholds::default()
     });
-    assert_eq!(large.case, "large-similar");
+    assert_eq!(large.case, Case::LargeSimilar);
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn the_depth_probe_reports_every_cut() {
         ..ProbeOptions::default()
     };
     let points = depth_probe(&dataset, &options, &Device::Cpu, |_, _| {}).expect("probe");
-    assert_eq!(points.len(), PROBE_UNITS.len());
+    assert_eq!(points.len(), Backbone::default().probe_units().len());
     let best = points
         .iter()
         .filter_map(|p| p.val_accuracy)
@@ -132,12 +133,17 @@ fn compare_trains_the_four_presets_and_saves_each() {
         ..p
     };
     let mut events = 0;
-    let rows = compare_all(dataset, &Device::Cpu, Some(out.path()), shrink, |_, _| {
-        events += 1
-    })
+    let rows = compare_all(
+        dataset,
+        &Device::Cpu,
+        Some(out.path()),
+        shrink,
+        |_, _| events += 1,
+        None,
+    )
     .expect("compare");
     assert!(events > 0);
-    let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+    let cases: Vec<String> = rows.iter().map(|r| r.case.to_string()).collect();
     assert_eq!(
         cases,
         [

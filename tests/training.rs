@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use transfer_studio::data::dataset::{DatasetError, LoadOptions, LoadProgress, load_dataset};
-use transfer_studio::model::saved::{SavedMetrics, TrainedModel, tensor_values};
-use transfer_studio::model::{Init, Unit, Weights};
+use transfer_studio::model::{Backbone, Init, Unit, Weights};
 use transfer_studio::predict::{Predictor, classify_files};
+use transfer_studio::train::saved::{SavedMetrics, TrainedModel, tensor_values};
 use transfer_studio::train::{
     Case, DataSource, TrainCommand, TrainEvent, TrainJob, TrainOutcome, TrainPlan, spawn_training,
 };
@@ -143,7 +143,9 @@ fn frozen_weights_stay_bit_identical_and_trainable_ones_change() {
     };
     let events = run(job(data.path(), plan));
     let trained = tensor_values(&outcome(&events).model.network).expect("values");
-    let bundled = Weights::bundled(&Device::Cpu).expect("bundled");
+    let bundled = Backbone::default()
+        .pretrained_weights(&Device::Cpu)
+        .expect("bundled");
     let mut frozen = 0;
     let mut changed = 0;
     for (name, values) in &trained {
@@ -264,7 +266,7 @@ fn a_huge_learning_rate_ends_with_a_clear_message() {
     match events.last() {
         Some(TrainEvent::Finished(o)) => {
             assert!(
-                o.report.stop_reason.contains("NaN"),
+                o.report.stop_reason.to_string().contains("NaN"),
                 "{}",
                 o.report.stop_reason
             );

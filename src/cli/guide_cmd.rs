@@ -102,6 +102,7 @@ pub fn compare_command(
             TrainEvent::Started { .. } if !json => eprintln!("{case}: training {}", case.title()),
             _ => {}
         },
+        None,
     )?;
     let table_path = out.join("compare.json");
     crate::fsutil::write_atomic(&table_path, &serde_json::to_vec_pretty(&rows)?)
@@ -123,7 +124,7 @@ fn print_table(rows: &[CompareRow]) {
     for r in rows {
         println!(
             "{:16} {:22} {:>9} {:>8.1}s {:>12}",
-            r.case,
+            r.case.to_string(),
             r.title,
             r.val_accuracy
                 .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0)),

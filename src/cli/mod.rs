@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the commands' terminal output (`anyhow` at this edge).
 
 mod guide_cmd;
+mod progress;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, FloatStorage};
 use crate::data::dataset::{LoadOptions, LoadProgress, load_dataset};
-use crate::model::saved::TrainedModel;
 use crate::predict::{self, FilePrediction, Predictor};
 use crate::runtime;
+use crate::train::TrainedModel;
 
 pub use train_cmd::TrainArgs;
 
@@ -43,7 +44,7 @@ pub enum Command {
     Predict {
         /// `builtin` (ImageNet classes) or a directory saved by `train`.
         #[arg(long, default_value = "builtin")]
-        model: String,
+        model: ModelChoice,
         /// How many classes to show per image.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
@@ -133,6 +134,24 @@ pub enum Command {
         #[arg(long)]
         f16: bool,
     },
+}
+
+/// Which model classifies: the bundled network's ImageNet head, or a saved model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    Builtin,
+    Saved(PathBuf),
+}
+
+impl std::str::FromStr for ModelChoice {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s == "builtin" {
+            ModelChoice::Builtin
+        } else {
+            ModelChoice::Saved(PathBuf::from(s))
+        })
+    }
 }
 
 /// Parses the arguments and runs the command; errors are printed, never panicked.
@@ -240,13 +259,15 @@ fn import_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_predictor(model: &str) -> anyhow::Result<Predictor> {
+fn load_predictor(model: &ModelChoice) -> anyhow::Result<Predictor> {
     let device = runtime::compute_device();
-    if model == "builtin" {
-        return Predictor::imagenet(&device).context("loading the bundled network");
-    }
-    let dir = PathBuf::from(model);
-    let (trained, _) = TrainedModel::load(&dir, &device)
+    let dir = match model {
+        ModelChoice::Builtin => {
+            return Predictor::imagenet(&device).context("loading the bundled network");
+        }
+        ModelChoice::Saved(dir) => dir,
+    };
+    let (trained, _) = TrainedModel::load(dir, &device)
         .with_context(|| format!("loading the model in {}", dir.display()))?;
     Ok(Predictor::from_network(
         &trained.network,
@@ -256,7 +277,7 @@ fn load_predictor(model: &str) -> anyhow::Result<Predictor> {
 }
 
 fn predict_command(
-    model: &str,
+    model: &ModelChoice,
     top_k: usize,
     json: bool,
     batch_size: usize,

@@ -1,18 +1,16 @@
 //! `transfer-studio train`: a run with a progress bar, or JSON lines with `--json`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model::saved::SavedMetrics;
-use crate::model::{Init, Unit};
+use super::progress::{TerminalObserver, percent};
+use crate::model::{Backbone, Init, Unit};
 use crate::runtime;
 use crate::train::{
-    Case, DataSource, TrainEvent, TrainJob, TrainOutcome, TrainPlan, spawn_training,
+    Case, DataSource, RunError, SavedMetrics, TrainJob, TrainPlan, run_to_end, spawn_training,
 };
 
 #[derive(Debug, Args)]
@@ -45,8 +43,8 @@ pub struct TrainArgs {
     /// Backbone learning rate as a fraction of --lr.
     #[arg(long)]
     pub backbone_lr_mult: Option<f64>,
-    /// Last backbone unit kept: stem, a block number 0-15, or head.
-    #[arg(long)]
+    /// Last backbone unit kept: stem, a block number (Lite0: 0-15), or head.
+    #[arg(long, value_parser = parse_unit)]
     pub cut_after: Option<Unit>,
     /// Backbone units that train, counted down from the cut (0: classifier only).
     #[arg(long)]
@@ -70,6 +68,11 @@ pub struct TrainArgs {
     /// Print each event as one JSON object per line instead of a progress bar.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A cut point the default backbone has.
+fn parse_unit(s: &str) -> Result<Unit, String> {
+    Backbone::default().parse_unit(s).map_err(|e| e.to_string())
 }
 
 fn parse_init(s: &str) -> Result<Init, String> {
@@ -113,10 +116,6 @@ impl TrainArgs {
     }
 }
 
-fn percent(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
-}
-
 pub(super) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan();
     plan.validate()?;
@@ -129,110 +128,13 @@ pub(super) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         device: runtime::compute_device(),
     };
     let handle = spawn_training(job, None).context("starting the trainer")?;
-    let show_bar = !args.json && std::io::stderr().is_terminal();
-    let bar = ProgressBar::hidden();
-    if show_bar {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    }
-    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    let say = |line: String| {
-        if show_bar {
-            bar.println(line);
-        } else if !args.json {
-            eprintln!("{line}");
-        }
+    let mut observer = TerminalObserver::new(args.json);
+    let outcome = run_to_end(handle, &mut observer, None);
+    observer.finish();
+    let outcome = match outcome {
+        Err(RunError::Cancelled) => anyhow::bail!("training was stopped"),
+        other => other?,
     };
-    let mut outcome: Option<Box<TrainOutcome>> = None;
-    let mut failure = None;
-    for event in handle.events.iter() {
-        if args.json {
-            println!("{}", serde_json::to_string(&event)?);
-        }
-        match event {
-            TrainEvent::Loading { done, total } => {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-                bar.set_message("decoding images");
-            }
-            TrainEvent::Started {
-                plan,
-                case,
-                counts,
-                skipped,
-                trainable_parameters,
-                device,
-                ..
-            } => {
-                say(format!(
-                    "{}: {}",
-                    case.map_or_else(|| "custom plan".into(), |c| format!("{c} ({})", c.title())),
-                    plan.summary()
-                ));
-                for c in &counts {
-                    say(format!(
-                        "  {:<20} {:>6} train {:>6} val",
-                        c.class, c.train, c.val
-                    ));
-                }
-                if !skipped.is_empty() {
-                    say(format!("skipped {} files:", skipped.len()));
-                    for s in &skipped {
-                        say(format!("  {}: {}", s.path.display(), s.reason));
-                    }
-                }
-                say(format!(
-                    "{trainable_parameters} trainable parameters on {device}"
-                ));
-            }
-            TrainEvent::CachingFeatures { done, total } => {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-                bar.set_message("computing features of the frozen layers");
-            }
-            TrainEvent::PhaseStarted { phase, epochs } => {
-                say(format!("phase {phase:?}: {epochs} epochs"));
-            }
-            TrainEvent::Batch {
-                epoch,
-                batch,
-                batches,
-                loss,
-                images_per_sec,
-                eta_secs,
-                ..
-            } => {
-                bar.set_length(batches as u64);
-                bar.set_position(batch as u64);
-                bar.set_message(format!(
-                    "epoch {epoch} loss {loss:.3} {images_per_sec:.1} img/s ETA {:.0}s",
-                    eta_secs
-                ));
-            }
-            TrainEvent::Epoch(m) => say(format!(
-                "epoch {:>3}  train loss {:.4} acc {}  val loss {} acc {}  lr {:.2e}",
-                m.epoch,
-                m.train_loss,
-                percent(Some(m.train_accuracy)),
-                m.val_loss.map_or_else(|| "-".into(), |l| format!("{l:.4}")),
-                percent(m.val_accuracy),
-                m.head_lr
-            )),
-            TrainEvent::Paused => say("paused".into()),
-            TrainEvent::Resumed => say("resumed".into()),
-            TrainEvent::Warning { message } => say(format!("warning: {message}")),
-            TrainEvent::Finished(o) => outcome = Some(o),
-            TrainEvent::Failed { error } => failure = Some(error),
-            TrainEvent::Cancelled => failure = Some("training was stopped".into()),
-        }
-    }
-    bar.finish_and_clear();
-    handle.join();
-    if let Some(error) = failure {
-        anyhow::bail!(error);
-    }
-    let outcome = outcome.context("the trainer ended without a result")?;
     let report = &outcome.report;
     outcome
         .model

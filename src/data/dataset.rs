@@ -413,7 +413,7 @@ fn stratified_split(
     let mut train = Vec::new();
     let mut val = Vec::new();
     for (c, mut samples) in per_class.into_iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9e37_79b9));
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::seed::split_stream(seed, c as u64));
         samples.shuffle(&mut rng);
         let n = samples.len();
         let mut n_val = (fraction * n as f64).round() as usize;

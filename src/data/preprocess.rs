@@ -43,8 +43,12 @@ impl Preprocessing {
         }
     }
 
-    /// Resize + centre crop: the square image the network sees at evaluation.
+    /// Resize + centre crop: the square image the network sees at evaluation. Images already
+    /// at the resize side (cached that way) are only cropped.
     pub fn eval_crop(&self, image: &RgbImage) -> RgbImage {
+        if image.width().min(image.height()) == self.resize_px {
+            return resize::center_crop(image, self.image_size_px);
+        }
         let resized = resize::resize_shorter_side(image, self.resize_px);
         resize::center_crop(&resized, self.image_size_px)
     }

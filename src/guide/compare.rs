@@ -8,16 +8,18 @@ use std::sync::Arc;
 use candle_core::Device;
 use serde::Serialize;
 
+use crossbeam_channel::Receiver;
+
 use crate::data::dataset::Dataset;
-use crate::model::saved::SavedMetrics;
 use crate::train::{
-    Case, DataSource, TrainEvent, TrainJob, TrainOutcome, TrainPlan, spawn_training,
+    Case, DataSource, RunError, SavedMetrics, TrainCommand, TrainEvent, TrainJob, TrainOutcome,
+    TrainPlan, run_to_end, spawn_training,
 };
 
 /// One row of the comparison table.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareRow {
-    pub case: String,
+    pub case: Case,
     pub title: String,
     pub val_accuracy: Option<f64>,
     pub train_secs: f64,
@@ -31,7 +33,7 @@ impl CompareRow {
     pub fn from_outcome(case: Case, outcome: &TrainOutcome, model_dir: Option<PathBuf>) -> Self {
         let r = &outcome.report;
         Self {
-            case: case.to_string(),
+            case,
             title: case.title().to_string(),
             val_accuracy: r.best_val_accuracy,
             train_secs: r.wall_secs,
@@ -44,25 +46,30 @@ impl CompareRow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("{case}: {message}")]
-    Failed { case: Case, message: String },
+    #[error("{case}: {source}")]
+    Failed { case: Case, source: RunError },
     #[error("stopped")]
     Cancelled,
     #[error("cannot start the trainer: {0}")]
     Spawn(#[from] std::io::Error),
-    #[error("cannot save {case}: {message}")]
-    Save { case: Case, message: String },
+    #[error("cannot save {case}: {source}")]
+    Save {
+        case: Case,
+        source: crate::train::StoreError,
+    },
 }
 
 /// Trains the four presets on `dataset` in turn, each plan passed through `adjust` first
 /// (identity for the presets as they are). `on_event(case, event)` sees every trainer event (to
-/// draw or print progress); each model is saved to `out/<case>` when `out` is given.
+/// draw or print progress); each model is saved to `out/<case>` when `out` is given. Commands
+/// on `control` go to the run in progress (a stop ends the comparison).
 pub fn compare_all(
     dataset: Arc<Dataset>,
     device: &Device,
     out: Option<&Path>,
     adjust: impl Fn(TrainPlan) -> TrainPlan,
     mut on_event: impl FnMut(Case, &TrainEvent),
+    control: Option<&Receiver<TrainCommand>>,
 ) -> Result<Vec<CompareRow>, CompareError> {
     let mut rows = Vec::with_capacity(Case::ALL.len());
     for case in Case::ALL {
@@ -72,42 +79,25 @@ pub fn compare_all(
             device: device.clone(),
         };
         let handle = spawn_training(job, None)?;
-        let mut outcome = None;
-        for event in handle.events.iter() {
-            on_event(case, &event);
-            match event {
-                TrainEvent::Finished(o) => outcome = Some(o),
-                TrainEvent::Failed { error } => {
-                    return Err(CompareError::Failed {
-                        case,
-                        message: error,
-                    });
-                }
-                TrainEvent::Cancelled => return Err(CompareError::Cancelled),
-                _ => {}
-            }
-        }
-        let Some(outcome) = outcome else {
-            return Err(CompareError::Failed {
-                case,
-                message: "the trainer ended without a result".into(),
-            });
+        let outcome = match run_to_end(handle, &mut |e: &TrainEvent| on_event(case, e), control) {
+            Ok(outcome) => outcome,
+            Err(RunError::Cancelled) => return Err(CompareError::Cancelled),
+            Err(source) => return Err(CompareError::Failed { case, source }),
         };
         let model_dir = match out {
-            Some(dir) => {
-                let target = dir.join(case.to_string());
-                outcome
-                    .model
-                    .save(&target, Some(SavedMetrics::from_report(&outcome.report)))
-                    .map_err(|e| CompareError::Save {
-                        case,
-                        message: e.to_string(),
-                    })?;
-                Some(target)
-            }
+            Some(dir) => Some(save(case, &outcome, dir)?),
             None => None,
         };
         rows.push(CompareRow::from_outcome(case, &outcome, model_dir));
     }
     Ok(rows)
+}
+
+fn save(case: Case, outcome: &TrainOutcome, dir: &Path) -> Result<PathBuf, CompareError> {
+    let target = dir.join(case.to_string());
+    outcome
+        .model
+        .save(&target, Some(SavedMetrics::from_report(&outcome.report)))
+        .map_err(|source| CompareError::Save { case, source })?;
+    Ok(target)
 }

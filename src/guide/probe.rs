@@ -10,24 +10,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::dataset::Dataset;
-use crate::data::preprocess::Preprocessing;
-use crate::model::{HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::model::{Backbone, ModelError, Network, Unit};
 use crate::train::features::{FeatureSet, extract_multi};
 use crate::train::head::{AdamWConfig, LinearHead};
-
-/// Cut points probed.
-pub const PROBE_UNITS: [Unit; 7] = [
-    Unit::Block(1),
-    Unit::Block(2),
-    Unit::Block(4),
-    Unit::Block(7),
-    Unit::Block(10),
-    Unit::Block(14),
-    Unit::Head,
-];
+use crate::train::schedule::cosine_factor;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeOptions {
+    /// The network probed, at its [`crate::model::Architecture::probe_units`].
+    pub backbone: Backbone,
     pub image_size_px: u32,
     pub epochs: usize,
     pub lr: f64,
@@ -37,6 +28,7 @@ pub struct ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
+            backbone: Backbone::default(),
             image_size_px: 224,
             epochs: 60,
             lr: 3e-3,
@@ -48,8 +40,7 @@ impl Default for ProbeOptions {
 /// The linear probe's result at one cut.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbePoint {
-    /// `stem`, `block0`…`block15` or `head`.
-    pub unit: String,
+    pub unit: Unit,
     pub unit_index: usize,
     pub features: usize,
     pub train_accuracy: f64,
@@ -113,8 +104,7 @@ fn fit(
     for _ in 0..options.epochs {
         order.shuffle(&mut rng);
         for chunk in order.chunks(32) {
-            let t = step as f64 / steps_total.max(1) as f64;
-            head.set_learning_rate(options.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
+            head.set_learning_rate(options.lr * cosine_factor(step, steps_total));
             step += 1;
             x.clear();
             y.clear();
@@ -130,7 +120,7 @@ fn fit(
     (train_acc, val_acc)
 }
 
-/// Runs the probe at every [`PROBE_UNITS`] cut. `progress(done, total)` while computing
+/// Runs the probe at every cut the backbone names. `progress(done, total)` while computing
 /// features (training the probes takes a fraction of that).
 pub fn depth_probe(
     dataset: &Dataset,
@@ -138,17 +128,12 @@ pub fn depth_probe(
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<ProbePoint>, ModelError> {
-    let weights = Weights::bundled(device)?;
-    let network = Network::build(
-        NetworkSpec::imagenet(),
-        Some(&weights),
-        HeadInit::FromWeights,
-        0,
-        device,
-    )?;
+    let backbone = options.backbone;
+    let network = Network::pretrained(backbone, device)?;
     let folded = network.folded()?;
-    let pre = Preprocessing::for_size(options.image_size_px);
-    let indices: Vec<usize> = PROBE_UNITS.iter().map(|u| u.index()).collect();
+    let pre = backbone.preprocessing(options.image_size_px);
+    let units = backbone.probe_units();
+    let indices: Vec<usize> = units.iter().map(|&u| backbone.index_of(u)).collect();
     let last = indices.iter().copied().max().unwrap_or(0);
     let total = dataset.train.len() + dataset.val.len();
     let forward = |x: &candle_core::Tensor| {
@@ -168,8 +153,8 @@ pub fn depth_probe(
             progress(dataset.train.len() + done, total);
             Ok(())
         })?;
-    let mut points = Vec::with_capacity(PROBE_UNITS.len());
-    for (k, unit) in PROBE_UNITS.iter().enumerate() {
+    let mut points = Vec::with_capacity(units.len());
+    for (k, (&unit, &unit_index)) in units.iter().zip(&indices).enumerate() {
         let Some(train) = train_sets.get(k) else {
             continue;
         };
@@ -184,8 +169,8 @@ pub fn depth_probe(
             options,
         );
         points.push(ProbePoint {
-            unit: unit.to_string(),
-            unit_index: unit.index(),
+            unit,
+            unit_index,
             features: data.dim,
             train_accuracy,
             val_accuracy,

@@ -23,11 +23,28 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::data::preprocess::Preprocessing;
 use crate::model::network::ChannelSums;
-use crate::model::{HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit};
 use crate::train::Case;
 use crate::train::features::eval_crops;
+
+/// The network whose BatchNorm statistics the score compares with (the bundled Lite0).
+pub const MEASURING_BACKBONE: &str = "efficientnet-lite0";
+
+/// Why a dataset could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum RecommendError {
+    #[error("no readable image to measure the dataset with")]
+    NoReadableImage,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl From<candle_core::Error> for RecommendError {
+    fn from(e: candle_core::Error) -> Self {
+        RecommendError::Model(ModelError::Candle(e))
+    }
+}
 
 /// The divergence that scores 0.5.
 pub const DIVERGENCE_SCALE: f64 = 0.1;
@@ -106,7 +123,7 @@ pub struct Recommendation {
     pub similarity: Similarity,
     /// `D`, the mean over layers of the median channel divergence.
     pub divergence: f64,
-    pub case: String,
+    pub case: Case,
     pub thresholds: Thresholds,
     pub images_measured: usize,
     pub layers: Vec<LayerDivergence>,
@@ -114,13 +131,12 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
+    /// The cell for the measured size and similarity.
     pub fn case(&self) -> Case {
-        match (self.size, self.similarity) {
-            (Size::Small, Similarity::Similar) => Case::SmallSimilar,
-            (Size::Small, Similarity::Different) => Case::SmallDifferent,
-            (Size::Large, Similarity::Similar) => Case::LargeSimilar,
-            (Size::Large, Similarity::Different) => Case::LargeDifferent,
-        }
+        Case::from_axes(
+            self.size == Size::Large,
+            self.similarity == Similarity::Similar,
+        )
     }
 
     /// Re-classifies with other thresholds (the measurement stays).
@@ -135,7 +151,7 @@ impl Recommendation {
         r.thresholds = thresholds;
         r.size = size_of(r.images_per_class, &thresholds);
         r.similarity = similarity_of(r.similarity_score, &thresholds);
-        r.case = r.case().to_string();
+        r.case = r.case();
         r.explanation = explain(&r);
         r
     }
@@ -194,33 +210,32 @@ fn channel_divergence(m: f64, s2: f64, beta: f64, gamma: f64) -> f64 {
     0.5 * ((s2 + (m - beta).powi(2)) / g2 - 1.0 + (g2 / s2).ln())
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Measures the dataset (see the module docs). `progress(done, total)` after each batch.
 pub fn recommend(
     dataset: &Dataset,
     options: &RecommendOptions,
     device: &Device,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Recommendation, ModelError> {
-    let weights = Weights::bundled(device)?;
+) -> Result<Recommendation, RecommendError> {
+    // Whatever network trains, similarity is measured with Lite0's BatchNorm statistics.
+    let lite0 = Backbone::by_name(MEASURING_BACKBONE).ok_or_else(|| {
+        RecommendError::Model(ModelError::UnknownBackbone(MEASURING_BACKBONE.into()))
+    })?;
+    let weights = lite0.pretrained_weights(device)?;
     let spec = NetworkSpec {
         cut_after: Unit::Block(MEASURED_BLOCKS[MEASURED_BLOCKS.len() - 1]),
-        ..NetworkSpec::imagenet()
+        ..NetworkSpec::pretrained(lite0)
     };
     let network = Network::build(spec, Some(&weights), HeadInit::Random, 0, device)?;
     let folded = network.folded()?;
     let unit_indices: Vec<usize> = MEASURED_BLOCKS
         .iter()
-        .map(|&b| Unit::Block(b).index())
+        .map(|&b| lite0.index_of(Unit::Block(b)))
         .collect();
     let mut pool: Vec<_> = dataset.train.iter().chain(&dataset.val).cloned().collect();
     pool.sort_by_key(|s| s.label);
     let subset = super::balanced_subset(&pool, dataset.classes.len(), options.max_images);
-    let pre = Preprocessing::for_size(options.image_size_px);
+    let pre = lite0.preprocessing(options.image_size_px);
     let mut totals: Vec<ChannelSums> = Vec::new();
     let mut measured = 0;
     for (i, group) in subset.chunks(32).enumerate() {
@@ -245,20 +260,25 @@ pub fn recommend(
         progress(((i + 1) * 32).min(subset.len()), subset.len());
     }
     if measured == 0 {
-        return Err(ModelError::Mismatch(
-            "no readable image to measure the dataset with".into(),
-        ));
+        return Err(RecommendError::NoReadableImage);
     }
     let mut layers = Vec::with_capacity(MEASURED_BLOCKS.len());
     for (&block, sums) in MEASURED_BLOCKS.iter().zip(&totals) {
-        let bn = match network.units.get(Unit::Block(block).index()) {
-            Some(crate::model::network::UnitLayers::Block(b)) => &b.project.bn,
-            _ => return Err(ModelError::Init(format!("block {block} is missing"))),
+        // The block's last layer: the projection's BatchNorm, with no activation after it.
+        let index = lite0.index_of(Unit::Block(block));
+        let Some(bn) = network
+            .units
+            .get(index)
+            .and_then(|u| u.layers().last().map(|l| &l.bn))
+        else {
+            return Err(RecommendError::Model(
+                lite0.missing_unit(Unit::Block(block)),
+            ));
         };
         let gamma = bn.weight.tensor().to_vec1::<f32>()?;
         let beta = bn.bias.tensor().to_vec1::<f32>()?;
         let n = sums.count.max(1) as f64;
-        let per_channel: Vec<f64> = (0..gamma.len())
+        let mut per_channel: Vec<f64> = (0..gamma.len())
             .map(|c| {
                 let m = f64::from(sums.sum[c]) / n;
                 let s2 = (f64::from(sums.sum_sq[c]) / n - m * m).max(0.0);
@@ -267,7 +287,7 @@ pub fn recommend(
             .collect();
         layers.push(LayerDivergence {
             block,
-            divergence: median(per_channel),
+            divergence: crate::stats::median(&mut per_channel),
         });
     }
     let d = layers.iter().map(|l| l.divergence).sum::<f64>() / layers.len().max(1) as f64;
@@ -278,7 +298,7 @@ pub fn recommend(
         similarity_score: 1.0 / (1.0 + d / DIVERGENCE_SCALE),
         divergence: d,
         similarity: Similarity::Similar,
-        case: String::new(),
+        case: Case::SmallSimilar,
         thresholds: options.thresholds,
         images_measured: measured,
         layers,
@@ -304,7 +324,7 @@ pub fn recommend_shared(
     dataset: Arc<Dataset>,
     options: RecommendOptions,
     device: Device,
-) -> Result<Recommendation, ModelError> {
+) -> Result<Recommendation, RecommendError> {
     recommend(&dataset, &options, &device, |_, _| {})
 }
 
@@ -329,19 +349,19 @@ mod tests {
             similarity_score: 0.6,
             similarity: Similarity::Similar,
             divergence: 0.07,
-            case: String::new(),
+            case: Case::SmallSimilar,
             thresholds: Thresholds::default(),
             images_measured: 10,
             layers: Vec::new(),
             explanation: String::new(),
         };
         let a = r.with_thresholds(Thresholds::default());
-        assert_eq!(a.case, "small-similar");
+        assert_eq!(a.case, Case::SmallSimilar);
         let b = r.with_thresholds(Thresholds {
             large_images_per_class: 40,
             similar_min_score: 0.7,
         });
-        assert_eq!(b.case, "large-different");
+        assert_eq!(b.case, Case::LargeDifferent);
         assert!(b.explanation.contains("Fine-tune or retrain"));
         for explanation in [&a.explanation, &b.explanation] {
             assert!(explanation.ends_with('.'), "{explanation}");

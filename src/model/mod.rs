@@ -1,17 +1,23 @@
-//! The network: architecture, weights, and the candle implementation.
+//! The networks: a family of backbones behind one interface ([`Backbone`]), the layers they are
+//! made of, and the network built from one (cut, frozen, with a classifier) in candle.
+//!
+//! Nothing here knows about plans, training, the guide or the window.
 
-pub mod arch;
+pub mod backbone;
+pub mod layers;
+pub mod lite0;
 pub mod network;
-pub mod saved;
+pub mod unit;
 pub mod weights;
 
 use std::path::PathBuf;
 
-pub use arch::{BlockSpec, Unit};
-pub use network::{FoldedNetwork, HeadInit, Init, Network, NetworkSpec};
-pub use saved::MANIFEST_FILE;
+pub use backbone::{Architecture, Backbone, BackboneUnit, FoldedUnit};
+pub use network::{FoldedNetwork, HeadInit, Init, Network, NetworkSpec, softmax};
+pub use unit::{Unit, UnitInfo};
 pub use weights::{Weights, imagenet_labels};
 
+/// Why a network could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("the weights have no tensor named `{0}`")]
@@ -27,12 +33,18 @@ pub enum ModelError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} is not a valid safetensors file: {1}")]
-    BadWeightsFile(PathBuf, String),
-    #[error("cannot initialise the network: {0}")]
-    Init(String),
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    BadWeightsFile { path: PathBuf, reason: String },
+    #[error("cannot draw random initial weights: {0}")]
+    RandomInit(String),
+    #[error("a classifier needs at least one class")]
+    NoClasses,
+    #[error("{labels} labels for {classes} classes")]
+    LabelCount { labels: usize, classes: usize },
     #[error("{0}")]
-    Mismatch(String),
+    UnknownUnit(String),
+    #[error("unknown backbone {0}")]
+    UnknownBackbone(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

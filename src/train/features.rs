@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use super::augment::{at_least, eval_crop};
+use super::augment::at_least;
 use crate::data::dataset::{Sample, SkippedFile};
 use crate::data::preprocess::Preprocessing;
 
@@ -43,7 +43,7 @@ pub fn eval_crops(samples: &[Sample], pre: &Preprocessing) -> Vec<Result<RgbImag
         .par_iter()
         .map(|s| {
             let image = s.image(pre.resize_px)?;
-            Ok(eval_crop(&at_least(&image, pre.resize_px), pre))
+            Ok(pre.eval_crop(&at_least(&image, pre.resize_px)))
         })
         .collect()
 }

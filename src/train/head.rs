@@ -8,7 +8,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::model::network::Classifier;
+use crate::model::layers::Classifier;
 
 /// AdamW hyper-parameters (candle's defaults for the betas and eps).
 #[derive(Debug, Clone, Copy)]
@@ -258,6 +258,7 @@ mod tests {
     fn fused_step_matches_candle_autograd_and_adamw() {
         let device = Device::Cpu;
         let spec = NetworkSpec {
+            backbone: crate::model::Backbone::default(),
             cut_after: Unit::Block(0),
             num_classes: 5,
             trainable_units: 0,

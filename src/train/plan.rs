@@ -5,10 +5,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::arch::UNIT_COUNT;
 use candle_core::Device;
 
-use crate::model::{HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::data::preprocess::Preprocessing;
+use crate::model::{Backbone, HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights};
 
 /// A cell of the 2×2 guide: dataset size × similarity to the pretraining data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,6 +62,7 @@ impl Case {
         matches!(self, Case::SmallSimilar | Case::LargeSimilar)
     }
 
+    /// The cell for a dataset's place on the two axes.
     pub fn from_axes(large: bool, similar: bool) -> Case {
         match (large, similar) {
             (false, true) => Case::SmallSimilar,
@@ -71,10 +72,17 @@ impl Case {
         }
     }
 
-    /// The preset plan for this cell (pretrained start).
+    /// The preset plan for this cell on the default backbone (pretrained start).
     pub fn plan(self) -> TrainPlan {
+        self.plan_for(Backbone::default())
+    }
+
+    /// The preset plan for this cell on `backbone` (pretrained start).
+    pub fn plan_for(self, backbone: Backbone) -> TrainPlan {
+        let all_units = backbone.unit_count();
         let base = TrainPlan {
-            cut_after: Unit::Head,
+            backbone,
+            cut_after: backbone.last_unit(),
             trainable_units: 0,
             init: Init::Pretrained,
             head_epochs: 0,
@@ -94,16 +102,16 @@ impl Case {
         match self {
             // Only the new FC trains, on features computed once (milliseconds per epoch).
             Case::SmallSimilar => base,
-            // Generic low/mid-level features: the end of stage 5 (block 10, 112 channels,
-            // stride 16). The depth probe shows the trade-off on your data.
+            // Generic low/mid-level features (Lite0: the end of stage 5, block 10). The depth
+            // probe shows the trade-off on your data.
             Case::SmallDifferent => TrainPlan {
-                cut_after: Unit::Block(10),
+                cut_after: backbone.generic_cut(),
                 ..base
             },
             // Two phases: the new head on cached features, then every layer with the backbone
             // at a tenth of the head's learning rate. 160 px keeps CPU training practical.
             Case::LargeSimilar => TrainPlan {
-                trainable_units: UNIT_COUNT,
+                trainable_units: all_units,
                 head_epochs: 3,
                 epochs: 6,
                 image_size_px: 160,
@@ -115,7 +123,7 @@ impl Case {
             },
             // Features must move further from ImageNet's: a larger backbone rate, more epochs.
             Case::LargeDifferent => TrainPlan {
-                trainable_units: UNIT_COUNT,
+                trainable_units: all_units,
                 head_epochs: 2,
                 epochs: 8,
                 image_size_px: 160,
@@ -128,9 +136,14 @@ impl Case {
         }
     }
 
+    /// The large-different cell's other option on the default backbone.
+    pub fn retrain_plan() -> TrainPlan {
+        Self::retrain_plan_for(Backbone::default())
+    }
+
     /// The large-different cell's other option: re-initialise everything and train from
     /// scratch (only sensible with plenty of data and time).
-    pub fn retrain_plan() -> TrainPlan {
+    pub fn retrain_plan_for(backbone: Backbone) -> TrainPlan {
         TrainPlan {
             init: Init::Random,
             head_epochs: 0,
@@ -141,7 +154,7 @@ impl Case {
             // Random-init running statistics must catch up fast (0.01 left test accuracy at
             // chance in PyTorch's runs of the same recipe).
             bn_momentum: 0.1,
-            ..Case::LargeDifferent.plan()
+            ..Case::LargeDifferent.plan_for(backbone)
         }
     }
 
@@ -153,11 +166,13 @@ impl Case {
             ..p.clone()
         };
         let target = normalized(plan);
+        let backbone = plan.backbone;
         Case::ALL
             .into_iter()
-            .find(|c| normalized(&c.plan()) == target)
+            .find(|c| normalized(&c.plan_for(backbone)) == target)
             .or_else(|| {
-                (normalized(&Case::retrain_plan()) == target).then_some(Case::LargeDifferent)
+                (normalized(&Case::retrain_plan_for(backbone)) == target)
+                    .then_some(Case::LargeDifferent)
             })
     }
 }
@@ -191,6 +206,9 @@ impl FromStr for Case {
 /// Everything that decides a training run. Every field can be overridden.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainPlan {
+    /// The network (plans saved before there was a choice are Lite0's).
+    #[serde(default)]
+    pub backbone: Backbone,
     /// Last backbone unit kept; pooling and the new classifier follow it.
     pub cut_after: Unit,
     /// Backbone units that train in the main phase, counted down from the cut
@@ -237,7 +255,7 @@ pub struct PlanError(pub String);
 impl TrainPlan {
     /// Backbone units kept (stem through the cut).
     pub fn kept_units(&self) -> usize {
-        self.cut_after.index() + 1
+        self.backbone.index_of(self.cut_after) + 1
     }
 
     /// Trainable backbone units, capped at the units kept.
@@ -260,8 +278,35 @@ impl TrainPlan {
         self.kept_units() - self.effective_trainable_units()
     }
 
+    /// Epochs of the classifier-only phase on cached features (all of them when nothing
+    /// else trains).
+    pub fn head_only_epochs(&self) -> usize {
+        if self.is_head_only() {
+            self.epochs
+        } else if self.has_head_phase() {
+            self.head_epochs
+        } else {
+            0
+        }
+    }
+
+    /// Epochs of the whole run, both phases.
+    pub fn total_epochs(&self) -> usize {
+        if self.is_head_only() {
+            self.epochs
+        } else {
+            self.head_only_epochs() + self.epochs
+        }
+    }
+
+    /// Input preprocessing at this plan's image size, as the backbone expects it.
+    pub fn preprocessing(&self) -> Preprocessing {
+        self.backbone.preprocessing(self.image_size_px)
+    }
+
     pub fn network_spec(&self, num_classes: usize) -> NetworkSpec {
         NetworkSpec {
+            backbone: self.backbone,
             cut_after: self.cut_after,
             num_classes,
             trainable_units: self.effective_trainable_units(),
@@ -289,6 +334,11 @@ impl TrainPlan {
 
     pub fn validate(&self) -> Result<(), PlanError> {
         let fail = |m: &str| Err(PlanError(m.into()));
+        if !self.backbone.has_unit(self.cut_after) {
+            return Err(PlanError(
+                self.backbone.missing_unit(self.cut_after).to_string(),
+            ));
+        }
         if self.epochs == 0 && self.head_epochs == 0 {
             return fail("at least one epoch is needed");
         }
@@ -357,13 +407,14 @@ mod tests {
     #[test]
     fn presets_follow_the_guide() {
         let ss = Case::SmallSimilar.plan();
+        let all_units = ss.backbone.unit_count();
         assert_eq!(ss.cut_after, Unit::Head);
         assert!(ss.is_head_only());
         let sd = Case::SmallDifferent.plan();
         assert!(sd.cut_after < Unit::Block(15));
         assert!(sd.is_head_only());
         let ls = Case::LargeSimilar.plan();
-        assert_eq!(ls.effective_trainable_units(), UNIT_COUNT);
+        assert_eq!(ls.effective_trainable_units(), all_units);
         assert!(ls.has_head_phase() && ls.backbone_lr_mult < 1.0);
         let ld = Case::LargeDifferent.plan();
         assert_eq!(ld.init, Init::Pretrained);

@@ -8,13 +8,33 @@ use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use image::RgbImage;
 
-use crate::data::dataset::{Dataset, LoadOptions, LoadProgress, load_dataset};
-use crate::data::decode::decode_rgb;
+use crate::data::dataset::{Dataset, DatasetError, LoadOptions, LoadProgress, load_dataset};
+use crate::data::decode::{DecodeError, decode_rgb};
 use crate::guide::probe::{ProbeOptions, ProbePoint, depth_probe};
-use crate::guide::recommend::{RecommendOptions, Recommendation, recommend};
-use crate::model::saved::{SavedMetrics, TrainedModel};
+use crate::guide::recommend::{RecommendError, RecommendOptions, Recommendation, recommend};
+use crate::model::ModelError;
 use crate::predict::{ClassProb, Predictor};
-use crate::train::Waker;
+use crate::train::{SavedMetrics, StoreError, TrainedModel, Waker};
+
+/// Why background work failed (the window shows the message).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Recommend(#[from] RecommendError),
+    #[error("cannot write the demo pack under {path}: {source}")]
+    Demo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Results of background work.
 #[derive(Debug)]
@@ -28,19 +48,19 @@ pub enum JobResult {
         save: bool,
         path: PathBuf,
     },
-    DatasetLoaded(Result<Arc<Dataset>, String>),
+    DatasetLoaded(Result<Arc<Dataset>, JobError>),
     Thumbnail {
         path: PathBuf,
         image: egui::ColorImage,
     },
     Predicted {
         path: PathBuf,
-        result: Result<(egui::ColorImage, Vec<ClassProb>), String>,
+        result: Result<(egui::ColorImage, Vec<ClassProb>), JobError>,
     },
-    ModelSaved(Result<PathBuf, String>),
-    ModelOpened(Result<Box<TrainedModel>, String>),
-    Recommended(Result<Recommendation, String>),
-    Probed(Result<Vec<ProbePoint>, String>),
+    ModelSaved(Result<PathBuf, JobError>),
+    ModelOpened(Result<Box<TrainedModel>, JobError>),
+    Recommended(Result<Recommendation, JobError>),
+    Probed(Result<Vec<ProbePoint>, JobError>),
 }
 
 /// What a picked folder is for.
@@ -56,7 +76,7 @@ pub struct Jobs {
     pub rx: Receiver<JobResult>,
     waker: Waker,
     /// Progress of the dataset load in flight, if any.
-    pub loading: Option<Arc<LoadProgress>>,
+    loading: Option<Arc<LoadProgress>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -75,8 +95,8 @@ pub fn to_color_image(image: &RgbImage) -> egui::ColorImage {
     )
 }
 
-fn thumbnail(path: &std::path::Path) -> Result<egui::ColorImage, String> {
-    let image = decode_rgb(path).map_err(|e| e.to_string())?;
+fn thumbnail(path: &std::path::Path) -> Result<egui::ColorImage, DecodeError> {
+    let image = decode_rgb(path)?;
     let thumb = image::imageops::thumbnail(&image, THUMBNAIL_PX, THUMBNAIL_PX);
     Ok(to_color_image(&thumb))
 }
@@ -90,6 +110,25 @@ impl Jobs {
             waker,
             loading: None,
         }
+    }
+
+    /// Images decoded so far of the dataset being loaded (done, total).
+    pub fn loading_progress(&self) -> Option<(usize, usize)> {
+        self.loading.as_ref().map(|p| {
+            (
+                p.done.load(std::sync::atomic::Ordering::Relaxed),
+                p.total.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    /// The load in flight has reported its result.
+    pub fn loading_done(&mut self) {
+        self.loading = None;
     }
 
     fn spawn(&self, name: &str, work: impl FnOnce(&Sender<JobResult>) + Send + 'static) {
@@ -149,7 +188,7 @@ impl Jobs {
         }
         let waker = self.waker.clone();
         self.spawn("dataset-loader", move |tx| {
-            let result = load_dataset(&root, &options, &progress).map_err(|e| e.to_string());
+            let result = load_dataset(&root, &options, &progress).map_err(JobError::from);
             let thumbs: Vec<PathBuf> = match &result {
                 Ok(d) => (0..d.classes.len())
                     .flat_map(|c| {
@@ -187,17 +226,14 @@ impl Jobs {
     pub fn predict(&self, predictor: Arc<Predictor>, paths: Vec<PathBuf>) {
         self.spawn("predictor", move |tx| {
             for path in paths {
-                let result = decode_rgb(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|img| {
-                        let top = predictor
-                            .classify_images(std::slice::from_ref(&img), 5)
-                            .map_err(|e| e.to_string())?
-                            .pop()
-                            .unwrap_or_default();
-                        let thumb = image::imageops::thumbnail(&img, THUMBNAIL_PX, THUMBNAIL_PX);
-                        Ok((to_color_image(&thumb), top))
-                    });
+                let result = decode_rgb(&path).map_err(JobError::from).and_then(|img| {
+                    let top = predictor
+                        .classify_images(std::slice::from_ref(&img), 5)?
+                        .pop()
+                        .unwrap_or_default();
+                    let thumb = image::imageops::thumbnail(&img, THUMBNAIL_PX, THUMBNAIL_PX);
+                    Ok((to_color_image(&thumb), top))
+                });
                 Self::send(tx, JobResult::Predicted { path, result });
             }
         });
@@ -208,7 +244,7 @@ impl Jobs {
             let result = model
                 .save(&dir, metrics)
                 .map(|()| dir)
-                .map_err(|e| e.to_string());
+                .map_err(JobError::from);
             Self::send(tx, JobResult::ModelSaved(result));
         });
     }
@@ -217,7 +253,7 @@ impl Jobs {
         self.spawn("model-loader", move |tx| {
             let result = TrainedModel::load(&dir, &device)
                 .map(|(m, _)| Box::new(m))
-                .map_err(|e| e.to_string());
+                .map_err(JobError::from);
             Self::send(tx, JobResult::ModelOpened(result));
         });
     }
@@ -225,8 +261,7 @@ impl Jobs {
     /// Measures where the dataset sits on the grid (a forward pass over a few hundred images).
     pub fn recommend(&self, dataset: Arc<Dataset>, options: RecommendOptions, device: Device) {
         self.spawn("recommender", move |tx| {
-            let result =
-                recommend(&dataset, &options, &device, |_, _| {}).map_err(|e| e.to_string());
+            let result = recommend(&dataset, &options, &device, |_, _| {}).map_err(JobError::from);
             Self::send(tx, JobResult::Recommended(result));
         });
     }
@@ -244,12 +279,9 @@ impl Jobs {
                         path,
                     },
                 ),
-                Err(e) => Self::send(
+                Err(source) => Self::send(
                     tx,
-                    JobResult::DatasetLoaded(Err(format!(
-                        "cannot write the demo pack under {}: {e}",
-                        root.display()
-                    ))),
+                    JobResult::DatasetLoaded(Err(JobError::Demo { path: root, source })),
                 ),
             }
         });
@@ -259,7 +291,7 @@ impl Jobs {
     pub fn probe(&self, dataset: Arc<Dataset>, device: Device) {
         self.spawn("depth-probe", move |tx| {
             let result = depth_probe(&dataset, &ProbeOptions::default(), &device, |_, _| {})
-                .map_err(|e| e.to_string());
+                .map_err(JobError::from);
             Self::send(tx, JobResult::Probed(result));
         });
     }

@@ -1,10 +1,19 @@
 //! The desktop window (eframe): Data, Guide, Train, Results and Predict panels over the engine.
+//!
+//! [`StudioApp`] owns [`AppState`] (what panels read) and the runtime parts (background jobs,
+//! the training session); panels return [`Command`]s, applied after layout.
 
 pub mod app;
+pub mod command;
 pub mod jobs;
 pub mod panels;
+pub mod runs;
+pub mod session;
+pub mod state;
 
-pub use app::{Command, Settings, StudioApp, Tab};
+pub use app::StudioApp;
+pub use command::Command;
+pub use state::{AppState, RunStatus, Settings, Tab};
 
 /// The app icon (PNG, 256 px), also installed by the package.
 static ICON_PNG: &[u8] = include_bytes!("../../icons/transfer-studio-256.png");
@@ -46,13 +55,11 @@ pub fn run_window(
         Box::new(move |cc| {
             let mut app = StudioApp::new(&cc.egui_ctx, cc.storage);
             if let Some(dir) = data {
-                app.settings.train_dir = Some(dir);
-                app.settings.val_dir = None;
-                app.settings.tab = Tab::Data;
-                app.apply(Command::LoadDataset);
+                app.apply(Command::SetTrainFolder(dir));
+                app.apply(Command::ShowTab(Tab::Data));
             }
             if !images.is_empty() {
-                app.add_images(images);
+                app.apply(Command::AddImages(images));
             }
             Ok(Box::new(app))
         }),

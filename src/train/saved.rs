@@ -5,23 +5,60 @@
 //! a `model.json` that does not belong to its `model.safetensors` is refused on loading.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
+use super::metrics::ClassMetrics;
+use super::{TrainPlan, TrainReport};
 use crate::data::preprocess::Preprocessing;
-use crate::train::metrics::ClassMetrics;
-use crate::train::{TrainPlan, TrainReport};
+use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
 
 pub const MANIFEST_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 const FORMAT: &str = "transfer-studio-model";
 const FORMAT_VERSION: u32 = 1;
-const BACKBONE: &str = "efficientnet-lite0";
+
+/// Why a model could not be saved or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot encode the model: {0}")]
+    Encode(String),
+    #[error("cannot save to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{dir} is not a valid {MANIFEST_FILE}: {reason}")]
+    BadManifest { dir: PathBuf, reason: String },
+    #[error("{dir} is a {format:?} model; this version reads {FORMAT:?} models")]
+    WrongFormat { dir: PathBuf, format: String },
+    #[error("{dir} was saved by a newer version (format {version})")]
+    NewerFormat { dir: PathBuf, version: u32 },
+    #[error(
+        "{dir}: {file} does not belong to {MANIFEST_FILE} (checksum differs); the two files come \
+         from different saves"
+    )]
+    ChecksumMismatch { dir: PathBuf, file: String },
+    #[error("{dir}: the weights do not fit the network described in {MANIFEST_FILE}: {source}")]
+    WeightsDoNotFit { dir: PathBuf, source: ModelError },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl From<candle_core::Error> for StoreError {
+    fn from(e: candle_core::Error) -> Self {
+        StoreError::Model(ModelError::Candle(e))
+    }
+}
 
 /// A trained network with what it takes to use it.
 #[derive(Debug, Clone)]
@@ -73,7 +110,7 @@ impl SavedMetrics {
 pub struct Manifest {
     pub format: String,
     pub version: u32,
-    pub backbone: String,
+    pub backbone: Backbone,
     pub cut_after: Unit,
     pub class_names: Vec<String>,
     pub preprocessing: Preprocessing,
@@ -92,7 +129,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn safetensors_bytes(network: &Network) -> Result<(Vec<u8>, usize), ModelError> {
+fn safetensors_bytes(network: &Network) -> Result<(Vec<u8>, usize), StoreError> {
     let mut named = Vec::new();
     for (name, tensor) in network.named_tensors() {
         let values: Vec<f32> = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -104,12 +141,12 @@ fn safetensors_bytes(network: &Network) -> Result<(Vec<u8>, usize), ModelError> 
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| ModelError::Init(e.to_string()))
+                .map_err(|e| StoreError::Encode(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let count = views.len();
-    let bytes =
-        safetensors::tensor::serialize(views, None).map_err(|e| ModelError::Init(e.to_string()))?;
+    let bytes = safetensors::tensor::serialize(views, None)
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
     Ok((bytes, count))
 }
 
@@ -121,12 +158,12 @@ fn is_saved_model_dir(dir: &Path) -> bool {
 impl TrainedModel {
     /// Writes the model directory atomically. An existing saved model there is replaced; any
     /// other existing folder is left alone and reported.
-    pub fn save(&self, dir: &Path, metrics: Option<SavedMetrics>) -> Result<(), ModelError> {
+    pub fn save(&self, dir: &Path, metrics: Option<SavedMetrics>) -> Result<(), StoreError> {
         let (weights, tensor_count) = safetensors_bytes(&self.network)?;
         let manifest = Manifest {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
-            backbone: BACKBONE.into(),
+            backbone: self.network.spec.backbone,
             cut_after: self.network.spec.cut_after,
             class_names: self.classes.clone(),
             preprocessing: self.preprocessing.clone(),
@@ -138,63 +175,59 @@ impl TrainedModel {
             created_with: format!("transfer-studio {}", env!("CARGO_PKG_VERSION")),
         };
         let json =
-            serde_json::to_vec_pretty(&manifest).map_err(|e| ModelError::Init(e.to_string()))?;
+            serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Encode(e.to_string()))?;
         crate::fsutil::replace_dir_atomically(dir, is_saved_model_dir, |staging| {
             crate::fsutil::write_synced(&staging.join(WEIGHTS_FILE), &weights)?;
             crate::fsutil::write_synced(&staging.join(MANIFEST_FILE), &json)
         })
-        .map_err(|source| ModelError::Io {
+        .map_err(|source| StoreError::Write {
             path: dir.to_owned(),
             source,
         })
     }
 
     /// Loads a saved model directory for inference.
-    pub fn load(dir: &Path, device: &Device) -> Result<(Self, Manifest), ModelError> {
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, Manifest), StoreError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| ModelError::Io { path, source })
+            std::fs::read(&path).map_err(|source| StoreError::Read { path, source })
         };
-        let manifest: Manifest = serde_json::from_slice(&read(MANIFEST_FILE)?).map_err(|e| {
-            ModelError::Mismatch(format!("{} is not a valid model.json: {e}", dir.display()))
-        })?;
-        if manifest.format != FORMAT || manifest.backbone != BACKBONE {
-            return Err(ModelError::Mismatch(format!(
-                "{} is a {:?} model of backbone {:?}; this version reads {FORMAT:?} models of {BACKBONE:?}",
-                dir.display(),
-                manifest.format,
-                manifest.backbone
-            )));
+        let manifest: Manifest =
+            serde_json::from_slice(&read(MANIFEST_FILE)?).map_err(|e| StoreError::BadManifest {
+                dir: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if manifest.format != FORMAT {
+            return Err(StoreError::WrongFormat {
+                dir: dir.to_owned(),
+                format: manifest.format,
+            });
         }
         if manifest.version > FORMAT_VERSION {
-            return Err(ModelError::Mismatch(format!(
-                "{} was saved by a newer version (format {})",
-                dir.display(),
-                manifest.version
-            )));
+            return Err(StoreError::NewerFormat {
+                dir: dir.to_owned(),
+                version: manifest.version,
+            });
         }
         let bytes = read(&manifest.weights_file)?;
         if sha256_hex(&bytes) != manifest.weights_sha256 {
-            return Err(ModelError::Mismatch(format!(
-                "{}: {} does not belong to {MANIFEST_FILE} (checksum differs); \
-                 the two files come from different saves",
-                dir.display(),
-                manifest.weights_file
-            )));
+            return Err(StoreError::ChecksumMismatch {
+                dir: dir.to_owned(),
+                file: manifest.weights_file,
+            });
         }
         let weights = Weights::from_safetensors_bytes(&bytes, device)?;
         let spec = NetworkSpec {
+            backbone: manifest.backbone,
             cut_after: manifest.cut_after,
             num_classes: manifest.class_names.len(),
             trainable_units: 0,
             bn_momentum: manifest.plan.bn_momentum,
         };
         let network = Network::build(spec, Some(&weights), HeadInit::FromWeights, 0, device)
-            .map_err(|e| {
-                ModelError::Mismatch(format!(
-                    "{}: the weights do not fit the network described in {MANIFEST_FILE}: {e}",
-                    dir.display()
-                ))
+            .map_err(|source| StoreError::WeightsDoNotFit {
+                dir: dir.to_owned(),
+                source,
             })?;
         let model = TrainedModel {
             network: Arc::new(network),

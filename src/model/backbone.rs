@@ -1,0 +1,225 @@
+//! Backbones as a family: one small interface ([`Architecture`]) that each network implements
+//! in its own file, and a registry of them. Everything outside `model/` (plans, the trainer,
+//! the guide, the window, saved models) asks a [`Backbone`] instead of knowing a network.
+//!
+//! Adding a network: a new file implementing [`Architecture`], plus one line in [`REGISTRY`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use candle_core::{Device, Result as CandleResult, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{ConvBn, ParamSource};
+use super::unit::{Unit, UnitInfo};
+use super::{ModelError, Weights};
+use crate::data::preprocess::Preprocessing;
+
+/// Every network the app knows, by name. The first one is the default.
+static REGISTRY: &[&dyn Architecture] = &[&super::lite0::Lite0];
+
+/// What a network provides: its units, its preprocessing, its weights and how to build it.
+pub trait Architecture: Send + Sync + 'static {
+    /// The stable name saved in `model.json` and given on the command line.
+    fn name(&self) -> &'static str;
+    /// The name shown to people.
+    fn title(&self) -> &'static str;
+    /// The units in order (stem first); a network can be cut after any of them.
+    fn units(&self) -> &[UnitInfo];
+    /// Input preprocessing for square crops of `image_size_px` (the normalisation the
+    /// pretrained weights expect).
+    fn preprocessing(&self, image_size_px: u32) -> Preprocessing;
+    /// Where *Start of ConvNet* cuts: the end of the early, generic layers.
+    fn generic_cut(&self) -> Unit;
+    /// Cut points the depth probe compares, in order.
+    fn probe_units(&self) -> Vec<Unit>;
+    /// Checkpoint names of the pretrained classifier's weight and bias.
+    fn classifier_names(&self) -> (&'static str, &'static str);
+    /// Classes of the pretrained classifier.
+    fn pretrained_classes(&self) -> usize;
+    /// The pretrained weights.
+    fn pretrained_weights(&self, device: &Device) -> Result<Weights, ModelError>;
+    /// Builds one unit, its parameters named as in the checkpoint.
+    fn build_unit(
+        &self,
+        unit: Unit,
+        source: &mut ParamSource<'_>,
+        trainable: bool,
+    ) -> Result<Box<dyn BackboneUnit>, ModelError>;
+}
+
+/// One unit of a built network (training form).
+pub trait BackboneUnit: fmt::Debug + Send + Sync {
+    /// Train mode: BatchNorm uses batch statistics and updates its running averages.
+    fn forward_train(&self, x: &Tensor, bn_momentum: f64) -> CandleResult<Tensor>;
+    /// The inference form, with BatchNorm folded into the convolutions (current values).
+    fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>>;
+    /// The unit's convolutions in order (parameters, running statistics, saving).
+    fn layers(&self) -> Vec<&ConvBn>;
+}
+
+/// One unit in inference form.
+pub trait FoldedUnit: fmt::Debug + Send + Sync {
+    fn forward(&self, x: &Tensor) -> CandleResult<Tensor>;
+}
+
+/// A registered network: cheap to copy, saved by name.
+#[derive(Clone, Copy)]
+pub struct Backbone(&'static dyn Architecture);
+
+impl Backbone {
+    /// Every registered network, the default first.
+    pub fn all() -> impl Iterator<Item = Backbone> {
+        REGISTRY.iter().map(|&a| Backbone(a))
+    }
+
+    /// The network registered as `name`.
+    pub fn by_name(name: &str) -> Option<Backbone> {
+        Self::all().find(|b| b.name() == name)
+    }
+
+    pub fn architecture(self) -> &'static dyn Architecture {
+        self.0
+    }
+
+    pub fn unit_count(self) -> usize {
+        self.0.units().len()
+    }
+
+    /// Position of `unit` in the network (0: the stem). Units the network does not have
+    /// count as its last unit, as the whole network is kept then.
+    pub fn index_of(self, unit: Unit) -> usize {
+        let units = self.0.units();
+        units
+            .iter()
+            .position(|u| u.unit == unit)
+            .unwrap_or(units.len().saturating_sub(1))
+    }
+
+    /// The unit at `index`; indices past the end mean the last unit.
+    pub fn unit_at(self, index: usize) -> Unit {
+        let units = self.0.units();
+        units[index.min(units.len() - 1)].unit
+    }
+
+    pub fn last_unit(self) -> Unit {
+        self.unit_at(usize::MAX)
+    }
+
+    pub fn has_unit(self, unit: Unit) -> bool {
+        self.0.units().iter().any(|u| u.unit == unit)
+    }
+
+    /// What the network says of `unit` (the last unit's, for one it does not have).
+    pub fn info(self, unit: Unit) -> UnitInfo {
+        self.0.units()[self.index_of(unit)]
+    }
+
+    /// Parses a cut point and checks that this network has it.
+    pub fn parse_unit(self, text: &str) -> Result<Unit, ModelError> {
+        let unit: Unit = text
+            .parse()
+            .map_err(|e: super::unit::UnitParseError| ModelError::UnknownUnit(e.to_string()))?;
+        if self.has_unit(unit) {
+            Ok(unit)
+        } else {
+            Err(self.missing_unit(unit))
+        }
+    }
+
+    /// The error for a unit this network does not have.
+    pub fn missing_unit(self, unit: Unit) -> ModelError {
+        missing_unit(self.0, unit)
+    }
+}
+
+/// The error for a unit that `arch` does not have.
+pub fn missing_unit(arch: &dyn Architecture, unit: Unit) -> ModelError {
+    let blocks = arch
+        .units()
+        .iter()
+        .filter(|u| matches!(u.unit, Unit::Block(_)))
+        .count();
+    ModelError::UnknownUnit(format!(
+        "{} has no unit {unit}: use stem, a block 0–{}, or head",
+        arch.title(),
+        blocks.saturating_sub(1)
+    ))
+}
+
+impl std::ops::Deref for Backbone {
+    type Target = dyn Architecture;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl Default for Backbone {
+    fn default() -> Self {
+        Backbone(REGISTRY[0])
+    }
+}
+
+impl PartialEq for Backbone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Backbone {}
+
+impl fmt::Debug for Backbone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Backbone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backbone {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backbone::by_name(s.trim()).ok_or_else(|| {
+            let known: Vec<&str> = Backbone::all().map(|b| b.name()).collect();
+            ModelError::UnknownBackbone(format!("{s:?} (known: {})", known.join(", ")))
+        })
+    }
+}
+
+impl Serialize for Backbone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Backbone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_network_once() {
+        let names: Vec<&str> = Backbone::all().map(|b| b.name()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique);
+        for b in Backbone::all() {
+            assert_eq!(b.name().parse::<Backbone>().ok(), Some(b));
+            assert_eq!(b.unit_at(0), Unit::Stem);
+            for (i, info) in b.units().iter().enumerate() {
+                assert_eq!(b.index_of(info.unit), i);
+            }
+        }
+        assert!("no-such-net".parse::<Backbone>().is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! What a run reports: one documented event enum, sent by the worker and rendered by observers
+//! (terminal, JSON lines, the window).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::Evaluation;
+use super::plan::{Case, TrainPlan};
+use super::saved::TrainedModel;
+use crate::data::dataset::{ClassCount, SkippedFile};
+
+/// The phases of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Only the classifier trains, on features computed once.
+    HeadOnly,
+    /// Trainable backbone units and the classifier train together.
+    FineTune,
+}
+
+/// Metrics at the end of an epoch. Epochs are numbered from 1 across phases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    pub phase: Phase,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// `None` when there are no validation images.
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub head_lr: f64,
+    pub backbone_lr: f64,
+    pub elapsed_secs: f64,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum StopReason {
+    Completed,
+    EarlyStopped {
+        epoch: usize,
+    },
+    /// The loss became NaN or infinite; the best weights before it are kept.
+    NonFiniteLoss {
+        epoch: usize,
+        batch: usize,
+    },
+}
+
+impl StopReason {
+    pub fn is_completed(&self) -> bool {
+        matches!(self, StopReason::Completed)
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Completed => write!(f, "completed all epochs"),
+            StopReason::EarlyStopped { epoch } => write!(
+                f,
+                "stopped early after epoch {epoch}: validation stopped improving"
+            ),
+            StopReason::NonFiniteLoss { epoch, batch } => write!(
+                f,
+                "stopped at epoch {epoch}, batch {batch}: the loss became NaN or infinite; the \
+                 best weights before it are kept (try a lower learning rate)"
+            ),
+        }
+    }
+}
+
+/// What a finished run reports (also saved in `model.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub case: Option<Case>,
+    pub plan: TrainPlan,
+    pub classes: Vec<String>,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub best_val_accuracy: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    pub final_train_accuracy: f64,
+    pub trainable_parameters: usize,
+    pub wall_secs: f64,
+    /// Mean training throughput over the fine-tuning phase (or feature caching).
+    pub images_per_sec: f64,
+    pub stop_reason: StopReason,
+    /// Validation results of the kept (best) weights.
+    pub evaluation: Option<Evaluation>,
+}
+
+/// The finished run: its report and the trained model.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub report: TrainReport,
+    #[serde(skip)]
+    pub model: TrainedModel,
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TrainEvent {
+    /// Decoding the dataset (only for [`DataSource::Folders`]).
+    Loading {
+        done: usize,
+        total: usize,
+    },
+    Started {
+        plan: TrainPlan,
+        case: Option<Case>,
+        classes: Vec<String>,
+        counts: Vec<ClassCount>,
+        skipped: Vec<SkippedFile>,
+        trainable_parameters: usize,
+        device: String,
+    },
+    /// Computing the frozen part's outputs once.
+    CachingFeatures {
+        done: usize,
+        total: usize,
+    },
+    PhaseStarted {
+        phase: Phase,
+        epochs: usize,
+    },
+    Batch {
+        phase: Phase,
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        loss: f64,
+        images_per_sec: f64,
+        eta_secs: f64,
+    },
+    Epoch(EpochMetrics),
+    Paused,
+    Resumed,
+    Warning {
+        message: String,
+    },
+    Finished(Box<TrainOutcome>),
+    Failed {
+        error: String,
+    },
+    Cancelled,
+}
+
+impl TrainEvent {
+    /// Whether this is the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Finished(_) | Self::Failed { .. } | Self::Cancelled
+        )
+    }
+}

@@ -1,0 +1,236 @@
+//! One run from start to end: data and network, phase 1 on cached features, phase 2
+//! fine-tuning, then the best weights evaluated and reported.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::evaluate::{EVAL_BATCH, evaluate_features, evaluate_samples};
+use super::events::{Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
+use super::features::{FeatureSet, extract_features};
+use super::fine_tune::fine_tune;
+use super::head_phase::train_head;
+use super::plan::{Case, TrainPlan};
+use super::saved::TrainedModel;
+use super::tracker::Tracker;
+use super::worker::{Ctx, TrainError, load_with_progress};
+use super::{DataSource, TrainJob};
+use crate::data::dataset::{Dataset, SkippedFile};
+use crate::data::preprocess::Preprocessing;
+use crate::model::{Init, Network};
+
+/// What every phase of a run shares.
+struct Setup {
+    plan: TrainPlan,
+    pre: Preprocessing,
+    dataset: Arc<Dataset>,
+    network: Network,
+    case: Option<Case>,
+}
+
+pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainError> {
+    let started = Instant::now();
+    let setup = prepare(job, ctx)?;
+    let mut tracker = Tracker::default();
+    let mut val_features = None;
+    let head_epochs = setup.plan.head_only_epochs();
+    if head_epochs > 0 {
+        val_features = Some(head_only_phase(&setup, head_epochs, ctx, &mut tracker)?);
+    }
+    let plan = &setup.plan;
+    if !plan.is_head_only() && plan.epochs > 0 && !tracker.stopped() {
+        // Fine-tuning starts from the best classifier of phase 1.
+        tracker.restore_best(&setup.network)?;
+        ctx.emit(TrainEvent::PhaseStarted {
+            phase: Phase::FineTune,
+            epochs: plan.epochs,
+        })?;
+        fine_tune(
+            &setup.network,
+            &setup.dataset,
+            plan,
+            &setup.pre,
+            ctx,
+            &mut tracker,
+        )?;
+        val_features = None;
+    }
+    finish(setup, &tracker, val_features.as_ref(), started)
+}
+
+/// Validates the plan, loads the data, builds the network and announces the run.
+fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
+    let plan = job.plan;
+    plan.validate()?;
+    let pre = plan.preprocessing();
+    let device = job.device;
+    let dataset = match job.data {
+        DataSource::Loaded(d) => d,
+        DataSource::Folders { train, val } => {
+            Arc::new(load_with_progress(&train, val, &plan, pre.resize_px, ctx)?)
+        }
+    };
+    if dataset.train.is_empty() {
+        return Err(TrainError::NoTrainingImages(dataset.root.clone()));
+    }
+    let weights = match plan.init {
+        Init::Pretrained => Some(plan.backbone.pretrained_weights(&device)?),
+        Init::Random => None,
+    };
+    let network = plan.build_network(dataset.classes.len(), weights.as_ref(), &device)?;
+    drop(weights);
+    let case = Case::matching(&plan);
+    ctx.emit(TrainEvent::Started {
+        plan: plan.clone(),
+        case,
+        classes: dataset.classes.clone(),
+        counts: dataset.counts(),
+        skipped: dataset.skipped.clone(),
+        trainable_parameters: network.trainable_parameter_count(),
+        device: crate::runtime::describe_device(&device),
+    })?;
+    if dataset.val.is_empty() {
+        ctx.emit(TrainEvent::Warning {
+            message: "no validation images (every class has a single image): the last epoch's \
+                      weights are kept and early stopping is off"
+                .into(),
+        })?;
+    }
+    Ok(Setup {
+        plan,
+        pre,
+        dataset,
+        network,
+        case,
+    })
+}
+
+/// Caches the frozen network's features once, then trains the classifier on them. Returns the
+/// validation features (for the final evaluation when nothing else trains).
+fn head_only_phase(
+    setup: &Setup,
+    epochs: usize,
+    ctx: &mut Ctx,
+    tracker: &mut Tracker,
+) -> Result<FeatureSet, TrainError> {
+    let Setup {
+        plan,
+        pre,
+        dataset,
+        network,
+        ..
+    } = setup;
+    let folded = network.folded()?;
+    let total = dataset.train.len() + dataset.val.len();
+    let caching_started = Instant::now();
+    let extract = |samples, offset: usize, ctx: &mut Ctx| {
+        extract_features(
+            samples,
+            pre,
+            EVAL_BATCH,
+            network.device(),
+            |x| folded.features(x),
+            |done, _| {
+                ctx.poll()?;
+                let done = offset + done;
+                ctx.batch_event(TrainEvent::CachingFeatures { done, total }, done == total)
+            },
+        )
+    };
+    let (train_set, skipped_train) = extract(&dataset.train, 0, ctx)?;
+    let (val_set, skipped_val) = extract(&dataset.val, dataset.train.len(), ctx)?;
+    tracker.images += total;
+    tracker.train_secs += caching_started.elapsed().as_secs_f64();
+    let skipped: Vec<SkippedFile> = skipped_train.into_iter().chain(skipped_val).collect();
+    warn_skipped(ctx, &skipped)?;
+    ctx.emit(TrainEvent::PhaseStarted {
+        phase: Phase::HeadOnly,
+        epochs,
+    })?;
+    let early_stopping = plan.is_head_only();
+    train_head(
+        network,
+        &train_set,
+        &val_set,
+        epochs,
+        plan,
+        early_stopping,
+        ctx,
+        tracker,
+    )?;
+    Ok(val_set)
+}
+
+/// Restores the best weights, evaluates them and builds the report.
+fn finish(
+    setup: Setup,
+    tracker: &Tracker,
+    val_features: Option<&FeatureSet>,
+    started: Instant,
+) -> Result<TrainOutcome, TrainError> {
+    let Setup {
+        plan,
+        pre,
+        dataset,
+        network,
+        case,
+    } = setup;
+    let Some(best) = tracker.best() else {
+        return Err(match tracker.stop {
+            StopReason::NonFiniteLoss { epoch, batch } => {
+                TrainError::DivergedAtOnce { epoch, batch }
+            }
+            _ => TrainError::NoEpoch,
+        });
+    };
+    tracker.restore_best(&network)?;
+    let network = Arc::new(network);
+    let evaluation = if dataset.val.is_empty() {
+        None
+    } else {
+        Some(match val_features {
+            Some(features) => evaluate_features(&network, features, &dataset.classes)?,
+            None => evaluate_samples(&network, &dataset.val, &dataset.classes, &pre)?,
+        })
+    };
+    let report = TrainReport {
+        case,
+        plan: plan.clone(),
+        classes: dataset.classes.clone(),
+        epochs_run: tracker.history.len(),
+        best_epoch: best.epoch,
+        best_val_accuracy: best.accuracy,
+        best_val_loss: best.loss,
+        final_train_accuracy: tracker.history.last().map_or(0.0, |m| m.train_accuracy),
+        trainable_parameters: network.trainable_parameter_count(),
+        wall_secs: started.elapsed().as_secs_f64(),
+        images_per_sec: tracker.images_per_sec(),
+        stop_reason: tracker.stop.clone(),
+        evaluation,
+    };
+    let model = TrainedModel {
+        network,
+        classes: dataset.classes.clone(),
+        preprocessing: pre,
+        plan,
+    };
+    Ok(TrainOutcome { report, model })
+}
+
+/// One warning naming (up to five of) the images that could not be read any more.
+pub(super) fn warn_skipped(ctx: &Ctx, skipped: &[SkippedFile]) -> Result<(), TrainError> {
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped
+            .iter()
+            .take(5)
+            .map(|s| format!("{} ({})", s.path.display(), s.reason))
+            .collect();
+        ctx.emit(TrainEvent::Warning {
+            message: format!(
+                "{} images could not be read any more and were left out: {}",
+                skipped.len(),
+                names.join("; ")
+            ),
+        })?;
+    }
+    Ok(())
+}

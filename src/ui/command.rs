@@ -1,0 +1,294 @@
+//! What panels ask for, and the one place that carries it out. Anything slow goes to a
+//! background thread; the handler only changes state and starts work.
+
+use std::path::PathBuf;
+
+use super::app::StudioApp;
+use super::jobs::FolderPurpose;
+use super::session::Session;
+use super::state::{Run, Tab};
+use crate::data::dataset::LoadOptions;
+use crate::guide::recommend::{RecommendOptions, Thresholds};
+use crate::train::{Case, DataSource, SavedMetrics, TrainCommand, TrainJob, TrainPlan};
+
+/// Dataset thumbnails decoded per class for the Data panel.
+pub const THUMBNAILS_PER_CLASS: usize = 6;
+/// Thumbnails decoded for one cell of the confusion matrix.
+const CELL_THUMBNAILS: usize = 60;
+
+/// What panels ask for; applied by [`StudioApp::apply`] after layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    ShowTab(Tab),
+    PickFolder(FolderPurpose),
+    /// Uses this folder as the training data (and the split for validation), and loads it.
+    SetTrainFolder(PathBuf),
+    ClearValidation,
+    LoadDataset,
+    SetUsePercent(u32),
+    SelectCase(Case),
+    Retrain,
+    SetPlan(TrainPlan),
+    StartTraining,
+    Train(TrainCommand),
+    ClearRuns,
+    /// Asks for a folder, then saves there.
+    SaveModel,
+    /// Asks for a saved model's folder, then opens it.
+    OpenModel,
+    /// Saves the trained model into this folder (in the background).
+    SaveModelTo(PathBuf),
+    /// Opens the saved model in this folder (in the background).
+    OpenModelFrom(PathBuf),
+    PickImages,
+    /// Adds these images to Predict and classifies them.
+    AddImages(Vec<PathBuf>),
+    ClearImages,
+    ShowCell {
+        truth: usize,
+        predicted: usize,
+    },
+    DismissError(usize),
+    /// Trains the four presets one after the other on the current data.
+    CompareAll,
+    SetThresholds(Thresholds),
+    /// Measures the dataset's place on the grid again.
+    Recommend,
+    RunProbe,
+    /// Writes out a bundled demo pack (once) and loads it as the training folder.
+    OpenDemo(crate::data::demo::DemoPack),
+}
+
+impl StudioApp {
+    /// Applies a panel's request.
+    pub fn apply(&mut self, command: Command) {
+        match command {
+            Command::ShowTab(tab) => self.state_mut().settings.tab = tab,
+            Command::PickFolder(purpose) => self.jobs.pick_folder(purpose),
+            Command::SetTrainFolder(dir) => {
+                let settings = &mut self.state_mut().settings;
+                settings.train_dir = Some(dir);
+                settings.val_dir = None;
+                self.apply(Command::LoadDataset);
+            }
+            Command::ClearValidation => {
+                self.state_mut().settings.val_dir = None;
+                self.apply(Command::LoadDataset);
+            }
+            Command::LoadDataset => self.load_dataset(),
+            Command::SetUsePercent(p) => {
+                self.state_mut().settings.use_percent = p.clamp(1, 100);
+                self.refresh_recommendation();
+            }
+            Command::SetThresholds(t) => {
+                self.state_mut().settings.thresholds = t;
+                self.refresh_recommendation();
+            }
+            Command::Recommend => self.recommend(),
+            Command::RunProbe => self.probe(),
+            Command::OpenDemo(pack) => {
+                self.state_mut().settings.val_dir = None;
+                self.jobs.open_demo(pack);
+            }
+            Command::CompareAll => self.start_compare(),
+            Command::SelectCase(case) => self.set_plan_keeping_seed(case.plan()),
+            Command::Retrain => self.set_plan_keeping_seed(Case::retrain_plan()),
+            Command::SetPlan(plan) => self.state_mut().settings.plan = plan,
+            Command::StartTraining => self.start_training(),
+            Command::Train(c) => {
+                if let Some(session) = &self.session {
+                    session.send(c);
+                }
+            }
+            Command::ClearRuns => {
+                if !self.is_training() {
+                    self.state_mut().runs.clear();
+                }
+            }
+            Command::SaveModel
+            | Command::OpenModel
+            | Command::SaveModelTo(_)
+            | Command::OpenModelFrom(_)
+            | Command::PickImages
+            | Command::AddImages(_)
+            | Command::ClearImages
+            | Command::ShowCell { .. }
+            | Command::DismissError(_) => self.apply_model_command(command),
+        }
+    }
+
+    /// The commands about models, images and results.
+    fn apply_model_command(&mut self, command: Command) {
+        match command {
+            Command::SaveModel => self.jobs.pick_model_folder(true),
+            Command::OpenModel => self.jobs.pick_model_folder(false),
+            Command::SaveModelTo(dir) => {
+                let state = self.state();
+                match &state.trained {
+                    Some(model) => self.jobs.save_model(
+                        model.clone(),
+                        state.trained_report.as_ref().map(SavedMetrics::from_report),
+                        dir,
+                    ),
+                    None => self
+                        .state_mut()
+                        .errors
+                        .push("nothing trained to save yet".into()),
+                }
+            }
+            Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
+            Command::PickImages => self.jobs.pick_images(),
+            Command::AddImages(paths) => self.add_images(paths),
+            Command::ClearImages => self.state_mut().predictions.clear(),
+            Command::ShowCell { truth, predicted } => self.show_cell(truth, predicted),
+            Command::DismissError(i) => {
+                let errors = &mut self.state_mut().errors;
+                if i < errors.len() {
+                    errors.remove(i);
+                }
+            }
+            // The others are [`Self::apply`]'s own.
+            _ => {}
+        }
+    }
+
+    fn set_plan_keeping_seed(&mut self, plan: TrainPlan) {
+        let settings = &mut self.state_mut().settings;
+        settings.plan = TrainPlan {
+            seed: settings.plan.seed,
+            ..plan
+        };
+    }
+
+    fn load_dataset(&mut self) {
+        let settings = &self.state().settings;
+        let Some(root) = settings.train_dir.clone() else {
+            return;
+        };
+        let plan = &settings.plan;
+        let options = LoadOptions {
+            val_dir: settings.val_dir.clone(),
+            val_fraction: plan.val_fraction,
+            seed: plan.seed,
+            cache_short_side_px: plan.preprocessing().resize_px,
+            ..LoadOptions::default()
+        };
+        let state = self.state_mut();
+        state.dataset = None;
+        state.data_error = None;
+        self.jobs.load_dataset(root, options, THUMBNAILS_PER_CLASS);
+    }
+
+    fn recommend(&mut self) {
+        let state = self.state();
+        if let Some(d) = state.dataset.clone() {
+            let options = RecommendOptions {
+                thresholds: state.settings.thresholds,
+                ..RecommendOptions::default()
+            };
+            self.state_mut().recommending = true;
+            self.jobs.recommend(d, options, self.device.clone());
+        }
+    }
+
+    fn probe(&mut self) {
+        let state = self.state();
+        if let Some(d) = state.dataset.clone()
+            && !state.probing
+        {
+            let state = self.state_mut();
+            state.probing = true;
+            state.probe = None;
+            self.jobs.probe(d, self.device.clone());
+        }
+    }
+
+    fn show_cell(&mut self, truth: usize, predicted: usize) {
+        self.state_mut().selected_cell = Some((truth, predicted));
+        let state = self.state();
+        if let Some(eval) = state
+            .trained_report
+            .as_ref()
+            .and_then(|r| r.evaluation.as_ref())
+        {
+            let paths: Vec<PathBuf> = eval
+                .predictions
+                .iter()
+                .filter(|(p, t, pr)| {
+                    *t == truth && *pr == predicted && !state.thumbnails.contains_key(p)
+                })
+                .take(CELL_THUMBNAILS)
+                .map(|(p, _, _)| p.clone())
+                .collect();
+            self.jobs.thumbnails(paths);
+        }
+    }
+
+    fn start_training(&mut self) {
+        if self.is_training() {
+            return;
+        }
+        let Some(dataset) = self.state().training_dataset() else {
+            self.state_mut()
+                .errors
+                .push("choose a training folder first (Data)".into());
+            return;
+        };
+        let plan = self.state().settings.plan.clone();
+        if let Err(e) = plan.validate() {
+            self.state_mut().errors.push(e.to_string());
+            return;
+        }
+        let case = Case::matching(&plan);
+        let label = format!(
+            "{} #{}",
+            case.map_or("custom", Case::title),
+            self.state().runs.len() + 1
+        );
+        let job = TrainJob {
+            data: DataSource::Loaded(dataset),
+            plan,
+            device: self.device.clone(),
+        };
+        match Session::single(job, self.waker.clone()) {
+            Ok(session) => self.started(session, Run::new(label, case)),
+            Err(e) => self
+                .state_mut()
+                .errors
+                .push(format!("cannot start training: {e}")),
+        }
+    }
+
+    /// Compare-all-four: the presets in turn, the first run shown at once.
+    fn start_compare(&mut self) {
+        if self.is_training() {
+            return;
+        }
+        let Some(dataset) = self.state().training_dataset() else {
+            return;
+        };
+        let seed = self.state().settings.plan.seed;
+        match Session::compare(dataset, self.device.clone(), seed, self.waker.clone()) {
+            Ok(session) => {
+                let first = Case::ALL[0];
+                let label = format!("{} #{}", first.title(), self.state().runs.len() + 1);
+                self.state_mut().compare_queue = Case::ALL[1..].to_vec();
+                self.set_plan_keeping_seed(first.plan());
+                self.started(session, Run::new(label, Some(first)));
+            }
+            Err(e) => self
+                .state_mut()
+                .errors
+                .push(format!("cannot start training: {e}")),
+        }
+    }
+
+    fn started(&mut self, session: Session, run: Run) {
+        self.session = Some(session);
+        let state = self.state_mut();
+        state.training = true;
+        state.progress = Default::default();
+        state.runs.push(run);
+        state.settings.tab = Tab::Train;
+    }
+}

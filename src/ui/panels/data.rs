@@ -1,0 +1,112 @@
+//! The Data panel: the training folder, a demo pack, counts, thumbnails.
+
+use egui::{Color32, Vec2};
+
+use super::super::command::Command;
+use super::super::jobs::FolderPurpose;
+use super::super::state::AppState;
+use crate::data::demo::DemoPack;
+
+pub(super) fn data_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.heading("Data");
+    ui.label("One sub-folder per class, images inside. Drop a folder onto the window, or:");
+    ui.horizontal(|ui| {
+        if ui.button("Choose training folder…").clicked() {
+            out.push(Command::PickFolder(FolderPurpose::Train));
+        }
+        if let Some(dir) = &app.settings.train_dir {
+            ui.monospace(dir.display().to_string());
+        }
+    });
+    ui.horizontal(|ui| {
+        if ui.button("Choose validation folder…").clicked() {
+            out.push(Command::PickFolder(FolderPurpose::Validation));
+        }
+        match &app.settings.val_dir {
+            Some(dir) => {
+                ui.monospace(dir.display().to_string());
+                if ui.small_button("use a split instead").clicked() {
+                    out.push(Command::ClearValidation);
+                }
+            }
+            None => {
+                ui.label(format!(
+                    "none: {:.0} % of each class is held out",
+                    app.settings.plan.val_fraction * 100.0
+                ));
+            }
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("Or a bundled demo pack:");
+        for pack in DemoPack::ALL {
+            if ui
+                .button(pack.name())
+                .on_hover_text(pack.description())
+                .clicked()
+            {
+                out.push(Command::OpenDemo(pack));
+            }
+        }
+    });
+    if let Some((done, total)) = app.loading {
+        ui.add(
+            egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                .text(format!("decoding {done} / {total} images")),
+        );
+    }
+    if let Some(e) = &app.data_error {
+        ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+    }
+    let Some(dataset) = &app.dataset else { return };
+    ui.separator();
+    let mut percent = app.settings.use_percent;
+    if ui
+        .add(egui::Slider::new(&mut percent, 1..=100).text("% of the training images used"))
+        .changed()
+    {
+        out.push(Command::SetUsePercent(percent));
+    }
+    let used = app.training_dataset().map_or(0, |d| d.train.len());
+    ui.label(format!(
+        "{} classes; {} training images in use ({:.0} per class), {} validation images; \
+         {} held in memory",
+        dataset.classes.len(),
+        used,
+        used as f64 / dataset.classes.len().max(1) as f64,
+        dataset.val.len(),
+        dataset.cached_count()
+    ));
+    egui::Grid::new("class-counts")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("class");
+            ui.strong("train");
+            ui.strong("validation");
+            ui.strong("examples");
+            ui.end_row();
+            for (c, count) in dataset.counts().iter().enumerate() {
+                ui.label(&count.class);
+                ui.label(count.train.to_string());
+                ui.label(count.val.to_string());
+                ui.horizontal(|ui| {
+                    for sample in dataset.train.iter().filter(|s| s.label == c).take(6) {
+                        if let Some(t) = app.thumbnails.get(&sample.path) {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(48.0)));
+                        }
+                    }
+                });
+                ui.end_row();
+            }
+        });
+    if !dataset.skipped.is_empty() {
+        egui::CollapsingHeader::new(format!("{} files skipped", dataset.skipped.len())).show(
+            ui,
+            |ui| {
+                for s in &dataset.skipped {
+                    ui.label(format!("{}: {}", s.path.display(), s.reason));
+                }
+            },
+        );
+    }
+}

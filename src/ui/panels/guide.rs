@@ -1,0 +1,238 @@
+//! The Guide panel: the 2×2 grid, the measured recommendation and the depth probe.
+
+use egui::{Color32, RichText, Vec2};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+
+use super::super::command::Command;
+use super::super::state::AppState;
+use super::strip::{advanced, block_strip};
+use super::{FROZEN, NEW_HEAD, TRAINABLE, tag};
+use crate::model::Init;
+use crate::train::Case;
+
+pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.heading("Which case is yours?");
+    let current = Case::matching(&app.settings.plan);
+    let measured = app.shown_recommendation.as_ref().map(|r| r.case());
+    let cell_size = Vec2::new(260.0, 70.0);
+    egui::Grid::new("guide-grid")
+        .spacing([8.0, 8.0])
+        .show(ui, |ui| {
+            ui.label("");
+            ui.strong("similar to ImageNet");
+            ui.strong("different from ImageNet");
+            ui.end_row();
+            for large in [false, true] {
+                ui.strong(if large {
+                    "large dataset"
+                } else {
+                    "small dataset"
+                });
+                for similar in [true, false] {
+                    let case = Case::from_axes(large, similar);
+                    let selected = current == Some(case);
+                    let yours = measured == Some(case);
+                    let text = RichText::new(format!(
+                        "{}{}\n{}",
+                        case.title(),
+                        if yours { "  (your data)" } else { "" },
+                        case.rule()
+                    ));
+                    let button = egui::Button::new(text)
+                        .min_size(cell_size)
+                        .wrap()
+                        .selected(selected);
+                    let response = ui.add_sized(cell_size, button);
+                    tag(ui, &response, &format!("cell-{case}"));
+                    if yours {
+                        // The measured dot, drawn (the default fonts have no bullet glyph).
+                        let centre = response.rect.right_top() + Vec2::new(-12.0, 12.0);
+                        ui.painter().circle_filled(centre, 6.0, NEW_HEAD);
+                        response.clone().on_hover_text("Your data, as measured");
+                    }
+                    if response.clicked() {
+                        out.push(Command::SelectCase(case));
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    recommendation_section(ui, app, out);
+    match current {
+        Some(case) => ui.label(format!("Selected: {} ({case}).", case.title())),
+        None => ui.colored_label(
+            TRAINABLE,
+            "Edited: the plan no longer matches a preset. Click a cell to reset it.",
+        ),
+    };
+    let offers_retrain =
+        current == Some(Case::LargeDifferent) || app.settings.plan.init == Init::Random;
+    let retraining = app.settings.plan.init == Init::Random;
+    if offers_retrain
+        && ui
+            .selectable_label(retraining, "Retrain from scratch (random init)")
+            .clicked()
+    {
+        out.push(if retraining {
+            Command::SelectCase(Case::LargeDifferent)
+        } else {
+            Command::Retrain
+        });
+    }
+    ui.separator();
+    block_strip(ui, app, out);
+    ui.separator();
+    advanced(ui, &app.settings.plan, out);
+    ui.separator();
+    ui.label(app.settings.plan.summary());
+    let can_train = app.dataset.is_some() && !app.training;
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(can_train, egui::Button::new("Train with this plan"))
+            .clicked()
+        {
+            out.push(Command::StartTraining);
+        }
+        if ui
+            .add_enabled(can_train, egui::Button::new("Compare all four"))
+            .on_hover_text(
+                "Train the four presets one after the other on this data and overlay them",
+            )
+            .clicked()
+        {
+            out.push(Command::CompareAll);
+        }
+        if !app.compare_queue.is_empty() {
+            ui.label(format!("{} more to train", app.compare_queue.len()));
+        }
+    });
+    ui.separator();
+    probe_section(ui, app, out);
+}
+
+/// The measured place of the data on the grid, its explanation and the thresholds.
+pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    if app.dataset.is_none() {
+        ui.label("Load a training folder (Data) to see where it sits on the grid.");
+        return;
+    }
+    if app.recommending {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Measuring your data against ImageNet…");
+        });
+    }
+    if let Some(r) = &app.shown_recommendation {
+        ui.label(
+            RichText::new(format!("Your data: {} ({})", r.case().title(), r.case))
+                .strong()
+                .color(NEW_HEAD),
+        );
+        ui.label(&r.explanation);
+        if ui.button("Use this case").clicked() {
+            out.push(Command::SelectCase(r.case()));
+        }
+    }
+    ui.collapsing("Thresholds", |ui| {
+        let mut t = app.settings.thresholds;
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            ui.label("large from");
+            changed |= ui
+                .add(egui::DragValue::new(&mut t.large_images_per_class).range(1..=100_000))
+                .changed();
+            ui.label("images per class");
+        });
+        ui.horizontal(|ui| {
+            ui.label("similar from score");
+            changed |= ui
+                .add(egui::Slider::new(&mut t.similar_min_score, 0.0..=1.0).step_by(0.01))
+                .changed();
+        });
+        ui.label(
+            "The score is 1 / (1 + D / 0.1), D the mean divergence between your images' \
+             activation statistics and the ImageNet statistics stored in the network's \
+             BatchNorm layers.",
+        );
+        if changed {
+            out.push(Command::SetThresholds(t));
+        }
+    });
+}
+
+/// Linear-probe accuracy after several depths of the pretrained network.
+pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        ui.strong("Depth probe");
+        if ui
+            .add_enabled(
+                app.dataset.is_some() && !app.probing,
+                egui::Button::new("Run"),
+            )
+            .on_hover_text("Train a linear classifier on the features after several blocks")
+            .clicked()
+        {
+            out.push(Command::RunProbe);
+        }
+        if app.probing {
+            ui.spinner();
+        }
+    });
+    match &app.probe {
+        Some(Ok(points)) if !points.is_empty() => {
+            let val: PlotPoints<'_> = points
+                .iter()
+                .filter_map(|p| p.val_accuracy.map(|a| [p.unit_index as f64, a]))
+                .collect();
+            let train: PlotPoints<'_> = points
+                .iter()
+                .map(|p| [p.unit_index as f64, p.train_accuracy])
+                .collect();
+            let names: Vec<(f64, String)> = points
+                .iter()
+                .map(|p| (p.unit_index as f64, p.unit.to_string()))
+                .collect();
+            Plot::new("depth-probe")
+                .height(180.0)
+                .legend(Legend::default())
+                .include_y(0.0)
+                .include_y(1.0)
+                .x_axis_formatter(move |mark, _| {
+                    names
+                        .iter()
+                        .find(|(x, _)| (x - mark.value).abs() < 0.01)
+                        .map(|(_, n)| n.clone())
+                        .unwrap_or_default()
+                })
+                .show(ui, |plot| {
+                    plot.line(Line::new("validation accuracy", val).color(NEW_HEAD));
+                    plot.line(
+                        Line::new("training accuracy", train)
+                            .color(FROZEN)
+                            .style(LineStyle::dashed_loose()),
+                    );
+                });
+            let best = points
+                .iter()
+                .filter_map(|p| p.val_accuracy.map(|a| (a, p)))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((acc, p)) = best {
+                ui.label(format!(
+                    "Best linear probe: after {} ({} features), {:.1} % validation accuracy.",
+                    p.unit,
+                    p.features,
+                    acc * 100.0
+                ));
+            }
+        }
+        Some(Ok(_)) => {
+            ui.label("The probe needs validation images.");
+        }
+        Some(Err(e)) => {
+            ui.colored_label(Color32::RED, e);
+        }
+        None => {
+            ui.label("How well do the features after each depth separate your classes?");
+        }
+    }
+}

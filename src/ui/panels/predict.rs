@@ -1,0 +1,73 @@
+//! The Predict panel: images classified by the trained or the ImageNet head.
+
+use egui::{Color32, Sense, Vec2};
+
+use super::super::command::Command;
+use super::super::state::AppState;
+
+pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.heading("Predict");
+    match &app.trained {
+        Some(m) => ui.label(format!(
+            "Using your trained classifier ({} classes: {}).",
+            m.classes.len(),
+            m.classes.join(", ")
+        )),
+        None => ui.label(
+            "No model trained yet: showing what the pretrained network sees (ImageNet's 1000 classes).",
+        ),
+    };
+    ui.horizontal(|ui| {
+        if ui.button("Add images…").clicked() {
+            out.push(Command::PickImages);
+        }
+        if ui
+            .add_enabled(!app.predictions.is_empty(), egui::Button::new("Clear"))
+            .clicked()
+        {
+            out.push(Command::ClearImages);
+        }
+        ui.label("or drop images onto the window");
+    });
+    for item in &app.predictions {
+        ui.separator();
+        ui.horizontal(|ui| {
+            match app.thumbnails.get(&item.path) {
+                Some(tex) => {
+                    ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(96.0)));
+                }
+                None => {
+                    ui.allocate_exact_size(Vec2::splat(96.0), Sense::hover());
+                }
+            }
+            ui.vertical(|ui| {
+                ui.label(
+                    item.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+                match &item.result {
+                    None => {
+                        ui.spinner();
+                    }
+                    Some(Err(e)) => {
+                        ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+                    }
+                    Some(Ok(top)) => {
+                        for class in top {
+                            ui.horizontal(|ui| {
+                                ui.add(
+                                    egui::ProgressBar::new(class.prob)
+                                        .desired_width(160.0)
+                                        .text(format!("{:.1} %", class.prob * 100.0)),
+                                );
+                                ui.label(&class.label);
+                            });
+                        }
+                    }
+                }
+            });
+        });
+    }
+}

@@ -1,0 +1,153 @@
+//! The Results panel: the confusion matrix, per-class metrics and the mistakes.
+
+use egui::{Color32, RichText, Stroke, Vec2};
+
+use super::super::command::Command;
+use super::super::state::AppState;
+use super::tag;
+
+pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.heading("Results");
+    let Some(eval) = app
+        .trained_report
+        .as_ref()
+        .and_then(|r| r.evaluation.as_ref())
+    else {
+        ui.label("Train a model to see its confusion matrix and mistakes.");
+        return;
+    };
+    ui.label(format!(
+        "validation accuracy {:.1} % on {} images",
+        eval.accuracy * 100.0,
+        eval.images
+    ));
+    ui.label(
+        "Confusion matrix (rows: true class, columns: predicted). Click a cell to see its images.",
+    );
+    let max = eval
+        .confusion
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    egui::Grid::new("confusion")
+        .spacing([2.0, 2.0])
+        .show(ui, |ui| {
+            ui.label("");
+            for name in &eval.classes {
+                ui.label(RichText::new(name).small());
+            }
+            ui.end_row();
+            for (t, row) in eval.confusion.iter().enumerate() {
+                ui.label(RichText::new(&eval.classes[t]).small());
+                for (p, &count) in row.iter().enumerate() {
+                    let strength = count as f32 / max as f32;
+                    let fill = if t == p {
+                        Color32::from_rgb(
+                            (255.0 - 180.0 * strength) as u8,
+                            (255.0 - 60.0 * strength) as u8,
+                            (255.0 - 180.0 * strength) as u8,
+                        )
+                    } else {
+                        Color32::from_rgb(
+                            255,
+                            (255.0 - 200.0 * strength) as u8,
+                            (255.0 - 200.0 * strength) as u8,
+                        )
+                    };
+                    let selected = app.selected_cell == Some((t, p));
+                    let button =
+                        egui::Button::new(RichText::new(count.to_string()).color(Color32::BLACK))
+                            .fill(fill)
+                            .stroke(if selected {
+                                Stroke::new(2.0, Color32::BLACK)
+                            } else {
+                                Stroke::NONE
+                            })
+                            .min_size(Vec2::splat(40.0));
+                    let response = ui.add(button);
+                    tag(ui, &response, &format!("confusion-{t}-{p}"));
+                    if response.clicked() {
+                        out.push(Command::ShowCell {
+                            truth: t,
+                            predicted: p,
+                        });
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    if let Some((t, p)) = app.selected_cell {
+        let count = eval.confusion[t][p];
+        ui.label(format!(
+            "{} predicted as {}: {}",
+            eval.classes[t],
+            eval.classes[p],
+            if count == 0 { "none" } else { "" }
+        ));
+        ui.horizontal_wrapped(|ui| {
+            for (path, _, _) in eval
+                .predictions
+                .iter()
+                .filter(|(_, tt, pp)| *tt == t && *pp == p)
+                .take(60)
+            {
+                match app.thumbnails.get(path) {
+                    Some(tex) => {
+                        ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(64.0)))
+                            .on_hover_text(path.display().to_string());
+                    }
+                    None => {
+                        ui.spinner();
+                    }
+                }
+            }
+        });
+    }
+    ui.separator();
+    egui::Grid::new("per-class").striped(true).show(ui, |ui| {
+        ui.strong("class");
+        ui.strong("precision");
+        ui.strong("recall");
+        ui.strong("images");
+        ui.end_row();
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
+        for m in &eval.per_class {
+            ui.label(&m.class);
+            ui.label(pct(m.precision));
+            ui.label(pct(m.recall));
+            ui.label(m.support.to_string());
+            ui.end_row();
+        }
+    });
+    ui.separator();
+    ui.label(format!(
+        "Misclassified validation images ({}):",
+        eval.misclassified.len()
+    ));
+    ui.horizontal_wrapped(|ui| {
+        for m in eval.misclassified.iter().take(24) {
+            ui.vertical(|ui| {
+                match app.thumbnails.get(&m.path) {
+                    Some(tex) => {
+                        ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(72.0)));
+                    }
+                    None => {
+                        ui.spinner();
+                    }
+                }
+                ui.label(RichText::new(format!("true: {}", eval.classes[m.true_label])).small());
+                ui.label(
+                    RichText::new(format!(
+                        "predicted: {} ({:.0} %)",
+                        eval.classes[m.predicted],
+                        m.confidence * 100.0
+                    ))
+                    .small(),
+                );
+            });
+        }
+    });
+}

@@ -1,0 +1,192 @@
+//! What the window shows: [`AppState`], owned by the app, read (never written) by panels.
+//! [`Settings`] is the part that persists between launches.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::Dataset;
+use crate::guide::probe::ProbePoint;
+use crate::guide::recommend::{Recommendation, Thresholds};
+use crate::model::Unit;
+use crate::predict::ClassProb;
+use crate::train::{Case, EpochMetrics, TrainPlan, TrainReport, TrainedModel};
+
+/// The window's sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    Data,
+    Guide,
+    Train,
+    Results,
+    Predict,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Data,
+        Tab::Guide,
+        Tab::Train,
+        Tab::Results,
+        Tab::Predict,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Data => "Data",
+            Tab::Guide => "Guide",
+            Tab::Train => "Train",
+            Tab::Results => "Results",
+            Tab::Predict => "Predict",
+        }
+    }
+}
+
+/// What persists between launches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub train_dir: Option<PathBuf>,
+    pub val_dir: Option<PathBuf>,
+    pub plan: TrainPlan,
+    /// Share of the training images used (the size axis, for demonstrations), in percent.
+    pub use_percent: u32,
+    pub tab: Tab,
+    /// The grid's size and similarity thresholds.
+    pub thresholds: Thresholds,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            train_dir: None,
+            val_dir: None,
+            plan: Case::SmallSimilar.plan(),
+            use_percent: 100,
+            tab: Tab::Guide,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// A training run shown in the charts.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub label: String,
+    /// The preset it trains, if it is one (compare-all-four tells runs apart by it).
+    pub case: Option<Case>,
+    pub epochs: Vec<EpochMetrics>,
+    /// (global batch index, loss) pairs.
+    pub batch_losses: Vec<[f64; 2]>,
+    pub report: Option<TrainReport>,
+    pub status: RunStatus,
+}
+
+impl Run {
+    pub fn new(label: String, case: Option<Case>) -> Self {
+        Self {
+            label,
+            case,
+            epochs: Vec::new(),
+            batch_losses: Vec::new(),
+            report: None,
+            status: RunStatus::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Loading { done: usize, total: usize },
+    Caching { done: usize, total: usize },
+    Running,
+    Paused,
+    Finished,
+    Failed(String),
+    Cancelled,
+}
+
+/// The latest batch progress of the live run.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub epoch: usize,
+    pub epochs_total: usize,
+    pub batch: usize,
+    pub batches: usize,
+    pub images_per_sec: f64,
+    pub eta_secs: f64,
+    pub fraction: f32,
+}
+
+/// An image in the Predict panel.
+#[derive(Debug)]
+pub struct PredictItem {
+    pub path: PathBuf,
+    pub result: Option<Result<Vec<ClassProb>, String>>,
+}
+
+/// Everything the panels read. Only the app changes it, in [`super::StudioApp::apply`] and
+/// when results arrive.
+#[derive(Default)]
+pub struct AppState {
+    pub settings: Settings,
+    /// Where training runs, in words.
+    pub device_label: String,
+    pub dataset: Option<Arc<Dataset>>,
+    pub data_error: Option<String>,
+    /// Images decoded so far of the dataset being loaded (done, total), while it loads.
+    pub loading: Option<(usize, usize)>,
+    pub thumbnails: HashMap<PathBuf, egui::TextureHandle>,
+    /// Whether a run (or a comparison) is in progress.
+    pub training: bool,
+    pub runs: Vec<Run>,
+    pub progress: Progress,
+    pub trained: Option<TrainedModel>,
+    pub trained_report: Option<TrainReport>,
+    pub predictions: Vec<PredictItem>,
+    pub selected_cell: Option<(usize, usize)>,
+    pub errors: Vec<String>,
+    pub notices: Vec<String>,
+    /// CPU time of the last frame's layout (eframe's measure), shown in the top bar.
+    pub frame_secs: Option<f32>,
+    /// Presets of a compare-all-four still to train.
+    pub compare_queue: Vec<Case>,
+    /// The measurement on the loaded dataset (`Err`: why it failed).
+    pub recommendation: Option<Result<Recommendation, String>>,
+    /// The measurement classified for the data training would use (size slider, thresholds).
+    pub shown_recommendation: Option<Recommendation>,
+    pub recommending: bool,
+    pub probe: Option<Result<Vec<ProbePoint>, String>>,
+    pub probing: bool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .field("runs", &self.runs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The dataset as training will use it (with the size slider applied).
+    pub fn training_dataset(&self) -> Option<Arc<Dataset>> {
+        let dataset = self.dataset.as_ref()?;
+        if self.settings.use_percent >= 100 {
+            return Some(dataset.clone());
+        }
+        Some(Arc::new(dataset.subset(
+            f64::from(self.settings.use_percent) / 100.0,
+            self.settings.plan.seed,
+        )))
+    }
+
+    /// Which cut point and trainable units the block strip shows.
+    pub fn plan_units(&self) -> (Unit, usize) {
+        let plan = &self.settings.plan;
+        (plan.cut_after, plan.effective_trainable_units())
+    }
+}
