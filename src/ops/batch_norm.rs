@@ -1,0 +1,195 @@
+//! Train-mode BatchNorm (+ReLU6): one statistics pass, one affine pass, analytic backward.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+
+use super::{is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
+
+/// Batch statistics a train-mode BatchNorm saw, for the running averages.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub count: usize,
+}
+
+#[derive(Default)]
+pub(super) struct SavedStats {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    var: Vec<f32>,
+    count: usize,
+}
+
+/// Train-mode BatchNorm (+ReLU6) forward on an NHWC slice with `c` channels: the output and
+/// the statistics its backward needs.
+pub(super) fn bn_train_forward(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    relu6: bool,
+) -> Result<(Vec<f32>, SavedStats)> {
+    if gamma.len() != c || beta.len() != c {
+        bail!("BatchNorm parameters do not match {c} channels");
+    }
+    let stats = kernels::batch_stats(x, c);
+    let inv_std: Vec<f32> = stats
+        .var
+        .iter()
+        .map(|&v| (1.0 / (f64::from(v) + eps).sqrt()) as f32)
+        .collect();
+    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
+    let out = kernels::scale_shift(x, &scale, &shift, None, relu6);
+    Ok((
+        out,
+        SavedStats {
+            mean: stats.mean,
+            inv_std,
+            var: stats.var,
+            count: stats.count,
+        },
+    ))
+}
+
+pub(super) fn store_stats(slot: &Mutex<SavedStats>, stats: SavedStats) -> Result<()> {
+    *slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))? = stats;
+    Ok(())
+}
+
+pub(super) fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
+    let saved = slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
+    Ok(BatchStats {
+        mean: saved.mean.clone(),
+        var: saved.var.clone(),
+        count: saved.count,
+    })
+}
+
+/// Analytic backward of a train-mode BatchNorm (+ReLU6) given its input `x`, output `y` and
+/// output gradient `dy`, with the statistics its forward stored.
+pub(super) fn bn_train_backward(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    gamma: &[f32],
+    saved: &Mutex<SavedStats>,
+    relu6: bool,
+    need_input_grad: bool,
+) -> Result<kernels::BnGrads> {
+    let saved = saved
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
+    with_slice(x, |xs| {
+        with_slice(y, |ys| {
+            with_slice(dy, |dys| {
+                Ok(kernels::bn_train_backward(
+                    xs,
+                    ys,
+                    dys,
+                    gamma,
+                    &saved.mean,
+                    &saved.inv_std,
+                    relu6,
+                    need_input_grad,
+                ))
+            })
+        })
+    })
+}
+
+struct BatchNormTrain {
+    eps: f64,
+    relu6: bool,
+    saved: Arc<Mutex<SavedStats>>,
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let c = *l1.dims().last().unwrap_or(&0);
+        let (gamma, beta) = (storage_slice(s2, l2)?, storage_slice(s3, l3)?);
+        let (out, stats) =
+            bn_train_forward(storage_slice(s1, l1)?, c, gamma, beta, self.eps, self.relu6)?;
+        store_stats(&self.saved, stats)?;
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gamma_values = gamma.to_vec1::<f32>()?;
+        let grads = bn_train_backward(
+            x,
+            res,
+            grad,
+            &gamma_values,
+            &self.saved,
+            self.relu6,
+            x.track_op(),
+        )?;
+        let c = gamma_values.len();
+        let grad_x = if x.track_op() {
+            Some(vec_tensor(grads.input, x.shape(), x)?)
+        } else {
+            None
+        };
+        let grad_gamma = gamma
+            .track_op()
+            .then(|| vec_tensor(grads.gamma, c, gamma))
+            .transpose()?;
+        let grad_beta = beta
+            .track_op()
+            .then(|| vec_tensor(grads.beta, c, beta))
+            .transpose()?;
+        Ok((grad_x, grad_gamma, grad_beta))
+    }
+}
+
+/// Train-mode BatchNorm over all but the last (channel) axis, optionally followed by ReLU6,
+/// in two passes, with an analytic backward. Returns the output and the batch statistics.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu6: bool,
+) -> Result<(Tensor, BatchStats)> {
+    if is_cpu_f32(x) {
+        let saved = Arc::new(Mutex::new(SavedStats::default()));
+        let op = BatchNormTrain {
+            eps,
+            relu6,
+            saved: saved.clone(),
+        };
+        let y = x
+            .contiguous()?
+            .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+        Ok((y, batch_stats_of(&saved)?))
+    } else {
+        reference::batch_norm_train(x, gamma, beta, eps, relu6)
+    }
+}

@@ -1,0 +1,187 @@
+//! Convolution then train-mode BatchNorm, the convolution recomputed in backward.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+
+use super::batch_norm::{
+    BatchStats, SavedStats, batch_norm_train, batch_stats_of, bn_train_backward, bn_train_forward,
+    store_stats,
+};
+use super::conv::conv1x1;
+use super::depthwise::{depthwise_backward, depthwise_conv};
+use super::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
+
+/// A convolution whose output [`conv_bn_train`] recomputes in backward instead of keeping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecomputedConv {
+    /// 1×1, as a matrix product.
+    Pointwise,
+    /// Depthwise k×k with "SAME" padding.
+    Depthwise { stride: usize },
+}
+
+impl RecomputedConv {
+    fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Pointwise => conv1x1(x, w),
+            Self::Depthwise { stride } => depthwise_conv(x, w, stride),
+        }
+    }
+
+    /// Gradients of the convolution's input and weights, given its output gradient.
+    fn backward(
+        self,
+        x: &Tensor,
+        w: &Tensor,
+        grad_out: &Tensor,
+        need_input_grad: bool,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        match self {
+            Self::Pointwise => {
+                let (n, h, wd, c_in) = x.dims4()?;
+                let c_out = w.dim(0)?;
+                let rows = n * h * wd;
+                let g = grad_out.reshape((rows, c_out))?;
+                let grad_x = need_input_grad
+                    .then(|| g.matmul(&w.reshape((c_out, c_in))?)?.reshape(x.shape()))
+                    .transpose()?;
+                let grad_w = g
+                    .t()?
+                    .matmul(&x.reshape((rows, c_in))?)?
+                    .reshape(w.shape())?;
+                Ok((grad_x, grad_w))
+            }
+            Self::Depthwise { stride } => {
+                let (grad_x, grad_w) =
+                    depthwise_backward(x, w, grad_out, stride, need_input_grad, true)?;
+                let grad_w = grad_w.ok_or_else(|| {
+                    candle_core::Error::Msg("depthwise weight gradient missing".into())
+                })?;
+                Ok((grad_x, grad_w))
+            }
+        }
+    }
+}
+
+/// Convolution then train-mode BatchNorm (+ReLU6). Arguments: the convolution's input, its
+/// weights and `[gamma; beta]` stacked as `[2, C]` (custom ops take at most three tensors).
+struct ConvBnTrain {
+    conv: RecomputedConv,
+    eps: f64,
+    relu6: bool,
+    /// The convolution's output, computed outside the graph and handed to `cpu_fwd`, which
+    /// drops it: the graph never holds it.
+    conv_out: Mutex<Option<Tensor>>,
+    saved: Arc<Mutex<SavedStats>>,
+}
+
+impl CustomOp3 for ConvBnTrain {
+    fn name(&self) -> &'static str {
+        "conv-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let conv_out = self
+            .conv_out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("convolution output lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("convolution output missing".into()))?;
+        let c = conv_out.dim(3)?;
+        let gamma_beta = storage_slice(s3, l3)?;
+        if gamma_beta.len() != 2 * c {
+            bail!("BatchNorm parameters do not match {c} channels");
+        }
+        let (gamma, beta) = gamma_beta.split_at(c);
+        let (out, stats) = with_slice(&conv_out, |x| {
+            bn_train_forward(x, c, gamma, beta, self.eps, self.relu6)
+        })?;
+        store_stats(&self.saved, stats)?;
+        Ok((CpuStorage::F32(out), conv_out.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gamma_beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (need_x, need_w, need_gamma_beta) = (x.track_op(), w.track_op(), gamma_beta.track_op());
+        let (x, w) = (x.detach(), w.detach());
+        let conv_out = self.conv.apply(&x, &w)?;
+        let c = conv_out.dim(3)?;
+        let gamma_values = gamma_beta
+            .narrow(0, 0, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let grads = bn_train_backward(
+            &conv_out,
+            res,
+            grad,
+            &gamma_values,
+            &self.saved,
+            self.relu6,
+            true,
+        )?;
+        let grad_conv_out = vec_tensor(grads.input, conv_out.shape(), &conv_out)?;
+        let (grad_x, grad_w) = if need_x || need_w {
+            let (gx, gw) = self.conv.backward(&x, &w, &grad_conv_out, need_x)?;
+            (gx, need_w.then_some(gw))
+        } else {
+            (None, None)
+        };
+        let grad_gamma_beta = need_gamma_beta
+            .then(|| {
+                let mut both = grads.gamma;
+                both.extend(grads.beta);
+                vec_tensor(both, (2, c), gamma_beta)
+            })
+            .transpose()?;
+        Ok((grad_x, grad_w, grad_gamma_beta))
+    }
+}
+
+/// Convolution then train-mode BatchNorm (+ReLU6), keeping only the convolution's *input* for
+/// backward and recomputing its output there. Saves one activation-sized tensor per layer (a
+/// third of the live memory of a fine-tune step in the early, wide layers) for the cost of
+/// running the convolution twice: worth it where the convolution is cheap for its output size
+/// (depthwise, and 1×1 with few input channels). Returns the output and the batch statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_train(
+    x: &Tensor,
+    w: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    conv: RecomputedConv,
+    eps: f64,
+    relu6: bool,
+) -> Result<(Tensor, BatchStats)> {
+    if !is_cpu_f32(x) {
+        return batch_norm_train(&conv.apply(x, w)?, gamma, beta, eps, relu6);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let conv_out = conv.apply(&x.detach(), &w.detach())?;
+    let saved = Arc::new(Mutex::new(SavedStats::default()));
+    let op = ConvBnTrain {
+        conv,
+        eps,
+        relu6,
+        conv_out: Mutex::new(Some(conv_out)),
+        saved: saved.clone(),
+    };
+    let gamma_beta = Tensor::stack(&[gamma, beta], 0)?;
+    let y = x.apply_op3(&w, &gamma_beta, op)?;
+    Ok((y, batch_stats_of(&saved)?))
+}
