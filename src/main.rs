@@ -5,9 +5,9 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Keeps freed memory mapped for reuse. Activations of a batch are hundreds of MB; returning
-/// them to the OS after each layer made the kernel zero fresh pages for every tensor (38 % of
-/// forward time). Measured with `bench`: 43 -> 54 images/s forward at batch 32.
+/// Keeps freed memory mapped for reuse: activations of a batch are hundreds of MB, and
+/// returning them to the OS after each layer makes the kernel zero fresh pages for every
+/// tensor (README, Performance).
 fn tune_allocator() {
     // mimalloc's `mi_option_arena_eager_commit` and `mi_option_purge_delay` (same numbers in
     // its v2 and v3 headers).
@@ -22,6 +22,7 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    transfer_studio::runtime::init_threads();
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { transfer_studio::runtime::init_threads() };
     transfer_studio::cli::main()
 }

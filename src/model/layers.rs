@@ -310,9 +310,8 @@ impl ConvBn {
 
     /// Whether backward recomputes this convolution instead of keeping its output: where the
     /// convolution costs little for the memory its output takes (depthwise: k² multiply-adds
-    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). At 224 px
-    /// and batch 32 this took a fine-tune step's peak RSS from 3.2 to 2.3 GB, and the step got
-    /// no slower (fewer fresh pages to fault in pays for the second convolution).
+    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer
+    /// fresh pages to fault in pays for the second convolution (README, Performance).
     fn recomputed(&self) -> Option<ops::RecomputedConv> {
         match self.kind {
             ConvKind::Depthwise { stride, .. } => Some(ops::RecomputedConv::Depthwise { stride }),

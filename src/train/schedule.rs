@@ -21,8 +21,8 @@ pub fn shuffled(len: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// An inverted-dropout mask (`0` or `1/(1-p)` per element), seeded, or `None` for `p <= 0`.
-/// It comes from one bulk fill of random words by a fast generator seeded from `rng`
-/// (per-element `random_bool` on ChaCha was half of a head-only epoch).
+/// It comes from one bulk fill of random words by a fast generator seeded from `rng`:
+/// drawing per element from ChaCha dominated head-only epochs.
 pub fn dropout_mask(len: usize, p: f64, rng: &mut ChaCha8Rng) -> Option<Vec<f32>> {
     if p <= 0.0 {
         return None;

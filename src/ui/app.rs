@@ -12,7 +12,7 @@ use super::jobs::{FolderPurpose, JobError, JobResult, Jobs};
 use super::panels;
 use super::runs::{Effect, apply_event};
 use super::session::{Session, SessionEvent};
-use super::state::{AppState, PredictItem, Run, Settings, Tab};
+use super::state::{AppState, MISTAKE_THUMBNAILS, PredictItem, Run, Settings, Tab};
 use crate::predict::Predictor;
 use crate::train::{Case, TrainEvent, TrainOutcome, Waker};
 
@@ -120,7 +120,7 @@ impl StudioApp {
         let mut ended = false;
         for event in session.drain() {
             match event {
-                SessionEvent::Train { case, event } => self.on_train_event(case, event),
+                SessionEvent::Train { case, event } => self.on_train_event(case, *event),
                 SessionEvent::Ended => ended = true,
             }
         }
@@ -186,7 +186,7 @@ impl StudioApp {
             let paths = eval
                 .misclassified
                 .iter()
-                .take(24)
+                .take(MISTAKE_THUMBNAILS)
                 .map(|m| m.path.clone())
                 .collect();
             self.jobs.thumbnails(paths);

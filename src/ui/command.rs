@@ -6,15 +6,13 @@ use std::path::PathBuf;
 use super::app::StudioApp;
 use super::jobs::FolderPurpose;
 use super::session::Session;
-use super::state::{Run, Tab};
+use super::state::{CELL_THUMBNAILS, Run, Tab};
 use crate::data::dataset::LoadOptions;
 use crate::guide::recommend::{RecommendOptions, Thresholds};
 use crate::train::{Case, DataSource, SavedMetrics, TrainCommand, TrainJob, TrainPlan};
 
 /// Dataset thumbnails decoded per class for the Data panel.
 pub const THUMBNAILS_PER_CLASS: usize = 6;
-/// Thumbnails decoded for one cell of the confusion matrix.
-const CELL_THUMBNAILS: usize = 60;
 
 /// What panels ask for; applied by [`StudioApp::apply`] after layout.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,7 @@ pub enum SessionEvent {
     /// An event of the run of `case` (`None`: a plan that is no preset).
     Train {
         case: Option<Case>,
-        event: TrainEvent,
+        event: Box<TrainEvent>,
     },
     /// Nothing more will come.
     Ended,
@@ -82,7 +82,7 @@ impl Session {
             .name("training-session".into())
             .spawn(move || {
                 let relay = |case: Option<Case>, event: &TrainEvent| {
-                    let event = event.clone();
+                    let event = Box::new(event.clone());
                     // The window is gone if nobody receives; the stop follows from that.
                     let _ = event_tx.send(SessionEvent::Train { case, event });
                     waker();

@@ -14,6 +14,11 @@ use crate::model::Unit;
 use crate::predict::ClassProb;
 use crate::train::{Case, EpochMetrics, TrainPlan, TrainReport, TrainedModel};
 
+/// Thumbnails decoded and shown for one cell of the confusion matrix.
+pub const CELL_THUMBNAILS: usize = 60;
+/// Misclassified images decoded and shown in Results.
+pub const MISTAKE_THUMBNAILS: usize = 24;
+
 /// The window's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tab {

@@ -11,11 +11,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Sets the compute thread count once per test process (as `main` does).
+/// Builds the compute thread pool once per test process. (Unlike `main`, tests run on many
+/// threads, so they leave the environment alone.)
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        transfer_studio::runtime::init_threads();
+        let runtime = transfer_studio::runtime::thread_count();
+        transfer_studio::runtime::init_thread_pool(runtime);
     });
 }
 

@@ -2,13 +2,31 @@
 
 use egui::{Color32, Vec2};
 
-use super::super::command::Command;
+use super::super::command::{Command, THUMBNAILS_PER_CLASS};
 use super::super::jobs::FolderPurpose;
 use super::super::state::AppState;
+use crate::data::dataset::Dataset;
 use crate::data::demo::DemoPack;
 
 pub(super) fn data_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.heading("Data");
+    folders_ui(ui, app, out);
+    if let Some((done, total)) = app.loading {
+        ui.add(
+            egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                .text(format!("decoding {done} / {total} images")),
+        );
+    }
+    if let Some(e) = &app.data_error {
+        ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+    }
+    let Some(dataset) = &app.dataset else { return };
+    ui.separator();
+    dataset_ui(ui, app, dataset, out);
+}
+
+/// The training and validation folders, and the demo packs.
+fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.label("One sub-folder per class, images inside. Drop a folder onto the window, or:");
     ui.horizontal(|ui| {
         if ui.button("Choose training folder…").clicked() {
@@ -49,17 +67,10 @@ pub(super) fn data_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comman
             }
         }
     });
-    if let Some((done, total)) = app.loading {
-        ui.add(
-            egui::ProgressBar::new(done as f32 / total.max(1) as f32)
-                .text(format!("decoding {done} / {total} images")),
-        );
-    }
-    if let Some(e) = &app.data_error {
-        ui.colored_label(Color32::from_rgb(200, 40, 40), e);
-    }
-    let Some(dataset) = &app.dataset else { return };
-    ui.separator();
+}
+
+/// The size slider, the counts per class with thumbnails, and what was skipped.
+fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Vec<Command>) {
     let mut percent = app.settings.use_percent;
     if ui
         .add(egui::Slider::new(&mut percent, 1..=100).text("% of the training images used"))
@@ -90,7 +101,12 @@ pub(super) fn data_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comman
                 ui.label(count.train.to_string());
                 ui.label(count.val.to_string());
                 ui.horizontal(|ui| {
-                    for sample in dataset.train.iter().filter(|s| s.label == c).take(6) {
+                    for sample in dataset
+                        .train
+                        .iter()
+                        .filter(|s| s.label == c)
+                        .take(THUMBNAILS_PER_CLASS)
+                    {
                         if let Some(t) = app.thumbnails.get(&sample.path) {
                             ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(48.0)));
                         }

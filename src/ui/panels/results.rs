@@ -3,8 +3,9 @@
 use egui::{Color32, RichText, Stroke, Vec2};
 
 use super::super::command::Command;
-use super::super::state::AppState;
+use super::super::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS};
 use super::tag;
+use crate::train::Evaluation;
 
 pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.heading("Results");
@@ -24,6 +25,16 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     ui.label(
         "Confusion matrix (rows: true class, columns: predicted). Click a cell to see its images.",
     );
+    confusion_ui(ui, app, eval, out);
+    cell_images_ui(ui, app, eval);
+    ui.separator();
+    per_class_ui(ui, eval);
+    ui.separator();
+    mistakes_ui(ui, app, eval);
+}
+
+/// The confusion matrix as a grid of buttons, shaded by count.
+fn confusion_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
     let max = eval
         .confusion
         .iter()
@@ -79,6 +90,10 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
                 ui.end_row();
             }
         });
+}
+
+/// The images of the selected confusion cell.
+fn cell_images_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
     if let Some((t, p)) = app.selected_cell {
         let count = eval.confusion[t][p];
         ui.label(format!(
@@ -92,7 +107,7 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
                 .predictions
                 .iter()
                 .filter(|(_, tt, pp)| *tt == t && *pp == p)
-                .take(60)
+                .take(CELL_THUMBNAILS)
             {
                 match app.thumbnails.get(path) {
                     Some(tex) => {
@@ -106,7 +121,10 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             }
         });
     }
-    ui.separator();
+}
+
+/// Precision, recall and support per class.
+fn per_class_ui(ui: &mut egui::Ui, eval: &Evaluation) {
     egui::Grid::new("per-class").striped(true).show(ui, |ui| {
         ui.strong("class");
         ui.strong("precision");
@@ -122,13 +140,16 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             ui.end_row();
         }
     });
-    ui.separator();
+}
+
+/// A gallery of misclassified validation images with their true and predicted classes.
+fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
     ui.label(format!(
         "Misclassified validation images ({}):",
         eval.misclassified.len()
     ));
     ui.horizontal_wrapped(|ui| {
-        for m in eval.misclassified.iter().take(24) {
+        for m in eval.misclassified.iter().take(MISTAKE_THUMBNAILS) {
             ui.vertical(|ui| {
                 match app.thumbnails.get(&m.path) {
                     Some(tex) => {

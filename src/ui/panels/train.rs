@@ -46,6 +46,17 @@ pub(super) fn train_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             next.join(", ")
         ));
     }
+    controls_ui(ui, app, out);
+    if app.dataset.is_none() {
+        ui.label("Choose a training folder in Data first.");
+    }
+    progress_ui(ui, app);
+    charts_ui(ui, app);
+    runs_table_ui(ui, app);
+}
+
+/// Start, pause or resume, stop, clear, save and open.
+fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         let training = app.training;
         if ui
@@ -96,9 +107,10 @@ pub(super) fn train_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             out.push(Command::OpenModel);
         }
     });
-    if app.dataset.is_none() {
-        ui.label("Choose a training folder in Data first.");
-    }
+}
+
+/// The live run's progress bar, with what it is doing in words.
+fn progress_ui(ui: &mut egui::Ui, app: &AppState) {
     if let Some(run) = app.runs.last() {
         let p = &app.progress;
         let text = match &run.status {
@@ -120,6 +132,10 @@ pub(super) fn train_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
         };
         ui.add(egui::ProgressBar::new(p.fraction).text(text));
     }
+}
+
+/// Loss and accuracy per epoch for every run, batch losses faint behind.
+fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
     let height = 220.0;
     ui.columns(2, |cols| {
         cols[0].label("loss");
@@ -155,6 +171,10 @@ pub(super) fn train_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
                 epoch_lines(plot, app, |m| m.train_accuracy, |m| m.val_accuracy);
             });
     });
+}
+
+/// One row per run: best validation accuracy, time, trainable parameters.
+fn runs_table_ui(ui: &mut egui::Ui, app: &AppState) {
     if !app.runs.is_empty() {
         egui::Grid::new("runs").striped(true).show(ui, |ui| {
             ui.strong("run");
