@@ -64,7 +64,8 @@ pub trait FoldedUnit: fmt::Debug + Send + Sync {
 }
 
 /// A registered network: cheap to copy, saved by name.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Backbone(&'static dyn Architecture);
 
 impl Backbone {
@@ -190,16 +191,16 @@ impl std::str::FromStr for Backbone {
     }
 }
 
-impl Serialize for Backbone {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
+impl TryFrom<String> for Backbone {
+    type Error = ModelError;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
     }
 }
 
-impl<'de> Deserialize<'de> for Backbone {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+impl From<Backbone> for String {
+    fn from(backbone: Backbone) -> Self {
+        backbone.name().to_owned()
     }
 }
 

@@ -8,8 +8,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A unit of a backbone, named the same way for every network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A unit of a backbone, named the same way for every network (saved as `stem`, `blockN`,
+/// `head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Unit {
     /// The first convolution(s), before the first block.
     Stem,
@@ -75,16 +77,16 @@ impl FromStr for Unit {
     }
 }
 
-impl Serialize for Unit {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
+impl TryFrom<String> for Unit {
+    type Error = UnitParseError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 
-impl<'de> Deserialize<'de> for Unit {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+impl From<Unit> for String {
+    fn from(unit: Unit) -> Self {
+        unit.to_string()
     }
 }
 
