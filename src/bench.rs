@@ -10,7 +10,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::dataset::Sample;
-use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Weights};
+use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Weights, WeightsSource};
 use crate::train::features::{FeatureSet, extract_features};
 use crate::train::{Case, TrainPlan};
 
@@ -94,24 +94,25 @@ pub fn forward_images_per_sec(
 
 /// The plan the fine-tune workload runs: the Fine-tune preset (every unit trainable, AdamW
 /// on all parameters) at the benchmark's size.
-fn fine_tune_plan(batch: usize, side_px: usize) -> TrainPlan {
+fn fine_tune_plan(backbone: Backbone, batch: usize, side_px: usize) -> TrainPlan {
     TrainPlan {
         batch_size: batch,
         image_size_px: side_px as u32,
-        ..Case::LargeSimilar.plan()
+        ..Case::LargeSimilar.plan_for(backbone)
     }
 }
 
 /// Full fine-tune throughput in images/s (forward + backward + AdamW of the whole network,
 /// batch `batch`), the median of `repeats` steps after a warm-up step.
 pub fn fine_tune_images_per_sec(
+    backbone: Backbone,
     weights: &Weights,
     batch: usize,
     side_px: usize,
     repeats: usize,
     device: &Device,
 ) -> Result<f64, ModelError> {
-    let plan = fine_tune_plan(batch, side_px);
+    let plan = fine_tune_plan(backbone, batch, side_px);
     let network = plan.build_network(BENCH_CLASSES, Some(weights), device)?;
     let images = synthetic_images(batch, side_px, device)?;
     let labels = synthetic_labels(batch, device)?;
@@ -123,11 +124,12 @@ pub fn fine_tune_images_per_sec(
 /// Milliseconds of one head-only epoch over [`HEAD_EPOCH_FEATURES`] cached 1280-d features
 /// (batch 32, 10 classes), the median of `repeats` epochs after a warm-up epoch.
 pub fn head_epoch_ms(
+    backbone: Backbone,
     weights: &Weights,
     repeats: usize,
     device: &Device,
 ) -> Result<f64, ModelError> {
-    let plan = Case::SmallSimilar.plan();
+    let plan = Case::SmallSimilar.plan_for(backbone);
     let network = plan.build_network(BENCH_CLASSES, Some(weights), device)?;
     let dim = network.spec.feature_dim();
     let values: Vec<f32> = (0..HEAD_EPOCH_FEATURES * dim)
@@ -185,6 +187,8 @@ pub fn feature_caching_images_per_sec(
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    pub backbone: Backbone,
+    pub weights: WeightsSource,
     pub batch_size: usize,
     pub image_size_px: usize,
     /// Timed repetitions per measurement (the median is reported).
@@ -213,13 +217,14 @@ pub struct BenchReport {
 /// Runs every workload in turn.
 pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, ModelError> {
     let BenchOptions {
+        backbone,
         batch_size,
         image_size_px,
         repeats,
         skip_fine_tune,
+        ..
     } = *options;
-    let backbone = Backbone::default();
-    let weights = backbone.pretrained_weights(device)?;
+    let weights = backbone.load_weights(&options.weights, device)?.weights;
     let imagenet = Network::build(
         NetworkSpec::pretrained(backbone),
         Some(&weights),
@@ -231,13 +236,20 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
     let caching =
         feature_caching_images_per_sec(&imagenet, batch_size, image_size_px, 2 * batch_size)?;
     drop(imagenet);
-    let head_ms = head_epoch_ms(&weights, repeats.max(5), device)?;
+    let head_ms = head_epoch_ms(backbone, &weights, repeats.max(5), device)?;
     let mut peak = peak_rss_bytes();
     let (fine_tune, fine_tune_peak) = if skip_fine_tune {
         (None, None)
     } else {
         let reset = reset_peak_rss();
-        let rate = fine_tune_images_per_sec(&weights, batch_size, image_size_px, repeats, device)?;
+        let rate = fine_tune_images_per_sec(
+            backbone,
+            &weights,
+            batch_size,
+            image_size_px,
+            repeats,
+            device,
+        )?;
         let ft_peak = peak_rss_bytes();
         peak = peak.max(ft_peak);
         (Some(rate), reset.then_some(ft_peak))

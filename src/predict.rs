@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use crate::data::decode::decode_rgb;
 use crate::data::preprocess::{PRETRAINED_IMAGE_SIZE_PX, Preprocessing};
-use crate::model::{Backbone, FoldedNetwork, ModelError, Network, imagenet_labels, softmax};
+use crate::model::{
+    Backbone, FoldedNetwork, HeadInit, ModelError, Network, NetworkSpec, WeightsSource,
+    imagenet_labels, softmax,
+};
 
 /// Images per forward pass when classifying files.
 pub const DEFAULT_BATCH_SIZE: usize = 16;
@@ -36,16 +39,28 @@ pub struct Predictor {
 impl Predictor {
     /// The bundled ImageNet classifier (the default backbone's pretrained head).
     pub fn imagenet(device: &Device) -> Result<Self, ModelError> {
-        Self::pretrained(Backbone::default(), device)
+        let backbone = Backbone::default();
+        Self::pretrained(backbone, &backbone.default_weights(), device)
     }
 
-    /// A backbone's pretrained ImageNet classifier.
-    pub fn pretrained(backbone: Backbone, device: &Device) -> Result<Self, ModelError> {
-        let network = Network::pretrained(backbone, device)?;
+    /// A backbone's pretrained ImageNet classifier, its weights from `source`.
+    pub fn pretrained(
+        backbone: Backbone,
+        source: &WeightsSource,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let loaded = backbone.load_weights(source, device)?;
+        let network = Network::build(
+            NetworkSpec::pretrained(backbone),
+            Some(&loaded.weights),
+            HeadInit::FromWeights,
+            0,
+            device,
+        )?;
         Self::from_network(
             &network,
             imagenet_labels().to_vec(),
-            backbone.preprocessing(PRETRAINED_IMAGE_SIZE_PX),
+            loaded.preprocessing(backbone, PRETRAINED_IMAGE_SIZE_PX),
         )
     }
 

@@ -251,3 +251,33 @@ fn the_grid_marks_the_measured_case_and_compare_runs_the_presets_in_turn() {
     let last = h.state().state().runs.last().expect("run");
     assert_eq!(last.status, RunStatus::Cancelled);
 }
+
+#[test]
+fn the_backbone_picker_switches_the_network_and_the_strip_follows() {
+    let mut h = harness();
+    h.state_mut().apply(Command::ShowTab(Tab::Guide));
+    h.state_mut()
+        .apply(Command::SelectCase(Case::SmallDifferent));
+    h.run();
+    h.get_by(|n| n.author_id() == Some("backbone-picker"))
+        .click();
+    h.run();
+    h.get_by(|n| n.author_id() == Some("backbone-resnet18"))
+        .click();
+    h.run();
+    let resnet: Backbone = "resnet18".parse().expect("registered");
+    let plan = h.state().state().settings.plan.clone();
+    assert_eq!(plan.backbone, resnet);
+    // The case stays; its cut is ResNet-18's generic one.
+    assert_eq!(Case::matching(&plan), Some(Case::SmallDifferent));
+    assert_eq!(plan.cut_after, resnet.generic_cut());
+    for unit in resnet.units().iter().map(|u| u.unit) {
+        h.get_by(|n| n.author_id() == Some(&format!("block-{unit}")));
+    }
+    assert!(
+        h.query_by(|n| n.author_id() == Some("block-head"))
+            .is_none(),
+        "ResNet has no head unit"
+    );
+    h.get_by_label_contains("hf:timm/resnet18.tv_in1k");
+}

@@ -137,7 +137,7 @@ fn compare_trains_the_four_presets_and_saves_each() {
         dataset,
         &Device::Cpu,
         Some(out.path()),
-        shrink,
+        |case: Case| shrink(case.plan()),
         |_, _| events += 1,
         None,
     )

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::NetworkArgs;
 use crate::data::dataset::{Dataset, LoadOptions, LoadProgress, load_dataset};
 use crate::guide::compare::{CompareRow, compare_all};
 use crate::guide::probe::{ProbeOptions, depth_probe};
 use crate::guide::recommend::{RecommendOptions, Thresholds, recommend};
 use crate::runtime;
-use crate::train::TrainEvent;
+use crate::train::{Case, TrainEvent, TrainPlan};
 
 fn load(data: &Path, val: Option<PathBuf>) -> anyhow::Result<Dataset> {
     let options = LoadOptions {
@@ -78,15 +79,20 @@ pub fn compare_command(
     data: &Path,
     val: Option<PathBuf>,
     out: &Path,
+    network: &NetworkArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let dataset = Arc::new(load(data, val)?);
     let device = runtime::compute_device();
+    let plan_of = |case: Case| TrainPlan {
+        weights: network.weights.clone(),
+        ..case.plan_for(network.backbone)
+    };
     let rows = compare_all(
         dataset,
         &device,
         Some(out),
-        |p| p,
+        plan_of,
         |case, event| match event {
             TrainEvent::Epoch(m) if json => {
                 let line =
@@ -138,10 +144,13 @@ pub fn probe_command(
     data: &Path,
     val: Option<PathBuf>,
     epochs: usize,
+    network: &NetworkArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let dataset = load(data, val)?;
     let options = ProbeOptions {
+        backbone: network.backbone,
+        weights: network.weights.clone(),
         epochs: epochs.max(1),
         ..ProbeOptions::default()
     };

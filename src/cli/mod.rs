@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, FloatStorage};
 use crate::data::dataset::{LoadOptions, LoadProgress, load_dataset};
+use crate::model::{Backbone, WeightsSource};
 use crate::predict::{self, FilePrediction, Predictor};
 use crate::runtime;
 use crate::train::TrainedModel;
@@ -45,6 +46,9 @@ pub enum Command {
         /// `builtin` (ImageNet classes) or a directory saved by `train`.
         #[arg(long, default_value = "builtin")]
         model: ModelChoice,
+        /// With `--model builtin`: the network and its weights.
+        #[command(flatten)]
+        network: NetworkArgs,
         /// How many classes to show per image.
         #[arg(long, default_value_t = 5)]
         top_k: usize,
@@ -72,6 +76,8 @@ pub enum Command {
     },
     /// Measure speed on synthetic input (see README: Performance).
     Bench {
+        #[command(flatten)]
+        network: NetworkArgs,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -111,6 +117,8 @@ pub enum Command {
         /// Directory for the four models and compare.json.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        network: NetworkArgs,
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +131,8 @@ pub enum Command {
         /// Training epochs of each linear probe.
         #[arg(long, default_value_t = 60)]
         epochs: usize,
+        #[command(flatten)]
+        network: NetworkArgs,
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +164,44 @@ impl std::str::FromStr for ModelChoice {
     }
 }
 
+/// `--backbone` and `--weights`, shared by the commands that build a pretrained network.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetworkArgs {
+    /// The network: efficientnet-lite0 (bundled; `lite0` for short), resnet18, resnet50, vgg16.
+    #[arg(long, default_value = "efficientnet-lite0", value_parser = parse_backbone)]
+    pub backbone: Backbone,
+    /// Pretrained weights: a .safetensors or .pth file, or hf:ORG/REPO (default: bundled for
+    /// Lite0, timm's torchvision weights from the Hugging Face hub for the others).
+    #[arg(long, value_parser = parse_weights)]
+    pub weights: Option<WeightsSource>,
+}
+
+impl NetworkArgs {
+    /// The weights to load: the ones given, else the network's default.
+    pub fn source(&self) -> WeightsSource {
+        self.weights
+            .clone()
+            .unwrap_or_else(|| self.backbone.default_weights())
+    }
+}
+
+/// A registered network, by name (`lite0` for short).
+pub fn parse_backbone(s: &str) -> Result<Backbone, String> {
+    let name = if s == "lite0" {
+        "efficientnet-lite0"
+    } else {
+        s
+    };
+    name.parse()
+        .map_err(|e: crate::model::ModelError| e.to_string())
+}
+
+/// A weights source: a file, `hf:ORG/REPO` or `bundled`.
+pub fn parse_weights(s: &str) -> Result<WeightsSource, String> {
+    s.parse()
+        .map_err(|e: crate::model::ModelError| e.to_string())
+}
+
 /// Parses the arguments and runs the command; errors are printed, never panicked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -170,11 +218,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Predict {
             model,
+            network,
             top_k,
             json,
             batch_size,
             images,
-        }) => predict_command(&model, top_k, json, batch_size, &images),
+        }) => predict_command(
+            &model,
+            network.backbone,
+            network.weights.as_ref(),
+            top_k,
+            json,
+            batch_size,
+            &images,
+        ),
         Some(Command::Train(args)) => train_cmd::run(*args),
         Some(Command::Evaluate { model, data, json }) => evaluate_command(&model, &data, json),
         Some(Command::Bench {
@@ -183,9 +240,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image_size,
             repeats,
             no_fine_tune,
+            network,
         }) => bench_command(
             json,
             &crate::bench::BenchOptions {
+                backbone: network.backbone,
+                weights: network.source(),
                 batch_size,
                 image_size_px: image_size,
                 repeats,
@@ -211,14 +271,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             val,
             out,
+            network,
             json,
-        }) => guide_cmd::compare_command(&data, val, &out, json),
+        }) => guide_cmd::compare_command(&data, val, &out, &network, json),
         Some(Command::Probe {
             data,
             val,
             epochs,
+            network,
             json,
-        }) => guide_cmd::probe_command(&data, val, epochs, json),
+        }) => guide_cmd::probe_command(&data, val, epochs, &network, json),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
         None => {
             crate::ui::run_window(cli.data, cli.paths)
@@ -259,11 +321,19 @@ fn import_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_predictor(model: &ModelChoice) -> anyhow::Result<Predictor> {
+fn load_predictor(
+    model: &ModelChoice,
+    backbone: Backbone,
+    weights: Option<&WeightsSource>,
+) -> anyhow::Result<Predictor> {
     let device = runtime::compute_device();
     let dir = match model {
         ModelChoice::Builtin => {
-            return Predictor::imagenet(&device).context("loading the bundled network");
+            let source = weights
+                .cloned()
+                .unwrap_or_else(|| backbone.default_weights());
+            return Predictor::pretrained(backbone, &source, &device)
+                .with_context(|| format!("loading {} with weights {source}", backbone.title()));
         }
         ModelChoice::Saved(dir) => dir,
     };
@@ -276,14 +346,17 @@ fn load_predictor(model: &ModelChoice) -> anyhow::Result<Predictor> {
     )?)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn predict_command(
     model: &ModelChoice,
+    backbone: Backbone,
+    weights: Option<&WeightsSource>,
     top_k: usize,
     json: bool,
     batch_size: usize,
     images: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let predictor = load_predictor(model)?;
+    let predictor = load_predictor(model, backbone, weights)?;
     let results = predict::classify_files(&predictor, images, top_k.max(1), batch_size);
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::progress::{TerminalObserver, percent};
-use crate::model::{Backbone, Init, Unit};
+use crate::model::{Init, Unit};
 use crate::runtime;
 use crate::train::{
     Case, DataSource, RunError, SavedMetrics, TrainJob, TrainPlan, run_to_end, spawn_training,
@@ -24,6 +24,8 @@ pub struct TrainArgs {
     /// The guide's cell: small-similar, small-different, large-similar, large-different.
     #[arg(long)]
     pub case: Case,
+    #[command(flatten)]
+    pub network: super::NetworkArgs,
     /// Where to save the model (a new directory, or a model saved before).
     #[arg(long)]
     pub out: PathBuf,
@@ -43,8 +45,8 @@ pub struct TrainArgs {
     /// Backbone learning rate as a fraction of --lr.
     #[arg(long)]
     pub backbone_lr_mult: Option<f64>,
-    /// Last backbone unit kept: stem, a block number (Lite0: 0-15), or head.
-    #[arg(long, value_parser = parse_unit)]
+    /// Last backbone unit kept: stem, a block number (Lite0: 0-15), head, fc6/fc7 (VGG).
+    #[arg(long)]
     pub cut_after: Option<Unit>,
     /// Backbone units that train, counted down from the cut (0: classifier only).
     #[arg(long)]
@@ -70,11 +72,6 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// A cut point the default backbone has.
-fn parse_unit(s: &str) -> Result<Unit, String> {
-    Backbone::default().parse_unit(s).map_err(|e| e.to_string())
-}
-
 fn parse_init(s: &str) -> Result<Init, String> {
     match s {
         "pretrained" => Ok(Init::Pretrained),
@@ -86,11 +83,13 @@ fn parse_init(s: &str) -> Result<Init, String> {
 impl TrainArgs {
     /// The case's preset with every given option applied.
     pub fn plan(&self) -> TrainPlan {
+        let backbone = self.network.backbone;
         let mut plan = if self.case == Case::LargeDifferent && self.init == Some(Init::Random) {
-            Case::retrain_plan()
+            Case::retrain_plan_for(backbone)
         } else {
-            self.case.plan()
+            self.case.plan_for(backbone)
         };
+        plan.weights = self.network.weights.clone();
         macro_rules! set {
             ($($field:ident <- $arg:ident),* $(,)?) => {
                 $(if let Some(v) = self.$arg.clone() { plan.$field = v; })*

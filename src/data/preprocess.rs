@@ -43,6 +43,16 @@ impl Preprocessing {
         }
     }
 
+    /// torchvision's ImageNet preprocessing for a crop of `image_size_px`: the same resize
+    /// rule, ImageNet's mean and standard deviation.
+    pub fn imagenet(image_size_px: u32) -> Self {
+        Self {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            ..Self::for_size(image_size_px)
+        }
+    }
+
     /// Resize + centre crop: the square image the network sees at evaluation. Images already
     /// at the resize side (cached that way) are only cropped.
     pub fn eval_crop(&self, image: &RgbImage) -> RgbImage {

@@ -59,15 +59,15 @@ pub enum CompareError {
     },
 }
 
-/// Trains the four presets on `dataset` in turn, each plan passed through `adjust` first
-/// (identity for the presets as they are). `on_event(case, event)` sees every trainer event (to
+/// Trains the four presets on `dataset` in turn, each with the plan `plan_of(case)` gives
+/// (`Case::plan` for the presets as they are on the default backbone). `on_event(case, event)` sees every trainer event (to
 /// draw or print progress); each model is saved to `out/<case>` when `out` is given. Commands
 /// on `control` go to the run in progress (a stop ends the comparison).
 pub fn compare_all(
     dataset: Arc<Dataset>,
     device: &Device,
     out: Option<&Path>,
-    adjust: impl Fn(TrainPlan) -> TrainPlan,
+    plan_of: impl Fn(Case) -> TrainPlan,
     mut on_event: impl FnMut(Case, &TrainEvent),
     control: Option<&Receiver<TrainCommand>>,
 ) -> Result<Vec<CompareRow>, CompareError> {
@@ -75,7 +75,7 @@ pub fn compare_all(
     for case in Case::ALL {
         let job = TrainJob {
             data: DataSource::Loaded(dataset.clone()),
-            plan: adjust(case.plan()),
+            plan: plan_of(case),
             device: device.clone(),
         };
         let handle = spawn_training(job, None)?;

@@ -10,15 +10,17 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::dataset::Dataset;
-use crate::model::{Backbone, ModelError, Network, Unit};
+use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, WeightsSource};
 use crate::train::features::{FeatureSet, extract_multi};
 use crate::train::head::{AdamWConfig, LinearHead};
 use crate::train::schedule::cosine_factor;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProbeOptions {
     /// The network probed, at its [`crate::model::Architecture::probe_units`].
     pub backbone: Backbone,
+    /// Its weights (`None`: the backbone's default).
+    pub weights: Option<WeightsSource>,
     pub image_size_px: u32,
     pub epochs: usize,
     pub lr: f64,
@@ -29,6 +31,7 @@ impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
             backbone: Backbone::default(),
+            weights: None,
             image_size_px: 224,
             epochs: 60,
             lr: 3e-3,
@@ -129,9 +132,20 @@ pub fn depth_probe(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<ProbePoint>, ModelError> {
     let backbone = options.backbone;
-    let network = Network::pretrained(backbone, device)?;
+    let source = options
+        .weights
+        .clone()
+        .unwrap_or_else(|| backbone.default_weights());
+    let loaded = backbone.load_weights(&source, device)?;
+    let network = Network::build(
+        NetworkSpec::pretrained(backbone),
+        Some(&loaded.weights),
+        HeadInit::FromWeights,
+        0,
+        device,
+    )?;
     let folded = network.folded()?;
-    let pre = backbone.preprocessing(options.image_size_px);
+    let pre = loaded.preprocessing(backbone, options.image_size_px);
     let units = backbone.probe_units();
     let indices: Vec<usize> = units.iter().map(|&u| backbone.index_of(u)).collect();
     let last = indices.iter().copied().max().unwrap_or(0);

@@ -269,7 +269,7 @@ pub fn recommend(
         let Some(bn) = network
             .units
             .get(index)
-            .and_then(|u| u.layers().last().map(|l| &l.bn))
+            .and_then(|u| u.layers().last().and_then(|l| l.batch_norm()))
         else {
             return Err(RecommendError::Model(
                 lite0.missing_unit(Unit::Block(block)),

@@ -10,13 +10,19 @@ use std::sync::Arc;
 use candle_core::{Device, Result as CandleResult, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{ConvBn, ParamSource};
+use super::layers::{Layer, ParamSource};
+use super::source::{LoadedWeights, WeightsSource};
 use super::unit::{Unit, UnitInfo};
 use super::{ModelError, Weights};
 use crate::data::preprocess::Preprocessing;
 
 /// Every network the app knows, by name. The first one is the default.
-static REGISTRY: &[&dyn Architecture] = &[&super::lite0::Lite0];
+static REGISTRY: &[&dyn Architecture] = &[
+    &super::lite0::Lite0,
+    &super::resnet::RESNET18,
+    &super::resnet::RESNET50,
+    &super::vgg::Vgg16,
+];
 
 /// What a network provides: its units, its preprocessing, its weights and how to build it.
 pub trait Architecture: Send + Sync + 'static {
@@ -37,8 +43,16 @@ pub trait Architecture: Send + Sync + 'static {
     fn classifier_names(&self) -> (&'static str, &'static str);
     /// Classes of the pretrained classifier.
     fn pretrained_classes(&self) -> usize;
-    /// The pretrained weights.
-    fn pretrained_weights(&self, device: &Device) -> Result<Weights, ModelError>;
+    /// Where the pretrained weights come from by default.
+    fn default_weights(&self) -> WeightsSource;
+    /// Weights shipped inside the binary, if any (safetensors bytes).
+    fn bundled_weights(&self) -> Option<&'static [u8]> {
+        None
+    }
+    /// Renames (and reshapes) another naming scheme's tensors into this network's.
+    fn adapt_weights(&self, weights: Weights) -> Result<Weights, ModelError> {
+        Ok(weights)
+    }
     /// Builds one unit, its parameters named as in the checkpoint.
     fn build_unit(
         &self,
@@ -54,8 +68,8 @@ pub trait BackboneUnit: fmt::Debug + Send + Sync {
     fn forward_train(&self, x: &Tensor, bn_momentum: f64) -> CandleResult<Tensor>;
     /// The inference form, with BatchNorm folded into the convolutions (current values).
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>>;
-    /// The unit's convolutions in order (parameters, running statistics, saving).
-    fn layers(&self) -> Vec<&ConvBn>;
+    /// The unit's layers in order (parameters, running statistics, saving).
+    fn layers(&self) -> Vec<&dyn Layer>;
 }
 
 /// One unit in inference form.
@@ -132,6 +146,25 @@ impl Backbone {
     pub fn missing_unit(self, unit: Unit) -> ModelError {
         missing_unit(self.0, unit)
     }
+
+    /// Loads weights for this network from `source`, renamed into its naming scheme; hub
+    /// downloads are checked against their sha256.
+    pub fn load_weights(
+        self,
+        source: &WeightsSource,
+        device: &Device,
+    ) -> Result<LoadedWeights, ModelError> {
+        let mut loaded = super::source::load_raw(self, source, device)?;
+        loaded.weights = self.0.adapt_weights(loaded.weights)?;
+        Ok(loaded)
+    }
+
+    /// The default pretrained weights (bundled, or from the hub's cache).
+    pub fn pretrained_weights(self, device: &Device) -> Result<Weights, ModelError> {
+        Ok(self
+            .load_weights(&self.0.default_weights(), device)?
+            .weights)
+    }
 }
 
 /// The error for a unit that `arch` does not have.
@@ -141,10 +174,18 @@ pub fn missing_unit(arch: &dyn Architecture, unit: Unit) -> ModelError {
         .iter()
         .filter(|u| matches!(u.unit, Unit::Block(_)))
         .count();
+    let names: Vec<String> = arch
+        .units()
+        .iter()
+        .filter(|u| !matches!(u.unit, Unit::Block(_)))
+        .map(|u| u.unit.to_string())
+        .collect();
     ModelError::UnknownUnit(format!(
-        "{} has no unit {unit}: use stem, a block 0–{}, or head",
+        "{} has no unit {unit}: use a block 0–{}{}{}",
         arch.title(),
-        blocks.saturating_sub(1)
+        blocks.saturating_sub(1),
+        if names.is_empty() { "" } else { " or " },
+        names.join(", ")
     ))
 }
 
@@ -216,7 +257,6 @@ mod tests {
         assert_eq!(names, unique);
         for b in Backbone::all() {
             assert_eq!(b.name().parse::<Backbone>().ok(), Some(b));
-            assert_eq!(b.unit_at(0), Unit::Stem);
             for (i, info) in b.units().iter().enumerate() {
                 assert_eq!(b.index_of(info.unit), i);
             }

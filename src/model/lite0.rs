@@ -7,14 +7,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{Device, Result as CandleResult, Tensor};
+use candle_core::{Result as CandleResult, Tensor};
 
+use super::ModelError;
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
-use super::layers::{ConvBn, ConvBnSpec, ConvKind, FoldedConv, ParamSource};
+use super::layers::{Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
-use super::{ModelError, Weights};
 use crate::data::preprocess::Preprocessing;
+use crate::ops::Padding;
 
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
@@ -147,8 +148,12 @@ impl Architecture for Lite0 {
         IMAGENET_CLASSES
     }
 
-    fn pretrained_weights(&self, device: &Device) -> Result<Weights, ModelError> {
-        Weights::from_safetensors_bytes(BUNDLED_WEIGHTS, device)
+    fn default_weights(&self) -> super::WeightsSource {
+        super::WeightsSource::Bundled
+    }
+
+    fn bundled_weights(&self) -> Option<&'static [u8]> {
+        Some(BUNDLED_WEIGHTS)
     }
 
     fn build_unit(
@@ -164,7 +169,7 @@ impl Architecture for Lite0 {
             kind,
             c_in,
             c_out,
-            relu6: true,
+            act: Act::Relu6,
             bn_eps: BN_EPS,
         };
         Ok(match unit {
@@ -172,6 +177,7 @@ impl Architecture for Lite0 {
                 let kind = ConvKind::Dense {
                     kernel: 3,
                     stride: 2,
+                    padding: Padding::Same,
                 };
                 let spec = conv("_conv_stem", "_bn0", kind, 3, STEM_CHANNELS);
                 Box::new(ConvBn::build(spec, src, trainable)?)
@@ -179,7 +185,7 @@ impl Architecture for Lite0 {
             Unit::Block(b) if b < BLOCK_COUNT => {
                 Box::new(MbConvBlock::build(specs[b], src, trainable)?)
             }
-            Unit::Block(_) => return Err(super::backbone::missing_unit(self, unit)),
+            Unit::Block(_) | Unit::Fc(_) => return Err(super::backbone::missing_unit(self, unit)),
             Unit::Head => {
                 let c_in = specs[BLOCK_COUNT - 1].out_channels;
                 let spec = conv(
@@ -212,13 +218,13 @@ impl MbConvBlock {
     ) -> Result<Self, ModelError> {
         let p = format!("_blocks.{}", spec.index);
         let mid = spec.expanded_channels();
-        let layer = |conv: &str, bn: &str, kind, c_in, c_out, relu6| ConvBnSpec {
+        let layer = |conv: &str, bn: &str, kind, c_in, c_out, act| ConvBnSpec {
             conv_name: format!("{p}.{conv}"),
             bn_name: format!("{p}.{bn}"),
             kind,
             c_in,
             c_out,
-            relu6,
+            act,
             bn_eps: BN_EPS,
         };
         let expand = (spec.expand_ratio != 1)
@@ -229,7 +235,7 @@ impl MbConvBlock {
                     ConvKind::Pointwise,
                     spec.in_channels,
                     mid,
-                    true,
+                    Act::Relu6,
                 );
                 ConvBn::build(l, src, trainable)
             })
@@ -239,7 +245,7 @@ impl MbConvBlock {
             stride: spec.stride,
         };
         let depthwise = ConvBn::build(
-            layer("_depthwise_conv", "_bn1", kind, mid, mid, true),
+            layer("_depthwise_conv", "_bn1", kind, mid, mid, Act::Relu6),
             src,
             trainable,
         )?;
@@ -250,7 +256,7 @@ impl MbConvBlock {
                 ConvKind::Pointwise,
                 mid,
                 spec.out_channels,
-                false,
+                Act::None,
             ),
             src,
             trainable,
@@ -284,10 +290,11 @@ impl BackboneUnit for MbConvBlock {
         }))
     }
 
-    fn layers(&self) -> Vec<&ConvBn> {
+    fn layers(&self) -> Vec<&dyn Layer> {
         self.expand
             .iter()
             .chain([&self.depthwise, &self.project])
+            .map(|l| l as &dyn Layer)
             .collect()
     }
 }

@@ -4,16 +4,21 @@
 //! Nothing here knows about plans, training, the guide or the window.
 
 pub mod backbone;
+pub mod hub;
 pub mod layers;
 pub mod lite0;
 pub mod network;
+pub mod resnet;
+pub mod source;
 pub mod unit;
+pub mod vgg;
 pub mod weights;
 
 use std::path::PathBuf;
 
 pub use backbone::{Architecture, Backbone, BackboneUnit, FoldedUnit};
 pub use network::{FoldedNetwork, HeadInit, Init, Network, NetworkSpec, softmax};
+pub use source::{LoadedWeights, WeightsSource};
 pub use unit::{Unit, UnitInfo};
 pub use weights::{Weights, imagenet_labels};
 
@@ -45,6 +50,18 @@ pub enum ModelError {
     UnknownUnit(String),
     #[error("unknown backbone {0}")]
     UnknownBackbone(String),
+    #[error("bad weights source {0}")]
+    BadWeightsSource(String),
+    #[error("{0} has no bundled weights: give --weights FILE or hf:ORG/REPO")]
+    NoBundledWeights(String),
+    #[error(transparent)]
+    Hub(Box<hub::HubError>),
+    #[error(
+        "{} does not have the sha256 its name promises ({expected}): a damaged download; \
+         delete it and fetch it again",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, expected: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::ModelError;
 use super::backbone::{Backbone, BackboneUnit, FoldedUnit};
-use super::layers::{Classifier, ConvBn, Param, ParamSource, RandomInit};
+use super::layers::{Classifier, Layer, Param, ParamSource, RandomInit};
 use super::unit::Unit;
 use super::weights::Weights;
 use crate::ops;
@@ -166,7 +166,7 @@ impl Network {
         };
         Ok(Classifier {
             weight: Param::new(w_name.into(), w, true)?,
-            bias: Param::new(b_name.into(), b, true)?,
+            bias: Param::new_no_decay(b_name.into(), b, true)?,
         })
     }
 
@@ -186,22 +186,21 @@ impl Network {
         &self.device
     }
 
-    fn layers(&self) -> impl Iterator<Item = &ConvBn> {
+    fn layers(&self) -> impl Iterator<Item = &dyn Layer> {
         self.units.iter().flat_map(|u| u.layers())
     }
 
     /// Trainable parameters grouped for the optimisers: weight decay applies to convolution
-    /// and classifier weights, not to BatchNorm parameters or biases.
+    /// and linear weights, not to BatchNorm parameters or biases.
     pub fn param_groups(&self) -> ParamGroups {
         let mut groups = ParamGroups::default();
-        for layer in self.layers() {
-            groups.backbone_decay.extend(layer.conv.var().cloned());
-            groups
-                .backbone_no_decay
-                .extend(layer.bn.weight.var().cloned());
-            groups
-                .backbone_no_decay
-                .extend(layer.bn.bias.var().cloned());
+        for param in self.layers().flat_map(|l| l.params()) {
+            let group = if param.decay {
+                &mut groups.backbone_decay
+            } else {
+                &mut groups.backbone_no_decay
+            };
+            group.extend(param.var().cloned());
         }
         groups
             .head_decay
@@ -218,7 +217,7 @@ impl Network {
         let mut vars = Vec::new();
         for layer in self.layers() {
             vars.extend(layer.params().into_iter().filter_map(|p| p.var().cloned()));
-            vars.extend(layer.bn.running_stats().into_iter().cloned());
+            vars.extend(layer.running_stats().into_iter().cloned());
         }
         vars.extend(self.classifier.vars());
         vars
@@ -227,7 +226,7 @@ impl Network {
     /// Every parameter with its name, and whether it is trainable.
     pub fn params(&self) -> Vec<(&Param, bool)> {
         self.layers()
-            .flat_map(ConvBn::params)
+            .flat_map(|l| l.params())
             .chain([&self.classifier.weight, &self.classifier.bias])
             .map(|p| (p, p.var().is_some()))
             .collect()
@@ -244,7 +243,7 @@ impl Network {
 
     /// All tensors to save: parameters and BatchNorm running statistics, by checkpoint name.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self.layers().flat_map(ConvBn::tensors).collect();
+        let mut out: Vec<(String, Tensor)> = self.layers().flat_map(|l| l.tensors()).collect();
         for p in [&self.classifier.weight, &self.classifier.bias] {
             out.push((p.name.clone(), p.tensor().detach()));
         }
@@ -276,7 +275,7 @@ impl Network {
         for unit in &self.units[self.spec.first_trainable_unit()..] {
             h = unit.forward_train(&h, self.spec.bn_momentum)?;
         }
-        ops::global_avg_pool(&h)
+        pooled(&h)
     }
 }
 
@@ -303,7 +302,7 @@ impl FoldedNetwork {
     /// All units, then global average pooling: `[N, H, W, 3]` → `[N, features]`.
     pub fn features(&self, images: &Tensor) -> CandleResult<Tensor> {
         let h = self.forward_units(images, 0, self.units.len())?;
-        ops::global_avg_pool(&h)
+        pooled(&h)
     }
 
     /// Pooled features after every unit up to `last` (inclusive), from one pass: the depth
@@ -313,7 +312,7 @@ impl FoldedNetwork {
         let mut out = Vec::new();
         for unit in self.units.iter().take(last + 1) {
             h = unit.forward(&h)?;
-            out.push(ops::global_avg_pool(&h)?);
+            out.push(pooled(&h)?);
         }
         Ok(out)
     }
@@ -352,6 +351,16 @@ pub struct ChannelSums {
     pub sum: Vec<f32>,
     pub sum_sq: Vec<f32>,
     pub count: usize,
+}
+
+/// The features a unit's output gives the classifier: a convolutional map is averaged over
+/// its positions; the output of a fully connected unit is taken as it is.
+fn pooled(h: &Tensor) -> CandleResult<Tensor> {
+    if h.rank() == 4 {
+        ops::global_avg_pool(h)
+    } else {
+        Ok(h.clone())
+    }
 }
 
 /// Softmax over the last axis in f32.

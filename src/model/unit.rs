@@ -19,6 +19,8 @@ pub enum Unit {
     Block(usize),
     /// The last unit before pooling (Lite0: the 1×1 conv to 1280 features).
     Head,
+    /// A fully connected layer of the backbone, by its name's number (VGG's fc6, fc7).
+    Fc(usize),
 }
 
 /// What the block strip, the plans and the probe need to know of a unit.
@@ -38,6 +40,7 @@ impl Unit {
             Unit::Stem => "stem".into(),
             Unit::Block(b) => format!("b{b}"),
             Unit::Head => "head".into(),
+            Unit::Fc(n) => format!("fc{n}"),
         }
     }
 }
@@ -48,13 +51,14 @@ impl fmt::Display for Unit {
             Unit::Stem => write!(f, "stem"),
             Unit::Block(b) => write!(f, "block{b}"),
             Unit::Head => write!(f, "head"),
+            Unit::Fc(n) => write!(f, "fc{n}"),
         }
     }
 }
 
 /// A cut point that is not a unit's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown cut point {0:?}: use stem, a block number, or head")]
+#[error("unknown cut point {0:?}: use stem, a block number, head or fcN")]
 pub struct UnitParseError(pub String);
 
 impl FromStr for Unit {
@@ -68,6 +72,9 @@ impl FromStr for Unit {
             "stem" => return Ok(Unit::Stem),
             "head" | "full" | "all" => return Ok(Unit::Head),
             _ => {}
+        }
+        if let Some(n) = s.strip_prefix("fc").and_then(|n| n.trim().parse().ok()) {
+            return Ok(Unit::Fc(n));
         }
         let number = s.trim_start_matches("block").trim();
         number
@@ -96,7 +103,13 @@ mod tests {
 
     #[test]
     fn units_round_trip_through_text() {
-        for unit in [Unit::Stem, Unit::Block(0), Unit::Block(15), Unit::Head] {
+        for unit in [
+            Unit::Stem,
+            Unit::Block(0),
+            Unit::Block(15),
+            Unit::Head,
+            Unit::Fc(6),
+        ] {
             assert_eq!(unit.to_string().parse::<Unit>(), Ok(unit));
         }
         assert_eq!("7".parse::<Unit>(), Ok(Unit::Block(7)));

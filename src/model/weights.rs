@@ -61,6 +61,30 @@ impl Weights {
         Ok(tensor.clone())
     }
 
+    /// The same tensors, those `rename` maps given new names; 4-D tensors renamed onto a
+    /// linear layer's weight (`….weight` of a fully connected layer stored as a convolution)
+    /// are flattened to `[out, in]`.
+    pub fn renamed(self, rename: impl Fn(&str) -> Option<String>) -> Result<Self, ModelError> {
+        let mut tensors = HashMap::with_capacity(self.tensors.len());
+        for (name, tensor) in self.tensors {
+            match rename(&name) {
+                Some(new) => {
+                    let tensor = if tensor.rank() == 4 && new.ends_with(".weight") {
+                        let out = tensor.dim(0)?;
+                        tensor.reshape((out, ()))?
+                    } else {
+                        tensor
+                    };
+                    tensors.insert(new, tensor);
+                }
+                None => {
+                    tensors.insert(name, tensor);
+                }
+            }
+        }
+        Ok(Self { tensors })
+    }
+
     /// The tensor `name`, whatever its shape.
     pub fn tensor(&self, name: &str) -> Option<&Tensor> {
         self.tensors.get(name)

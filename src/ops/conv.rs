@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::kernels::ConvGeometry;
+use super::kernels::{ConvGeometry, Padding};
 use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
 
 /// 1×1 convolution as one matrix product: `[N·H·W, Cin] × [Cin, Cout]`. `w`: `[Cout, Cin, 1, 1]`.
@@ -19,12 +19,21 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 struct Im2Col {
     kernel: usize,
     stride: usize,
+    padding: Padding,
 }
 
 impl Im2Col {
     fn geometry(&self, l: &Layout) -> Result<ConvGeometry> {
         let (n, h, w, c) = dims4(l, "im2col")?;
-        Ok(ConvGeometry::same(n, h, w, c, self.kernel, self.stride))
+        Ok(ConvGeometry::new(
+            n,
+            h,
+            w,
+            c,
+            self.kernel,
+            self.stride,
+            self.padding,
+        ))
     }
 }
 
@@ -55,17 +64,25 @@ impl CustomOp1 for Im2Col {
 
 /// Dense k×k convolution with "SAME" padding as patches × weights. `w`: `[Cout, Cin, k, k]`.
 pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    conv2d(x, w, stride, Padding::Same)
+}
+
+/// Dense k×k convolution (any padding) as patches × weights. `w`: `[Cout, Cin, k, k]`.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
     let (c_out, c_in, k, _) = w.dims4()?;
     if !is_cpu_f32(x) {
-        return reference::conv_same(x, w, stride);
+        return reference::conv2d(x, w, stride, padding);
     }
-    let n = x.dim(0)?;
-    let cols = x.contiguous()?.apply_op1(Im2Col { kernel: k, stride })?;
-    let (out_h, _, _) = kernels::same_padding(x.dim(1)?, k, stride);
-    let (out_w, _, _) = kernels::same_padding(x.dim(2)?, k, stride);
+    let (n, h, wd, c) = x.dims4()?;
+    let g = ConvGeometry::new(n, h, wd, c, k, stride, padding);
+    let cols = x.contiguous()?.apply_op1(Im2Col {
+        kernel: k,
+        stride,
+        padding,
+    })?;
     // [Cout, Cin, k, k] -> [k, k, Cin, Cout] to match the patch order (ky, kx, c).
     let w_mat = w.permute((2, 3, 1, 0))?.reshape((k * k * c_in, c_out))?;
-    cols.matmul(&w_mat)?.reshape((n, out_h, out_w, c_out))
+    cols.matmul(&w_mat)?.reshape((n, g.out_h, g.out_w, c_out))
 }
 
 /// Global average pooling: `[N, H, W, C]` → `[N, C]`.

@@ -32,6 +32,23 @@ pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
         .permute((0, 2, 3, 1))
 }
 
+/// Dense convolution with any padding via candle's `conv2d`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: super::kernels::Padding,
+) -> Result<Tensor> {
+    match padding {
+        super::kernels::Padding::Same => conv_same(x, w, stride),
+        super::kernels::Padding::Symmetric(pad) => x
+            .permute((0, 3, 1, 2))?
+            .contiguous()?
+            .conv2d(w, pad, stride, 1, 1)?
+            .permute((0, 2, 3, 1)),
+    }
+}
+
 /// 1×1 convolution via candle's `conv2d`.
 pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.permute((0, 3, 1, 2))?

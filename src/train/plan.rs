@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use candle_core::Device;
 
 use crate::data::preprocess::Preprocessing;
-use crate::model::{Backbone, HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::model::{
+    Backbone, HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights, WeightsSource,
+};
 
 /// A cell of the 2×2 guide: dataset size × similarity to the pretraining data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +84,7 @@ impl Case {
         let all_units = backbone.unit_count();
         let base = TrainPlan {
             backbone,
+            weights: None,
             cut_after: backbone.last_unit(),
             trainable_units: 0,
             init: Init::Pretrained,
@@ -163,6 +166,7 @@ impl Case {
         let normalized = |p: &TrainPlan| TrainPlan {
             seed: 0,
             val_fraction: 0.0,
+            weights: None,
             ..p.clone()
         };
         let target = normalized(plan);
@@ -209,6 +213,9 @@ pub struct TrainPlan {
     /// The network (plans saved before there was a choice are Lite0's).
     #[serde(default)]
     pub backbone: Backbone,
+    /// Where the pretrained weights come from (`None`: the backbone's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<WeightsSource>,
     /// Last backbone unit kept; pooling and the new classifier follow it.
     pub cut_after: Unit,
     /// Backbone units that train in the main phase, counted down from the cut
@@ -297,6 +304,13 @@ impl TrainPlan {
         } else {
             self.head_only_epochs() + self.epochs
         }
+    }
+
+    /// Where this plan's pretrained weights come from.
+    pub fn weights_source(&self) -> WeightsSource {
+        self.weights
+            .clone()
+            .unwrap_or_else(|| self.backbone.default_weights())
     }
 
     /// Input preprocessing at this plan's image size, as the backbone expects it.

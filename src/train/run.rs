@@ -10,7 +10,7 @@ use super::features::{FeatureSet, extract_features};
 use super::fine_tune::fine_tune;
 use super::head_phase::train_head;
 use super::plan::{Case, TrainPlan};
-use super::saved::TrainedModel;
+use super::saved::{PretrainedInfo, TrainedModel};
 use super::tracker::Tracker;
 use super::worker::{Ctx, TrainError, load_with_progress};
 use super::{DataSource, TrainJob};
@@ -25,6 +25,7 @@ struct Setup {
     dataset: Arc<Dataset>,
     network: Network,
     case: Option<Case>,
+    pretrained: Option<PretrainedInfo>,
 }
 
 pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainError> {
@@ -61,8 +62,19 @@ pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainErr
 fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
     let plan = job.plan;
     plan.validate()?;
-    let pre = plan.preprocessing();
     let device = job.device;
+    // Weights first: a missing download fails at once, before minutes of decoding.
+    let loaded = match plan.init {
+        Init::Pretrained => Some(
+            plan.backbone
+                .load_weights(&plan.weights_source(), &device)?,
+        ),
+        Init::Random => None,
+    };
+    let pre = match &loaded {
+        Some(l) => l.preprocessing(plan.backbone, plan.image_size_px),
+        None => plan.preprocessing(),
+    };
     let dataset = match job.data {
         DataSource::Loaded(d) => d,
         DataSource::Folders { train, val } => {
@@ -72,12 +84,12 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
     if dataset.train.is_empty() {
         return Err(TrainError::NoTrainingImages(dataset.root.clone()));
     }
-    let weights = match plan.init {
-        Init::Pretrained => Some(plan.backbone.pretrained_weights(&device)?),
-        Init::Random => None,
-    };
-    let network = plan.build_network(dataset.classes.len(), weights.as_ref(), &device)?;
-    drop(weights);
+    let weights = loaded.as_ref().map(|l| &l.weights);
+    let network = plan.build_network(dataset.classes.len(), weights, &device)?;
+    let pretrained = loaded.map(|l| PretrainedInfo {
+        source: l.source,
+        sha256: l.sha256,
+    });
     let case = Case::matching(&plan);
     ctx.emit(TrainEvent::Started {
         plan: plan.clone(),
@@ -101,6 +113,7 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         dataset,
         network,
         case,
+        pretrained,
     })
 }
 
@@ -173,6 +186,7 @@ fn finish(
         dataset,
         network,
         case,
+        pretrained,
     } = setup;
     let Some(best) = tracker.best() else {
         return Err(match tracker.stop {
@@ -212,6 +226,7 @@ fn finish(
         classes: dataset.classes.clone(),
         preprocessing: pre,
         plan,
+        pretrained,
     };
     Ok(TrainOutcome { report, model })
 }

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use super::metrics::ClassMetrics;
 use super::{TrainPlan, TrainReport};
 use crate::data::preprocess::Preprocessing;
-use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, Weights};
+use crate::model::{
+    Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, Weights, WeightsSource,
+};
 
 pub const MANIFEST_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -67,6 +69,16 @@ pub struct TrainedModel {
     pub classes: Vec<String>,
     pub preprocessing: Preprocessing,
     pub plan: TrainPlan,
+    /// The pretrained weights training started from (`None`: from scratch).
+    pub pretrained: Option<PretrainedInfo>,
+}
+
+/// Which pretrained weights a model started from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainedInfo {
+    pub source: WeightsSource,
+    /// SHA-256 of the weights file.
+    pub sha256: String,
 }
 
 /// The summary of training saved with a model.
@@ -111,6 +123,9 @@ pub struct Manifest {
     pub format: String,
     pub version: u32,
     pub backbone: Backbone,
+    /// The pretrained weights training started from (absent in older models and from scratch).
+    #[serde(default)]
+    pub pretrained: Option<PretrainedInfo>,
     pub cut_after: Unit,
     pub class_names: Vec<String>,
     pub preprocessing: Preprocessing,
@@ -164,6 +179,7 @@ impl TrainedModel {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
             backbone: self.network.spec.backbone,
+            pretrained: self.pretrained.clone(),
             cut_after: self.network.spec.cut_after,
             class_names: self.classes.clone(),
             preprocessing: self.preprocessing.clone(),
@@ -234,6 +250,7 @@ impl TrainedModel {
             classes: manifest.class_names.clone(),
             preprocessing: manifest.preprocessing.clone(),
             plan: manifest.plan.clone(),
+            pretrained: manifest.pretrained.clone(),
         };
         Ok((model, manifest))
     }

@@ -9,6 +9,7 @@ use super::session::Session;
 use super::state::{CELL_THUMBNAILS, Run, Tab};
 use crate::data::dataset::LoadOptions;
 use crate::guide::recommend::{RecommendOptions, Thresholds};
+use crate::model::Backbone;
 use crate::train::{Case, DataSource, SavedMetrics, TrainCommand, TrainJob, TrainPlan};
 
 /// Dataset thumbnails decoded per class for the Data panel.
@@ -25,6 +26,8 @@ pub enum Command {
     LoadDataset,
     SetUsePercent(u32),
     SelectCase(Case),
+    /// Switches the network, keeping the selected case (its preset on the new network).
+    SetBackbone(Backbone),
     Retrain,
     SetPlan(TrainPlan),
     StartTraining,
@@ -89,8 +92,19 @@ impl StudioApp {
                 self.jobs.open_demo(pack);
             }
             Command::CompareAll => self.start_compare(),
-            Command::SelectCase(case) => self.set_plan_keeping_seed(case.plan()),
-            Command::Retrain => self.set_plan_keeping_seed(Case::retrain_plan()),
+            Command::SelectCase(case) => {
+                let backbone = self.state().settings.plan.backbone;
+                self.set_plan_keeping_seed(case.plan_for(backbone));
+            }
+            Command::Retrain => {
+                let backbone = self.state().settings.plan.backbone;
+                self.set_plan_keeping_seed(Case::retrain_plan_for(backbone));
+            }
+            Command::SetBackbone(backbone) => {
+                let case =
+                    Case::matching(&self.state().settings.plan).unwrap_or(Case::SmallSimilar);
+                self.set_plan_keeping_seed(case.plan_for(backbone));
+            }
             Command::SetPlan(plan) => self.state_mut().settings.plan = plan,
             Command::StartTraining => self.start_training(),
             Command::Train(c) => {
@@ -150,10 +164,15 @@ impl StudioApp {
         }
     }
 
+    /// Takes `plan`, keeping the seed and the chosen weights (for the same network).
     fn set_plan_keeping_seed(&mut self, plan: TrainPlan) {
         let settings = &mut self.state_mut().settings;
+        let weights = (plan.backbone == settings.plan.backbone)
+            .then(|| settings.plan.weights.clone())
+            .flatten();
         settings.plan = TrainPlan {
             seed: settings.plan.seed,
+            weights,
             ..plan
         };
     }
@@ -265,13 +284,22 @@ impl StudioApp {
         let Some(dataset) = self.state().training_dataset() else {
             return;
         };
-        let seed = self.state().settings.plan.seed;
-        match Session::compare(dataset, self.device.clone(), seed, self.waker.clone()) {
+        let current = self.state().settings.plan.clone();
+        let plan_of = {
+            let current = current.clone();
+            move |case: Case| TrainPlan {
+                seed: current.seed,
+                weights: current.weights.clone(),
+                ..case.plan_for(current.backbone)
+            }
+        };
+        let first_plan = plan_of(Case::ALL[0]);
+        match Session::compare(dataset, self.device.clone(), plan_of, self.waker.clone()) {
             Ok(session) => {
                 let first = Case::ALL[0];
                 let label = format!("{} #{}", first.title(), self.state().runs.len() + 1);
                 self.state_mut().compare_queue = Case::ALL[1..].to_vec();
-                self.set_plan_keeping_seed(first.plan());
+                self.state_mut().settings.plan = first_plan;
                 self.started(session, Run::new(label, Some(first)));
             }
             Err(e) => self

@@ -11,7 +11,7 @@ use crate::data::dataset::Dataset;
 use crate::guide::compare::compare_all;
 use crate::train::{
     COMMAND_CHANNEL_CAPACITY, Case, EVENT_CHANNEL_CAPACITY, TrainCommand, TrainEvent, TrainJob,
-    Waker, run_to_end, spawn_training,
+    TrainPlan, Waker, run_to_end, spawn_training,
 };
 
 /// What the session thread reports.
@@ -50,20 +50,19 @@ impl Session {
         })
     }
 
-    /// Trains the four presets in turn on `dataset`, each with `seed`.
+    /// Trains the four presets in turn on `dataset`, each as `plan_of` says.
     pub fn compare(
         dataset: Arc<Dataset>,
         device: Device,
-        seed: u64,
+        plan_of: impl Fn(Case) -> TrainPlan + Send + 'static,
         waker: Waker,
     ) -> std::io::Result<Self> {
         Self::spawn(waker, move |control, relay| {
-            let adjust = |plan| crate::train::TrainPlan { seed, ..plan };
             let result = compare_all(
                 dataset,
                 &device,
                 None,
-                adjust,
+                plan_of,
                 |case, e| relay(Some(case), e),
                 Some(control),
             );

@@ -49,7 +49,16 @@ pub fn same_padding(in_px: usize, kernel: usize, stride: usize) -> (usize, usize
     (out, total / 2, total - total / 2)
 }
 
-/// Shapes of a convolution with "SAME" padding over an NHWC input.
+/// How a convolution pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// TensorFlow "SAME": `ceil(in / stride)` outputs, the odd pixel at the bottom/right.
+    Same,
+    /// PyTorch's `padding = p`: `p` zeros on every side.
+    Symmetric(usize),
+}
+
+/// Shapes of a convolution over an NHWC input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
     pub batch: usize,
@@ -86,6 +95,36 @@ impl ConvGeometry {
             out_w,
             pad_top,
             pad_left,
+        }
+    }
+
+    /// The geometry for any [`Padding`].
+    pub fn new(
+        batch: usize,
+        in_h: usize,
+        in_w: usize,
+        channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+    ) -> Self {
+        match padding {
+            Padding::Same => Self::same(batch, in_h, in_w, channels, kernel, stride),
+            Padding::Symmetric(pad) => {
+                let out = |size: usize| ((size + 2 * pad).saturating_sub(kernel)) / stride + 1;
+                Self {
+                    batch,
+                    in_h,
+                    in_w,
+                    channels,
+                    kernel,
+                    stride,
+                    out_h: out(in_h),
+                    out_w: out(in_w),
+                    pad_top: pad,
+                    pad_left: pad,
+                }
+            }
         }
     }
 

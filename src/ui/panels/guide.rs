@@ -7,10 +7,11 @@ use super::super::command::Command;
 use super::super::state::AppState;
 use super::strip::{advanced, block_strip};
 use super::{FROZEN, NEW_HEAD, TRAINABLE, tag};
-use crate::model::Init;
+use crate::model::{Backbone, Init};
 use crate::train::Case;
 
 pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    backbone_picker_ui(ui, app, out);
     ui.heading("Which case is yours?");
     let current = Case::matching(&app.settings.plan);
     let measured = app.shown_recommendation.as_ref().map(|r| r.case());
@@ -235,4 +236,27 @@ pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             ui.label("How well do the features after each depth separate your classes?");
         }
     }
+}
+
+/// The network the plans train, and where its weights come from.
+fn backbone_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    let plan = &app.settings.plan;
+    ui.horizontal(|ui| {
+        let response = egui::ComboBox::from_label("Network")
+            .selected_text(plan.backbone.title())
+            .show_ui(ui, |ui| {
+                for backbone in Backbone::all() {
+                    let chosen = ui.selectable_label(plan.backbone == backbone, backbone.title());
+                    tag(ui, &chosen, &format!("backbone-{}", backbone.name()));
+                    if chosen.clicked() && plan.backbone != backbone {
+                        out.push(Command::SetBackbone(backbone));
+                    }
+                }
+            });
+        tag(ui, &response.response, "backbone-picker");
+        ui.label(RichText::new(format!("weights: {}", plan.weights_source())).weak())
+            .on_hover_text(
+                "hf:… weights are downloaded once into the Hugging Face cache, then used offline",
+            );
+    });
 }

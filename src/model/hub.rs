@@ -1,0 +1,216 @@
+//! Weights from the Hugging Face hub: `model.safetensors` and `config.json` of a model
+//! repository, in the standard cache shared with Python's `huggingface_hub`
+//! (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`; `HF_ENDPOINT` picks the server).
+//!
+//! A file already in the cache is used without any network call. A missing one is downloaded
+//! by `hf-hub` into a temporary file and renamed into place (so a killed download never leaves
+//! a file that passes as complete); the bytes are checked against the blob's sha256 name.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ModelError;
+use crate::data::preprocess::Preprocessing;
+
+/// The weights file a repository holds.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// timm's description of the weights (preprocessing).
+pub const CONFIG_FILE: &str = "config.json";
+
+/// A hub file that is neither cached nor downloadable, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot get {file} of hf:{repo} ({reason}); it is not in the cache at {}. Connect to the \
+     network once to download it, copy it into that cache, or pass --weights FILE \
+     (.safetensors or .pth)",
+    cache.display()
+)]
+pub struct HubError {
+    pub repo: String,
+    pub file: String,
+    pub cache: PathBuf,
+    pub reason: String,
+}
+
+/// Where the hub's files are kept and fetched from.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    cache_dir: PathBuf,
+    endpoint: Option<String>,
+}
+
+/// The files of one repository, on disk.
+#[derive(Debug, Clone)]
+pub struct HubFiles {
+    pub weights: PathBuf,
+    pub config: Option<HubConfig>,
+    /// The sha256 the weights must have (the blob's name, for files stored with Git LFS).
+    pub expected_sha256: Option<String>,
+}
+
+/// The part of timm's `config.json` that says how images were preprocessed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HubConfig {
+    #[serde(default)]
+    pub input_size: Option<Vec<u32>>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    #[serde(default)]
+    pub crop_pct: Option<f64>,
+    #[serde(default)]
+    pub interpolation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfigFile {
+    pretrained_cfg: Option<HubConfig>,
+}
+
+impl HubConfig {
+    /// Parses `config.json`; `None` when it names no preprocessing.
+    pub fn parse(text: &str) -> Result<Option<HubConfig>, serde_json::Error> {
+        Ok(serde_json::from_str::<ConfigFile>(text)?.pretrained_cfg)
+    }
+
+    /// Preprocessing for crops of `image_size_px`: timm's resize side is
+    /// `floor(size / crop_pct)`, then the centre crop.
+    pub fn preprocessing(&self, image_size_px: u32) -> Preprocessing {
+        let crop_pct = self
+            .crop_pct
+            .filter(|c| *c > 0.0 && *c <= 1.0)
+            .unwrap_or(0.875);
+        let size = image_size_px.max(1);
+        Preprocessing {
+            image_size_px: size,
+            resize_px: ((f64::from(size) / crop_pct).floor() as u32).max(size),
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+}
+
+impl Hub {
+    /// The cache and server the environment names (`HF_HOME`, `HF_ENDPOINT`).
+    pub fn from_env() -> Result<Hub, ModelError> {
+        let cache_dir = match std::env::var_os("HF_HOME") {
+            Some(home) => PathBuf::from(home).join("hub"),
+            None => std::env::home_dir()
+                .map(|h| h.join(".cache").join("huggingface").join("hub"))
+                .ok_or_else(|| {
+                    ModelError::Hub(Box::new(HubError {
+                        repo: String::new(),
+                        file: WEIGHTS_FILE.into(),
+                        cache: PathBuf::from("$HF_HOME/hub"),
+                        reason: "neither HF_HOME nor a home directory is set".into(),
+                    }))
+                })?,
+        };
+        Ok(Hub {
+            cache_dir,
+            endpoint: std::env::var("HF_ENDPOINT").ok(),
+        })
+    }
+
+    /// A hub over an explicit cache directory (tests pre-fill one).
+    pub fn with_cache(cache_dir: PathBuf, endpoint: Option<String>) -> Hub {
+        Hub {
+            cache_dir,
+            endpoint,
+        }
+    }
+
+    fn cached(&self, repo: &str, file: &str) -> Option<PathBuf> {
+        hf_hub::Cache::new(self.cache_dir.clone())
+            .model(repo.to_owned())
+            .get(file)
+    }
+
+    fn download(&self, repo: &str, file: &str) -> Result<PathBuf, ModelError> {
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(self.cache_dir.clone()))
+                .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        let api = builder.build().map_err(|e| self.error(repo, file, e))?;
+        api.model(repo.to_owned())
+            .get(file)
+            .map_err(|e| self.error(repo, file, e))
+    }
+
+    fn error(&self, repo: &str, file: &str, reason: impl std::fmt::Display) -> ModelError {
+        ModelError::Hub(Box::new(HubError {
+            repo: repo.into(),
+            file: file.into(),
+            cache: self.cache_dir.clone(),
+            reason: reason.to_string(),
+        }))
+    }
+
+    /// The repository's weights (and its `config.json` when cached, or downloaded along).
+    pub fn fetch(&self, repo: &str) -> Result<HubFiles, ModelError> {
+        let (weights, downloaded) = match self.cached(repo, WEIGHTS_FILE) {
+            Some(path) => (path, false),
+            None => (self.download(repo, WEIGHTS_FILE)?, true),
+        };
+        let config_path = match self.cached(repo, CONFIG_FILE) {
+            Some(path) => Some(path),
+            // Only alongside a download: a cached model makes no network call at all.
+            None if downloaded => self.download(repo, CONFIG_FILE).ok(),
+            None => None,
+        };
+        let config = match config_path {
+            Some(path) => read_config(&path)?,
+            None => None,
+        };
+        Ok(HubFiles {
+            expected_sha256: blob_sha256(&weights),
+            weights,
+            config,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> Result<Option<HubConfig>, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    HubConfig::parse(&text).map_err(|e| ModelError::BadWeightsFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The sha256 a cached file must have: its blob's name, when that is one (files stored with
+/// Git LFS are named by their sha256; small ones by a git hash, which says nothing here).
+fn blob_sha256(pointer: &Path) -> Option<String> {
+    let blob = std::fs::canonicalize(pointer).ok()?;
+    let name = blob.file_name()?.to_str()?;
+    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_owned())
+}
+
+/// Fetches `repo` with the environment's hub.
+pub fn fetch(repo: &str) -> Result<HubFiles, ModelError> {
+    Hub::from_env()?.fetch(repo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timm_config_gives_the_preprocessing() {
+        let text = r#"{"architecture": "resnet18", "num_classes": 1000,
+            "pretrained_cfg": {"input_size": [3, 224, 224], "interpolation": "bilinear",
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop_pct": 0.875}}"#;
+        let config = HubConfig::parse(text).expect("json").expect("cfg");
+        let pre = config.preprocessing(224);
+        assert_eq!((pre.image_size_px, pre.resize_px), (224, 256));
+        assert_eq!(pre.mean, [0.485, 0.456, 0.406]);
+        assert_eq!(config.preprocessing(160).resize_px, 182);
+        assert_eq!(HubConfig::parse("{}").expect("json"), None);
+        assert!(HubConfig::parse("not json").is_err());
+    }
+}

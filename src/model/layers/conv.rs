@@ -1,0 +1,295 @@
+//! Convolution layers: with BatchNorm (Lite0, ResNet) or a bias (VGG), and their folded
+//! inference form.
+
+use std::sync::Arc;
+
+use candle_core::{Result as CandleResult, Tensor, Var};
+
+use super::{Act, BatchNorm, Layer, ModelError, Param, ParamSource, RandomInit};
+use crate::model::backbone::{BackboneUnit, FoldedUnit};
+use crate::ops::{self, Padding};
+
+/// 1×1 convolutions with at most this many input channels are recomputed in backward rather
+/// than kept (in Lite0, the expansions of blocks 1–5: 16–40 inputs, 96–240 outputs at high
+/// resolution).
+const RECOMPUTE_MAX_INPUT_CHANNELS: usize = 40;
+
+/// What kind of convolution a layer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKind {
+    /// Dense k×k (Lite0's stem: "SAME" padding; the torchvision networks: symmetric).
+    Dense {
+        kernel: usize,
+        stride: usize,
+        padding: Padding,
+    },
+    /// Depthwise k×k with "SAME" padding.
+    Depthwise { kernel: usize, stride: usize },
+    /// 1×1.
+    Pointwise,
+}
+
+impl ConvKind {
+    fn weight_shape(self, c_in: usize, c_out: usize) -> Vec<usize> {
+        match self {
+            ConvKind::Dense { kernel, .. } => vec![c_out, c_in, kernel, kernel],
+            ConvKind::Depthwise { kernel, .. } => vec![c_out, 1, kernel, kernel],
+            ConvKind::Pointwise => vec![c_out, c_in, 1, 1],
+        }
+    }
+
+    fn apply(self, x: &Tensor, w: &Tensor) -> CandleResult<Tensor> {
+        match self {
+            ConvKind::Dense {
+                stride, padding, ..
+            } => ops::conv2d(x, w, stride, padding),
+            ConvKind::Depthwise { stride, .. } => ops::depthwise_conv(x, w, stride),
+            ConvKind::Pointwise => ops::conv1x1(x, w),
+        }
+    }
+}
+
+/// A bias-free convolution followed by BatchNorm and an activation.
+#[derive(Debug)]
+pub struct ConvBn {
+    pub conv: Param,
+    pub bn: BatchNorm,
+    pub kind: ConvKind,
+    pub act: Act,
+}
+
+/// The shape of a [`ConvBn`] and the checkpoint names of its two layers.
+#[derive(Debug, Clone)]
+pub struct ConvBnSpec {
+    pub conv_name: String,
+    pub bn_name: String,
+    pub kind: ConvKind,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub act: Act,
+    pub bn_eps: f64,
+}
+
+impl ConvBn {
+    /// Builds the layer; parameters come from `src` in the order conv, BatchNorm.
+    pub fn build(
+        spec: ConvBnSpec,
+        src: &mut ParamSource<'_>,
+        trainable: bool,
+    ) -> Result<Self, ModelError> {
+        let ConvBnSpec {
+            conv_name,
+            bn_name,
+            kind,
+            c_in,
+            c_out,
+            act,
+            bn_eps,
+        } = spec;
+        let shape = kind.weight_shape(c_in, c_out);
+        let name = format!("{conv_name}.weight");
+        let w = src.tensor(&name, &shape, RandomInit::KaimingFanOut)?;
+        Ok(Self {
+            conv: Param::new(name, w, trainable)?,
+            bn: BatchNorm::build(bn_name, c_out, bn_eps, src, trainable)?,
+            kind,
+            act,
+        })
+    }
+
+    /// Whether backward recomputes this convolution instead of keeping its output: where the
+    /// convolution costs little for the memory its output takes (depthwise: k² multiply-adds
+    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer
+    /// fresh pages to fault in pays for the second convolution (README, Performance).
+    fn recomputed(&self) -> Option<ops::RecomputedConv> {
+        match self.kind {
+            ConvKind::Depthwise { stride, .. } => Some(ops::RecomputedConv::Depthwise { stride }),
+            ConvKind::Pointwise
+                if self.conv.tensor().dim(1).ok()? <= RECOMPUTE_MAX_INPUT_CHANNELS =>
+            {
+                Some(ops::RecomputedConv::Pointwise)
+            }
+            ConvKind::Pointwise | ConvKind::Dense { .. } => None,
+        }
+    }
+
+    pub fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
+        let relu6 = self.act.fused();
+        let y = match self.recomputed() {
+            Some(conv) => self
+                .bn
+                .train_after(x, self.conv.tensor(), conv, relu6, momentum)?,
+            None => {
+                let y = self.kind.apply(x, self.conv.tensor())?;
+                self.bn.train(&y, relu6, momentum)?
+            }
+        };
+        self.act.finish(y)
+    }
+
+    pub fn fold(&self) -> CandleResult<FoldedConv> {
+        let (scale, shift) = self.bn.folded()?;
+        let w = self.conv.tensor().detach();
+        let weight = w.broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;
+        Ok(FoldedConv {
+            weight,
+            bias: shift,
+            kind: self.kind,
+            act: self.act,
+        })
+    }
+}
+
+impl Layer for ConvBn {
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.conv, &self.bn.weight, &self.bn.bias]
+    }
+
+    fn running_stats(&self) -> Vec<&Var> {
+        self.bn.running_stats().to_vec()
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![self.conv.named()];
+        out.extend(self.bn.tensors());
+        out
+    }
+
+    fn batch_norm(&self) -> Option<&BatchNorm> {
+        Some(&self.bn)
+    }
+}
+
+/// A convolution with a bias and an activation, no BatchNorm (VGG).
+#[derive(Debug)]
+pub struct ConvBias {
+    pub conv: Param,
+    pub bias: Param,
+    pub kind: ConvKind,
+    pub act: Act,
+}
+
+impl ConvBias {
+    /// Builds `prefix.weight` and `prefix.bias`.
+    pub fn build(
+        prefix: &str,
+        kind: ConvKind,
+        (c_in, c_out): (usize, usize),
+        act: Act,
+        src: &mut ParamSource<'_>,
+        trainable: bool,
+    ) -> Result<Self, ModelError> {
+        let w_name = format!("{prefix}.weight");
+        let b_name = format!("{prefix}.bias");
+        let w = src.tensor(
+            &w_name,
+            &kind.weight_shape(c_in, c_out),
+            RandomInit::KaimingFanOut,
+        )?;
+        let b = src.tensor(&b_name, &[c_out], RandomInit::Constant(0.0))?;
+        Ok(Self {
+            conv: Param::new(w_name, w, trainable)?,
+            bias: Param::new_no_decay(b_name, b, trainable)?,
+            kind,
+            act,
+        })
+    }
+
+    pub fn forward_train(&self, x: &Tensor) -> CandleResult<Tensor> {
+        let y = self
+            .kind
+            .apply(x, self.conv.tensor())?
+            .broadcast_add(self.bias.tensor())?;
+        let y = if self.act == Act::Relu6 {
+            ops::relu6(&y)?
+        } else {
+            y
+        };
+        self.act.finish(y)
+    }
+
+    pub fn fold(&self) -> FoldedConv {
+        FoldedConv {
+            weight: self.conv.tensor().detach(),
+            bias: self.bias.tensor().detach(),
+            kind: self.kind,
+            act: self.act,
+        }
+    }
+}
+
+impl Layer for ConvBias {
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.conv, &self.bias]
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        vec![self.conv.named(), self.bias.named()]
+    }
+}
+
+/// A convolution with its BatchNorm folded into weight and bias.
+#[derive(Debug, Clone)]
+pub struct FoldedConv {
+    weight: Tensor,
+    bias: Tensor,
+    kind: ConvKind,
+    act: Act,
+}
+
+impl FoldedConv {
+    /// The same convolution with another activation after it.
+    pub fn with_act(self, act: Act) -> Self {
+        Self { act, ..self }
+    }
+
+    /// The folded convolution, its bias, `residual` added (if any), then the activation.
+    pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> CandleResult<Tensor> {
+        let relu6 = self.act.fused();
+        let y = match self.kind {
+            ConvKind::Depthwise { stride, .. } if residual.is_none() => {
+                ops::depthwise_conv_bias_act(x, &self.weight, &self.bias, stride, relu6)?
+            }
+            kind => {
+                let y = kind.apply(x, &self.weight)?;
+                ops::bias_act_inplace(y, &self.bias, residual, relu6)?
+            }
+        };
+        self.act.finish(y)
+    }
+}
+
+/// A lone convolution is a unit too (Lite0's stem and head, VGG's convolutions).
+impl BackboneUnit for ConvBn {
+    fn forward_train(&self, x: &Tensor, bn_momentum: f64) -> CandleResult<Tensor> {
+        ConvBn::forward_train(self, x, bn_momentum)
+    }
+
+    fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {
+        Ok(Arc::new(ConvBn::fold(self)?))
+    }
+
+    fn layers(&self) -> Vec<&dyn Layer> {
+        vec![self]
+    }
+}
+
+impl FoldedUnit for FoldedConv {
+    fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
+        FoldedConv::forward(self, x, None)
+    }
+}
+
+impl BackboneUnit for ConvBias {
+    fn forward_train(&self, x: &Tensor, _bn_momentum: f64) -> CandleResult<Tensor> {
+        ConvBias::forward_train(self, x)
+    }
+
+    fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {
+        Ok(Arc::new(ConvBias::fold(self)))
+    }
+
+    fn layers(&self) -> Vec<&dyn Layer> {
+        vec![self]
+    }
+}

@@ -1,0 +1,93 @@
+//! Linear layers: the classifier on pooled features, and fully connected backbone layers.
+
+use candle_core::{Module, Result as CandleResult, Tensor, Var};
+
+use super::{Act, Layer, ModelError, Param, ParamSource, RandomInit};
+
+/// The classifier on pooled features: `_fc`, a linear layer.
+#[derive(Debug)]
+pub struct Classifier {
+    pub weight: Param,
+    pub bias: Param,
+}
+
+impl Classifier {
+    pub fn forward(&self, features: &Tensor) -> CandleResult<Tensor> {
+        candle_nn::Linear::new(
+            self.weight.tensor().clone(),
+            Some(self.bias.tensor().clone()),
+        )
+        .forward(features)
+    }
+
+    pub fn vars(&self) -> Vec<Var> {
+        [&self.weight, &self.bias]
+            .into_iter()
+            .filter_map(|p| p.var().cloned())
+            .collect()
+    }
+}
+
+/// A fully connected layer inside a backbone (VGG's fc6 and fc7), with its activation.
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Param,
+    pub bias: Param,
+    pub act: Act,
+}
+
+impl Linear {
+    /// Builds `prefix.weight` `[out, in]` and `prefix.bias` `[out]`.
+    pub fn build(
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        act: Act,
+        src: &mut ParamSource<'_>,
+        trainable: bool,
+    ) -> Result<Self, ModelError> {
+        let range = 1.0 / (c_in as f32).sqrt();
+        let w_name = format!("{prefix}.weight");
+        let b_name = format!("{prefix}.bias");
+        let w = src.tensor(&w_name, &[c_out, c_in], RandomInit::Uniform(range))?;
+        let b = src.tensor(&b_name, &[c_out], RandomInit::Uniform(range))?;
+        Ok(Self {
+            weight: Param::new(w_name, w, trainable)?,
+            bias: Param::new_no_decay(b_name, b, trainable)?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
+        let y = candle_nn::Linear::new(
+            self.weight.tensor().clone(),
+            Some(self.bias.tensor().clone()),
+        )
+        .forward(x)?;
+        self.act.finish(y)
+    }
+
+    /// A copy with constant (detached) values, for inference.
+    pub fn frozen(&self) -> Linear {
+        let constant = |p: &Param| Param {
+            var: None,
+            tensor: p.tensor().detach(),
+            ..p.clone()
+        };
+        Linear {
+            weight: constant(&self.weight),
+            bias: constant(&self.bias),
+            act: self.act,
+        }
+    }
+}
+
+impl Layer for Linear {
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.weight, &self.bias]
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        vec![self.weight.named(), self.bias.named()]
+    }
+}
