@@ -242,7 +242,7 @@ fn the_hub_cache_is_used_offline_and_missing_files_fail_in_words() {
     let bytes = safetensors_bytes(&synthetic_weights(resnet));
     fill_cache(&cache, "test/resnet18", &bytes, TIMM_CONFIG);
     let files = Hub::with_cache(cache.clone(), Some("http://127.0.0.1:9".into()))
-        .fetch("test/resnet18")
+        .fetch("test/resnet18", None)
         .expect("cached");
     assert!(files.config.is_some() && files.expected_sha256.is_some());
 
@@ -387,4 +387,118 @@ fn presets_fit_every_network() {
         WeightsSource::Hub("timm/vgg16.tv_in1k".into()),
         vgg.default_weights()
     );
+}
+
+/// A minimal hub on loopback: serves `files` of one repository at `/REPO/resolve/main/FILE`
+/// with the headers hf-hub reads (`x-repo-commit`, `etag`, `content-range`), honouring
+/// `Range`; `truncate` cuts every body short (a dropped connection). Serves `requests`
+/// requests, then stops.
+fn mock_hub(files: Vec<(String, Vec<u8>, String)>, truncate: bool, requests: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut start = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    start = range
+                        .split('-')
+                        .next()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+            let found = files
+                .iter()
+                .find(|(name, _, _)| path.ends_with(&format!("/resolve/main/{name}")));
+            let Some((_, body, etag)) = found else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            };
+            let mut slice = &body[start.min(body.len())..];
+            if truncate && slice.len() > 1 {
+                slice = &slice[..slice.len() / 2];
+            }
+            let header = format!(
+                "HTTP/1.1 206 Partial Content\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\n\
+                 etag: \"{etag}\"\r\ncontent-range: bytes {start}-{}/{}\r\ncontent-length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                body.len().saturating_sub(1),
+                body.len(),
+                slice.len()
+            );
+            let _ = stream.write_all(header.as_bytes());
+            let _ = stream.write_all(slice);
+        }
+    });
+    address
+}
+
+/// A real download from a loopback hub: progress shown, the file lands in the cache, the next
+/// run needs no server; a download cut short is refused by its sha256.
+#[test]
+fn hub_downloads_are_cached_verified_and_then_used_offline() {
+    use sha2::Digest;
+    common::init();
+    let resnet: Backbone = "resnet18".parse().expect("registered");
+    let bytes = safetensors_bytes(&synthetic_weights(resnet));
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let files = vec![
+        ("model.safetensors".to_owned(), bytes.clone(), sha.clone()),
+        (
+            "config.json".to_owned(),
+            TIMM_CONFIG.as_bytes().to_vec(),
+            "1234abcd".to_owned(),
+        ),
+    ];
+    let home = tempfile::tempdir().expect("HF_HOME");
+    let endpoint = mock_hub(files.clone(), false, 16);
+    let mut seen = Vec::new();
+    let hub = Hub::with_cache(home.path().join("hub"), Some(endpoint));
+    let fetched = hub
+        .fetch("test/dl", Some(&mut |done, total| seen.push((done, total))))
+        .expect("download");
+    assert_eq!(std::fs::read(&fetched.weights).expect("cached"), bytes);
+    assert_eq!(fetched.expected_sha256.as_deref(), Some(sha.as_str()));
+    assert!(fetched.config.is_some(), "config.json comes along");
+    assert_eq!(seen.last(), Some(&(bytes.len() as u64, bytes.len() as u64)));
+    // No server any more: the cache answers.
+    let offline = Hub::with_cache(home.path().join("hub"), Some("http://127.0.0.1:9".into()));
+    assert!(offline.fetch("test/dl", None).is_ok());
+
+    // A connection that drops halfway: the short file is caught by its sha256.
+    let home2 = tempfile::tempdir().expect("HF_HOME");
+    let endpoint = mock_hub(files, true, 16);
+    let out = binary()
+        .args([
+            "predict",
+            "--backbone",
+            "resnet18",
+            "--weights",
+            "hf:test/dl",
+        ])
+        .arg(common::fixture("coffee.png"))
+        .env("HF_HOME", home2.path())
+        .env("HF_ENDPOINT", endpoint)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sha256"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -101,6 +101,14 @@ impl Observer for TerminalObserver {
             }
         }
         match event {
+            TrainEvent::Downloading {
+                done_bytes,
+                total_bytes,
+            } => self.progress(
+                (*done_bytes / 1_000_000) as usize,
+                (*total_bytes / 1_000_000) as usize,
+                "MB of pretrained weights downloaded".into(),
+            ),
             TrainEvent::Loading { done, total } => {
                 self.progress(*done, *total, "decoding images".into());
             }

@@ -32,6 +32,14 @@ pub trait Architecture: Send + Sync + 'static {
     fn title(&self) -> &'static str;
     /// The units in order (stem first); a network can be cut after any of them.
     fn units(&self) -> &[UnitInfo];
+    /// The unit's short name on the block strip.
+    fn unit_label(&self, unit: Unit) -> String {
+        unit.short_label()
+    }
+    /// A sentence about the unit for the block strip's hover text (beyond width and stride).
+    fn unit_note(&self, _unit: Unit) -> Option<String> {
+        None
+    }
     /// Input preprocessing for square crops of `image_size_px` (the normalisation the
     /// pretrained weights expect).
     fn preprocessing(&self, image_size_px: u32) -> Preprocessing;
@@ -154,7 +162,17 @@ impl Backbone {
         source: &WeightsSource,
         device: &Device,
     ) -> Result<LoadedWeights, ModelError> {
-        let mut loaded = super::source::load_raw(self, source, device)?;
+        self.load_weights_reporting(source, device, None)
+    }
+
+    /// [`Self::load_weights`], a hub download's progress going to `progress`.
+    pub fn load_weights_reporting(
+        self,
+        source: &WeightsSource,
+        device: &Device,
+        progress: Option<&mut super::hub::DownloadProgress<'_>>,
+    ) -> Result<LoadedWeights, ModelError> {
+        let mut loaded = super::source::load_raw(self, source, device, progress)?;
         loaded.weights = self.0.adapt_weights(loaded.weights)?;
         Ok(loaded)
     }

@@ -44,7 +44,8 @@ pub struct Hub {
 #[derive(Debug, Clone)]
 pub struct HubFiles {
     pub weights: PathBuf,
-    pub config: Option<HubConfig>,
+    /// `config.json`, when there is one (read after the weights are checked).
+    pub config: Option<PathBuf>,
     /// The sha256 the weights must have (the blob's name, for files stored with Git LFS).
     pub expected_sha256: Option<String>,
 }
@@ -126,17 +127,34 @@ impl Hub {
             .get(file)
     }
 
-    fn download(&self, repo: &str, file: &str) -> Result<PathBuf, ModelError> {
-        let mut builder =
-            hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(self.cache_dir.clone()))
-                .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    /// Downloads `file`; progress goes to `progress` when given, else to a terminal bar.
+    fn download(
+        &self,
+        repo: &str,
+        file: &str,
+        progress: Option<&mut DownloadProgress<'_>>,
+    ) -> Result<PathBuf, ModelError> {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let cache = hf_hub::Cache::new(self.cache_dir.clone());
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache)
+            .with_progress(terminal && progress.is_none());
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
         let api = builder.build().map_err(|e| self.error(repo, file, e))?;
-        api.model(repo.to_owned())
-            .get(file)
-            .map_err(|e| self.error(repo, file, e))
+        let repo_api = api.model(repo.to_owned());
+        let result = match progress {
+            Some(report) => repo_api.download_with_progress(
+                file,
+                Reporter {
+                    report,
+                    done: 0,
+                    total: 0,
+                },
+            ),
+            None => repo_api.download(file),
+        };
+        result.map_err(|e| self.error(repo, file, e))
     }
 
     fn error(&self, repo: &str, file: &str, reason: impl std::fmt::Display) -> ModelError {
@@ -148,20 +166,21 @@ impl Hub {
         }))
     }
 
-    /// The repository's weights (and its `config.json` when cached, or downloaded along).
-    pub fn fetch(&self, repo: &str) -> Result<HubFiles, ModelError> {
+    /// The repository's weights (and its `config.json` when cached, or downloaded along);
+    /// a download reports `(bytes done, bytes total)` to `progress`.
+    pub fn fetch(
+        &self,
+        repo: &str,
+        progress: Option<&mut DownloadProgress<'_>>,
+    ) -> Result<HubFiles, ModelError> {
         let (weights, downloaded) = match self.cached(repo, WEIGHTS_FILE) {
             Some(path) => (path, false),
-            None => (self.download(repo, WEIGHTS_FILE)?, true),
+            None => (self.download(repo, WEIGHTS_FILE, progress)?, true),
         };
-        let config_path = match self.cached(repo, CONFIG_FILE) {
+        let config = match self.cached(repo, CONFIG_FILE) {
             Some(path) => Some(path),
             // Only alongside a download: a cached model makes no network call at all.
-            None if downloaded => self.download(repo, CONFIG_FILE).ok(),
-            None => None,
-        };
-        let config = match config_path {
-            Some(path) => read_config(&path)?,
+            None if downloaded => self.download(repo, CONFIG_FILE, None).ok(),
             None => None,
         };
         Ok(HubFiles {
@@ -172,12 +191,13 @@ impl Hub {
     }
 }
 
-fn read_config(path: &Path) -> Result<Option<HubConfig>, ModelError> {
+/// Reads a `config.json`.
+pub fn read_config(path: &Path) -> Result<Option<HubConfig>, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
         path: path.to_owned(),
         source,
     })?;
-    HubConfig::parse(&text).map_err(|e| ModelError::BadWeightsFile {
+    HubConfig::parse(&text).map_err(|e| ModelError::BadConfig {
         path: path.to_owned(),
         reason: e.to_string(),
     })
@@ -192,8 +212,37 @@ fn blob_sha256(pointer: &Path) -> Option<String> {
 }
 
 /// Fetches `repo` with the environment's hub.
-pub fn fetch(repo: &str) -> Result<HubFiles, ModelError> {
-    Hub::from_env()?.fetch(repo)
+pub fn fetch(
+    repo: &str,
+    progress: Option<&mut DownloadProgress<'_>>,
+) -> Result<HubFiles, ModelError> {
+    Hub::from_env()?.fetch(repo, progress)
+}
+
+/// Told `(bytes done, bytes total)` while a file downloads.
+pub type DownloadProgress<'a> = dyn FnMut(u64, u64) + 'a;
+
+/// hf-hub's progress interface, forwarding to a [`DownloadProgress`].
+struct Reporter<'a, 'b> {
+    report: &'a mut DownloadProgress<'b>,
+    done: u64,
+    total: u64,
+}
+
+impl hf_hub::api::Progress for Reporter<'_, '_> {
+    fn init(&mut self, size: usize, _filename: &str) {
+        self.total = size as u64;
+        (self.report)(0, self.total);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        (self.report)(self.done, self.total);
+    }
+
+    fn finish(&mut self) {
+        (self.report)(self.total, self.total);
+    }
 }
 
 #[cfg(test)]

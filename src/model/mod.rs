@@ -50,6 +50,8 @@ pub enum ModelError {
     UnknownUnit(String),
     #[error("unknown backbone {0}")]
     UnknownBackbone(String),
+    #[error("{path} is not a valid config.json: {reason}")]
+    BadConfig { path: PathBuf, reason: String },
     #[error("bad weights source {0}")]
     BadWeightsSource(String),
     #[error("{0} has no bundled weights: give --weights FILE or hf:ORG/REPO")]

@@ -128,6 +128,7 @@ pub(super) fn load_raw(
     backbone: Backbone,
     source: &WeightsSource,
     device: &Device,
+    progress: Option<&mut hub::DownloadProgress<'_>>,
 ) -> Result<LoadedWeights, ModelError> {
     let (weights, sha256, config) = match source {
         WeightsSource::Bundled => {
@@ -157,7 +158,7 @@ pub(super) fn load_raw(
             (weights, sha, None)
         }
         WeightsSource::Hub(repo) => {
-            let files = hub::fetch(repo)?;
+            let files = hub::fetch(repo, progress)?;
             let bytes = read(&files.weights)?;
             if let Some(expected) = &files.expected_sha256
                 && sha256_hex(&bytes) != *expected
@@ -173,7 +174,11 @@ pub(super) fn load_raw(
                     reason: e.to_string(),
                 }
             })?;
-            (weights, sha256_hex(&bytes), files.config)
+            let config = match &files.config {
+                Some(path) => hub::read_config(path)?,
+                None => None,
+            };
+            (weights, sha256_hex(&bytes), config)
         }
     };
     Ok(LoadedWeights {

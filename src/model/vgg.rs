@@ -88,6 +88,31 @@ impl Architecture for Vgg16 {
         })
     }
 
+    /// `c1_1` … `c5_3` as in the VGG paper (stage, then convolution within the stage).
+    fn unit_label(&self, unit: Unit) -> String {
+        match unit {
+            Unit::Block(i) if i < CONVS.len() => {
+                let stage = CONVS[..i].iter().filter(|(_, pool)| *pool).count() + 1;
+                let first = CONVS[..i]
+                    .iter()
+                    .rposition(|(_, pool)| *pool)
+                    .map_or(0, |p| p + 1);
+                format!("c{stage}_{}", i - first + 1)
+            }
+            other => other.short_label(),
+        }
+    }
+
+    fn unit_note(&self, unit: Unit) -> Option<String> {
+        match unit {
+            Unit::Block(i) if CONVS.get(i).is_some_and(|(_, pool)| *pool) => {
+                Some("ends its stage: 2×2 max pooling follows".into())
+            }
+            Unit::Fc(6) => Some("pools the map to 7×7, flattens it, 4096 outputs".into()),
+            _ => None,
+        }
+    }
+
     fn preprocessing(&self, image_size_px: u32) -> Preprocessing {
         Preprocessing::imagenet(image_size_px)
     }
@@ -283,5 +308,10 @@ mod tests {
     fn feature_indices_follow_torchvision() {
         let indices: Vec<usize> = (0..13).map(feature_index).collect();
         assert_eq!(indices, [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]);
+        let labels: Vec<String> = (0..13).map(|i| Vgg16.unit_label(Unit::Block(i))).collect();
+        assert_eq!(labels[0], "c1_1");
+        assert_eq!(labels[1], "c1_2");
+        assert_eq!(labels[2], "c2_1");
+        assert_eq!(labels[12], "c5_3");
     }
 }

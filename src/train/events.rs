@@ -105,6 +105,11 @@ pub struct TrainOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum TrainEvent {
+    /// Downloading the pretrained weights (only when they are not in the cache yet).
+    Downloading {
+        done_bytes: u64,
+        total_bytes: u64,
+    },
     /// Decoding the dataset (only for [`DataSource::Folders`]).
     Loading {
         done: usize,

@@ -16,7 +16,7 @@ use super::worker::{Ctx, TrainError, load_with_progress};
 use super::{DataSource, TrainJob};
 use crate::data::dataset::{Dataset, SkippedFile};
 use crate::data::preprocess::Preprocessing;
-use crate::model::{Init, Network};
+use crate::model::{Init, LoadedWeights, Network};
 
 /// What every phase of a run shares.
 struct Setup {
@@ -65,10 +65,7 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
     let device = job.device;
     // Weights first: a missing download fails at once, before minutes of decoding.
     let loaded = match plan.init {
-        Init::Pretrained => Some(
-            plan.backbone
-                .load_weights(&plan.weights_source(), &device)?,
-        ),
+        Init::Pretrained => Some(load_weights(&plan, &device, ctx)?),
         Init::Random => None,
     };
     let pre = match &loaded {
@@ -115,6 +112,29 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         case,
         pretrained,
     })
+}
+
+/// The plan's pretrained weights, a download's progress reported as events (a stop request
+/// is honoured after the download).
+fn load_weights(
+    plan: &TrainPlan,
+    device: &candle_core::Device,
+    ctx: &mut Ctx,
+) -> Result<LoadedWeights, TrainError> {
+    let mut report = |done_bytes: u64, total_bytes: u64| {
+        let event = TrainEvent::Downloading {
+            done_bytes,
+            total_bytes,
+        };
+        // A closed window ends the run at the next check; nothing to do here.
+        let _ = ctx.batch_event(event, done_bytes == total_bytes);
+    };
+    let source = plan.weights_source();
+    let loaded = plan
+        .backbone
+        .load_weights_reporting(&source, device, Some(&mut report))?;
+    ctx.poll()?;
+    Ok(loaded)
 }
 
 /// Caches the frozen network's features once, then trains the classifier on them. Returns the

@@ -20,6 +20,16 @@ pub enum Effect {
 /// Applies one event of the live run to its record and to the progress bar.
 pub fn apply_event(run: &mut Run, progress: &mut Progress, event: TrainEvent) -> Effect {
     match event {
+        TrainEvent::Downloading {
+            done_bytes,
+            total_bytes,
+        } => {
+            run.status = RunStatus::Downloading {
+                done_bytes,
+                total_bytes,
+            };
+            progress.fraction = done_bytes as f32 / total_bytes.max(1) as f32;
+        }
         TrainEvent::Loading { done, total } => run.status = RunStatus::Loading { done, total },
         TrainEvent::Started { plan, .. } => {
             progress.epochs_total = plan.total_epochs();

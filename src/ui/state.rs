@@ -104,6 +104,7 @@ impl Run {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
+    Downloading { done_bytes: u64, total_bytes: u64 },
     Loading { done: usize, total: usize },
     Caching { done: usize, total: usize },
     Running,

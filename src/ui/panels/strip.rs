@@ -33,12 +33,15 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             painter.text(
                 rect.center(),
                 egui::Align2::CENTER_CENTER,
-                unit.short_label(),
+                backbone.unit_label(unit),
                 egui::FontId::proportional(11.0),
                 Color32::BLACK,
             );
+            let note = backbone
+                .unit_note(unit)
+                .map_or_else(String::new, |n| format!("; {n}"));
             let response = response.on_hover_text(format!(
-                "{unit}: {} channels, stride {}",
+                "{unit}: {} channels, stride {}{note}",
                 info.out_channels, info.output_stride
             ));
             tag(ui, &response, &format!("block-{unit}"));

@@ -114,6 +114,14 @@ fn progress_ui(ui: &mut egui::Ui, app: &AppState) {
     if let Some(run) = app.runs.last() {
         let p = &app.progress;
         let text = match &run.status {
+            RunStatus::Downloading {
+                done_bytes,
+                total_bytes,
+            } => format!(
+                "downloading the pretrained weights {:.0}/{:.0} MB",
+                *done_bytes as f64 / 1e6,
+                *total_bytes as f64 / 1e6
+            ),
             RunStatus::Loading { done, total } => format!("loading images {done}/{total}"),
             RunStatus::Caching { done, total } => {
                 format!("computing features of the frozen layers {done}/{total}")
