@@ -12,6 +12,7 @@ pub mod guide;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod quiet_panic;
 pub mod runtime;
 pub mod seed;
 pub mod stats;

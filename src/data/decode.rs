@@ -83,17 +83,19 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         return Err(DecodeError::UnknownFormat);
     }
     reader.limits(limits());
-    // Decoders are third-party code: a panic inside one must not take the app down.
-    let decoded = std::panic::catch_unwind(move || -> Result<DynamicImage, DecodeError> {
-        let mut decoder = reader.into_decoder().map_err(map_image_error)?;
-        let orientation = decoder.orientation().ok();
-        let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
-        if let Some(orientation) = orientation {
-            image.apply_orientation(orientation);
-        }
-        Ok(image)
-    })
-    .map_err(|_| DecodeError::Corrupt("the decoder failed on this file".into()))??;
+    // Decoders are third-party code: a panic inside one must not take the app down, nor
+    // print panic text; the file is reported as unreadable.
+    let decoded =
+        crate::quiet_panic::catch_quietly(move || -> Result<DynamicImage, DecodeError> {
+            let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+            let orientation = decoder.orientation().ok();
+            let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+            if let Some(orientation) = orientation {
+                image.apply_orientation(orientation);
+            }
+            Ok(image)
+        })
+        .map_err(|_| DecodeError::Corrupt("the decoder failed on this file".into()))??;
     Ok(to_rgb(decoded))
 }
 
