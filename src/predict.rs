@@ -114,6 +114,66 @@ impl Predictor {
         )
     }
 
+    /// The whole classifier as an ONNX graph: input `image` (float32 NCHW RGB in [0, 1],
+    /// already resized and cropped, dynamic batch), normalisation inside, outputs
+    /// `probabilities` and `logits` `[N, K]`.
+    pub fn onnx_graph(&self) -> Result<onnx_protobuf::GraphProto, ModelError> {
+        use crate::model::onnx::{OnnxGraph, Port};
+        let pre = &self.preprocessing;
+        let side = pre.image_size_px as usize;
+        let mut g = OnnxGraph::default();
+        let mean = g.constant_values("mean", pre.mean.to_vec(), vec![1, 3, 1, 1]);
+        let std = g.constant_values("std", pre.std.to_vec(), vec![1, 3, 1, 1]);
+        let centred = g.node("Sub", &["image", &mean], Vec::new());
+        let normalised = g.node("Div", &[&centred, &std], Vec::new());
+        let input = Port {
+            name: normalised,
+            channels: 3,
+            spatial: Some((side, side)),
+        };
+        let features = self.backbone.export_onnx(&mut g, &input)?;
+        let logits = g.linear(
+            &features,
+            &self.fc_weight,
+            &self.fc_bias,
+            crate::model::layers::Act::None,
+        )?;
+        let probs = g.node(
+            "Softmax",
+            &[&logits.name],
+            vec![onnx_protobuf::AttributeProto {
+                name: "axis".into(),
+                type_: onnx_protobuf::attribute_proto::AttributeType::INT.into(),
+                i: -1,
+                ..Default::default()
+            }],
+        );
+        for (from, to) in [(&probs, "probabilities"), (&logits.name, "logits")] {
+            g.nodes.push(onnx_protobuf::NodeProto {
+                op_type: "Identity".into(),
+                name: format!("{to}_output"),
+                input: vec![from.clone()],
+                output: vec![to.into()],
+                ..Default::default()
+            });
+        }
+        let classes = self.labels.len();
+        Ok(onnx_protobuf::GraphProto {
+            name: "transfer-studio".into(),
+            node: g.nodes,
+            initializer: g.initializers,
+            input: vec![onnx_value(
+                "image",
+                &[None, Some(3), Some(side), Some(side)],
+            )],
+            output: vec![
+                onnx_value("probabilities", &[None, Some(classes)]),
+                onnx_value("logits", &[None, Some(classes)]),
+            ],
+            ..Default::default()
+        })
+    }
+
     /// The `k` most probable classes, most probable first.
     pub fn top_k(&self, probs: &[f32], k: usize) -> Vec<ClassProb> {
         let mut order: Vec<usize> = (0..probs.len()).collect();
@@ -216,4 +276,37 @@ pub fn classify_files(
         }
     }
     out
+}
+
+/// A float32 graph input or output; `None` dimensions are the batch, named `batch`.
+fn onnx_value(name: &str, dims: &[Option<usize>]) -> onnx_protobuf::ValueInfoProto {
+    use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
+    use onnx_protobuf::{TensorShapeProto, TypeProto, type_proto};
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(n) => dimension::Value::DimValue(*n as i64),
+                None => dimension::Value::DimParam("batch".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    onnx_protobuf::ValueInfoProto {
+        name: name.into(),
+        type_: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: onnx_protobuf::tensor_proto::DataType::FLOAT as i32,
+                shape: Some(TensorShapeProto {
+                    dim,
+                    ..Default::default()
+                })
+                .into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
 }

@@ -281,3 +281,33 @@ fn the_backbone_picker_switches_the_network_and_the_strip_follows() {
     );
     h.get_by_label_contains("hf:timm/resnet18.tv_in1k");
 }
+
+#[test]
+fn a_model_opened_in_the_window_exports_to_onnx() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 6, 40, 5);
+    let mut h = harness();
+    h.state_mut().apply(Command::SetPlan(TrainPlan {
+        image_size_px: 32,
+        epochs: 2,
+        ..Case::SmallSimilar.plan()
+    }));
+    h.state_mut()
+        .apply(Command::SetTrainFolder(data.path().to_owned()));
+    step_until(&mut h, "the dataset", |app| app.dataset.is_some());
+    h.state_mut().apply(Command::StartTraining);
+    step_until(&mut h, "the trained model", |app| app.trained.is_some());
+    let out = tempfile::tempdir().expect("out");
+    let path = out.path().join("shapes.onnx");
+    h.state_mut().apply(Command::ExportOnnxTo(path.clone()));
+    step_until(&mut h, "the export", |app| {
+        app.notices.iter().any(|n| n.starts_with("exported to"))
+    });
+    let bytes = std::fs::read(&path).expect("written");
+    assert!(bytes.len() > 1_000_000, "the weights are inside");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("labels") && text.contains("image_size"),
+        "metadata"
+    );
+}

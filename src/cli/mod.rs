@@ -136,6 +136,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export a model to ONNX (labels and preprocessing in its metadata).
+    Export {
+        /// `builtin` (the pretrained ImageNet classifier) or a directory saved by `train`.
+        #[arg(long, default_value = "builtin")]
+        model: ModelChoice,
+        /// With `--model builtin`: the network and its weights.
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// The file to write (an existing file that is not ONNX is not overwritten).
+        #[arg(long)]
+        onnx: PathBuf,
+    },
     /// Convert a PyTorch checkpoint (.pth, zip or legacy format) into safetensors.
     ImportWeights {
         input: PathBuf,
@@ -282,6 +294,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         }) => guide_cmd::probe_command(&data, val, epochs, &network, json),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
+        Some(Command::Export {
+            model,
+            network,
+            onnx,
+        }) => export_command(&model, &network, &onnx),
         None => {
             crate::ui::run_window(cli.data, cli.paths)
                 .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
@@ -471,6 +488,45 @@ fn bench_command(json: bool, options: &crate::bench::BenchOptions) -> anyhow::Re
     println!(
         "peak RSS of the whole benchmark:        {:8.2} GB",
         gb(r.peak_rss_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_command(
+    model: &ModelChoice,
+    network: &NetworkArgs,
+    onnx: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let (predictor, info) = match model {
+        ModelChoice::Builtin => {
+            let predictor = load_predictor(model, network.backbone, network.weights.as_ref())?;
+            let info = crate::export::ExportInfo {
+                backbone: network.backbone,
+                cut_after: network.backbone.last_unit(),
+                metrics: None,
+            };
+            (predictor, info)
+        }
+        ModelChoice::Saved(dir) => {
+            let device = runtime::compute_device();
+            let (trained, manifest) = TrainedModel::load(dir, &device)
+                .with_context(|| format!("loading the model in {}", dir.display()))?;
+            let info = crate::export::ExportInfo {
+                backbone: manifest.backbone,
+                cut_after: manifest.cut_after,
+                metrics: manifest.metrics,
+            };
+            let predictor =
+                Predictor::from_network(&trained.network, trained.classes, trained.preprocessing)?;
+            (predictor, info)
+        }
+    };
+    crate::export::write_onnx(&predictor, &info, onnx)?;
+    println!(
+        "{} classes, {} px crops: written to {}",
+        predictor.labels().len(),
+        predictor.preprocessing().image_size_px,
+        onnx.display()
     );
     Ok(ExitCode::SUCCESS)
 }

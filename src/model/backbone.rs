@@ -11,6 +11,7 @@ use candle_core::{Device, Result as CandleResult, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Layer, ParamSource};
+use super::onnx::{OnnxGraph, Port};
 use super::source::{LoadedWeights, WeightsSource};
 use super::unit::{Unit, UnitInfo};
 use super::{ModelError, Weights};
@@ -83,6 +84,8 @@ pub trait BackboneUnit: fmt::Debug + Send + Sync {
 /// One unit in inference form.
 pub trait FoldedUnit: fmt::Debug + Send + Sync {
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor>;
+    /// Adds the unit's ONNX nodes after `x` and returns their output.
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError>;
 }
 
 /// A registered network: cheap to copy, saved by name.

@@ -12,6 +12,7 @@ use candle_core::{Result as CandleResult, Tensor};
 use super::ModelError;
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
 use super::layers::{Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource};
+use super::onnx::{OnnxGraph, Port};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use crate::data::preprocess::Preprocessing;
@@ -316,6 +317,15 @@ impl FoldedUnit for FoldedMbConv {
         };
         let h = self.depthwise.forward(&h, None)?;
         self.project.forward(&h, self.skip.then_some(x))
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        let h = match &self.expand {
+            Some(e) => e.export_onnx(g, x, None)?,
+            None => x.clone(),
+        };
+        let h = self.depthwise.export_onnx(g, &h, None)?;
+        self.project.export_onnx(g, &h, self.skip.then_some(x))
     }
 }
 

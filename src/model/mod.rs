@@ -8,6 +8,7 @@ pub mod hub;
 pub mod layers;
 pub mod lite0;
 pub mod network;
+pub mod onnx;
 pub mod resnet;
 pub mod source;
 pub mod unit;
@@ -52,6 +53,8 @@ pub enum ModelError {
     UnknownBackbone(String),
     #[error("{path} is not a valid config.json: {reason}")]
     BadConfig { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Export(String),
     #[error("bad weights source {0}")]
     BadWeightsSource(String),
     #[error("{0} has no bundled weights: give --weights FILE or hf:ORG/REPO")]

@@ -299,6 +299,19 @@ impl FoldedNetwork {
         Ok(h)
     }
 
+    /// Adds every unit, then the pooling, to an ONNX graph.
+    pub fn export_onnx(
+        &self,
+        g: &mut super::onnx::OnnxGraph,
+        x: &super::onnx::Port,
+    ) -> Result<super::onnx::Port, ModelError> {
+        let mut h = x.clone();
+        for unit in &self.units {
+            h = unit.export_onnx(g, &h)?;
+        }
+        Ok(g.pooled(h))
+    }
+
     /// All units, then global average pooling: `[N, H, W, 3]` → `[N, features]`.
     pub fn features(&self, images: &Tensor) -> CandleResult<Tensor> {
         let h = self.forward_units(images, 0, self.units.len())?;

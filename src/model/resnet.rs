@@ -12,6 +12,7 @@ use candle_core::{Result as CandleResult, Tensor};
 use super::ModelError;
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
 use super::layers::{Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource};
+use super::onnx::{OnnxGraph, Port};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use crate::data::preprocess::Preprocessing;
@@ -282,6 +283,11 @@ impl FoldedUnit for FoldedStem {
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
         ops::max_pool_3x3_s2(&self.0.forward(x, None)?)
     }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        let y = self.0.export_onnx(g, x, None)?;
+        Ok(g.max_pool(&y, 3, 2, 1))
+    }
 }
 
 /// A basic (two 3×3) or bottleneck (1×1, 3×3, 1×1) block: the convolutions, the shortcut
@@ -346,6 +352,19 @@ impl FoldedUnit for FoldedResidual {
         let last = self.convs.len().saturating_sub(1);
         for (i, conv) in self.convs.iter().enumerate() {
             h = conv.forward(&h, (i == last).then_some(&shortcut))?;
+        }
+        Ok(h)
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        let shortcut = match &self.downsample {
+            Some(d) => d.export_onnx(g, x, None)?,
+            None => x.clone(),
+        };
+        let mut h = x.clone();
+        let last = self.convs.len().saturating_sub(1);
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = conv.export_onnx(g, &h, (i == last).then_some(&shortcut))?;
         }
         Ok(h)
     }

@@ -14,6 +14,7 @@ use candle_core::{Result as CandleResult, Tensor};
 
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
 use super::layers::{Act, ConvBias, ConvKind, FoldedConv, Layer, Linear, ParamSource};
+use super::onnx::{OnnxGraph, Port};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use super::{ModelError, Weights};
@@ -253,6 +254,15 @@ impl FoldedUnit for FoldedVggConv {
             Ok(y)
         }
     }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        let y = self.conv.export_onnx(g, x, None)?;
+        Ok(if self.pool {
+            g.max_pool(&y, 2, 2, 0)
+        } else {
+            y
+        })
+    }
 }
 
 /// fc6 (which first pools the map to 7×7 and flattens it in PyTorch's NCHW order) or fc7.
@@ -297,6 +307,15 @@ struct FoldedFc {
 impl FoldedUnit for FoldedFc {
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
         fc_forward(&self.linear, self.first, x)
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        let x = if self.first {
+            g.pool_and_flatten(x, POOLED_SIDE)?
+        } else {
+            x.clone()
+        };
+        self.linear.export_onnx(g, &x)
     }
 }
 

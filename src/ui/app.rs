@@ -229,6 +229,13 @@ impl StudioApp {
                     .push(format!("model saved to {}", dir.display()));
             }
             JobResult::ModelSaved(Err(e)) => state.errors.push(format!("saving failed: {e}")),
+            JobResult::OnnxFilePicked(path) => self.apply(Command::ExportOnnxTo(path)),
+            JobResult::Exported(Ok(path)) => {
+                state
+                    .notices
+                    .push(format!("exported to {} (ONNX)", path.display()));
+            }
+            JobResult::Exported(Err(e)) => state.errors.push(format!("export failed: {e}")),
             JobResult::ModelOpened(Ok(model)) => {
                 state.notices.push(format!(
                     "opened a model of {} classes ({})",

@@ -41,6 +41,10 @@ pub enum Command {
     SaveModelTo(PathBuf),
     /// Opens the saved model in this folder (in the background).
     OpenModelFrom(PathBuf),
+    /// Asks for a file name, then exports the trained model to ONNX there.
+    ExportOnnx,
+    /// Exports the trained model to this ONNX file (in the background).
+    ExportOnnxTo(PathBuf),
     PickImages,
     /// Adds these images to Predict and classifies them.
     AddImages(Vec<PathBuf>),
@@ -121,6 +125,8 @@ impl StudioApp {
             | Command::OpenModel
             | Command::SaveModelTo(_)
             | Command::OpenModelFrom(_)
+            | Command::ExportOnnx
+            | Command::ExportOnnxTo(_)
             | Command::PickImages
             | Command::AddImages(_)
             | Command::ClearImages
@@ -149,6 +155,21 @@ impl StudioApp {
                 }
             }
             Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
+            Command::ExportOnnx => self.jobs.pick_onnx_file(),
+            Command::ExportOnnxTo(path) => match &self.state().trained {
+                Some(model) => {
+                    let metrics = self
+                        .state()
+                        .trained_report
+                        .as_ref()
+                        .map(SavedMetrics::from_report);
+                    self.jobs.export_onnx(model.clone(), metrics, path);
+                }
+                None => self
+                    .state_mut()
+                    .errors
+                    .push("nothing trained or opened to export yet".into()),
+            },
             Command::PickImages => self.jobs.pick_images(),
             Command::AddImages(paths) => self.add_images(paths),
             Command::ClearImages => self.state_mut().predictions.clear(),

@@ -29,6 +29,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Recommend(#[from] RecommendError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("cannot write the demo pack under {path}: {source}")]
     Demo {
         path: PathBuf,
@@ -58,6 +60,8 @@ pub enum JobResult {
         result: Result<(egui::ColorImage, Vec<ClassProb>), JobError>,
     },
     ModelSaved(Result<PathBuf, JobError>),
+    OnnxFilePicked(PathBuf),
+    Exported(Result<PathBuf, JobError>),
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
     Probed(Result<Vec<ProbePoint>, JobError>),
@@ -246,6 +250,41 @@ impl Jobs {
                 .map(|()| dir)
                 .map_err(JobError::from);
             Self::send(tx, JobResult::ModelSaved(result));
+        });
+    }
+
+    /// Native save dialog for an `.onnx` file.
+    pub fn pick_onnx_file(&self) {
+        self.spawn("onnx-dialog", move |tx| {
+            if let Some(path) = rfd::FileDialog::new()
+                .add_filter("ONNX", &["onnx"])
+                .set_file_name("model.onnx")
+                .save_file()
+            {
+                Self::send(tx, JobResult::OnnxFilePicked(path));
+            }
+        });
+    }
+
+    /// Exports a trained model to ONNX.
+    pub fn export_onnx(&self, model: TrainedModel, metrics: Option<SavedMetrics>, path: PathBuf) {
+        self.spawn("onnx-export", move |tx| {
+            let result = Predictor::from_network(
+                &model.network,
+                model.classes.clone(),
+                model.preprocessing.clone(),
+            )
+            .map_err(JobError::from)
+            .and_then(|predictor| {
+                let info = crate::export::ExportInfo {
+                    backbone: model.network.spec.backbone,
+                    cut_after: model.network.spec.cut_after,
+                    metrics,
+                };
+                crate::export::write_onnx(&predictor, &info, &path)?;
+                Ok(path)
+            });
+            Self::send(tx, JobResult::Exported(result));
         });
     }
 

@@ -7,6 +7,7 @@ use candle_core::{Result as CandleResult, Tensor, Var};
 
 use super::{Act, BatchNorm, Layer, ModelError, Param, ParamSource, RandomInit};
 use crate::model::backbone::{BackboneUnit, FoldedUnit};
+use crate::model::onnx::{OnnxGraph, Port};
 use crate::ops::{self, Padding};
 
 /// 1×1 convolutions with at most this many input channels are recomputed in backward rather
@@ -238,6 +239,16 @@ pub struct FoldedConv {
 }
 
 impl FoldedConv {
+    /// Adds the convolution (and `residual`, and the activation) to an ONNX graph.
+    pub fn export_onnx(
+        &self,
+        g: &mut OnnxGraph,
+        x: &Port,
+        residual: Option<&Port>,
+    ) -> Result<Port, ModelError> {
+        g.conv(x, &self.weight, &self.bias, self.kind, residual, self.act)
+    }
+
     /// The same convolution with another activation after it.
     pub fn with_act(self, act: Act) -> Self {
         Self { act, ..self }
@@ -277,6 +288,10 @@ impl BackboneUnit for ConvBn {
 impl FoldedUnit for FoldedConv {
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
         FoldedConv::forward(self, x, None)
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError> {
+        FoldedConv::export_onnx(self, g, x, None)
     }
 }
 

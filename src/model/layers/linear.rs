@@ -82,6 +82,17 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Adds the layer to an ONNX graph.
+    pub fn export_onnx(
+        &self,
+        g: &mut crate::model::onnx::OnnxGraph,
+        x: &crate::model::onnx::Port,
+    ) -> Result<crate::model::onnx::Port, ModelError> {
+        g.linear(x, self.weight.tensor(), self.bias.tensor(), self.act)
+    }
+}
+
 impl Layer for Linear {
     fn params(&self) -> Vec<&Param> {
         vec![&self.weight, &self.bias]

@@ -28,6 +28,13 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             out.push(Command::ClearImages);
         }
         ui.label("or drop images onto the window");
+        if ui
+            .add_enabled(app.trained.is_some(), egui::Button::new("Export ONNX…"))
+            .on_hover_text("the classifier in use, with its labels and preprocessing")
+            .clicked()
+        {
+            out.push(Command::ExportOnnx);
+        }
     });
     for item in &app.predictions {
         ui.separator();

@@ -103,6 +103,12 @@ fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
         {
             out.push(Command::SaveModel);
         }
+        if ui
+            .add_enabled(app.trained.is_some(), egui::Button::new("Export ONNX…"))
+            .clicked()
+        {
+            out.push(Command::ExportOnnx);
+        }
         if ui.button("Open model…").clicked() {
             out.push(Command::OpenModel);
         }
