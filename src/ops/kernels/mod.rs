@@ -74,6 +74,7 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The geometry with TensorFlow "SAME" padding.
     pub fn same(
         batch: usize,
         in_h: usize,
@@ -82,20 +83,7 @@ impl ConvGeometry {
         kernel: usize,
         stride: usize,
     ) -> Self {
-        let (out_h, pad_top, _) = same_padding(in_h, kernel, stride);
-        let (out_w, pad_left, _) = same_padding(in_w, kernel, stride);
-        Self {
-            batch,
-            in_h,
-            in_w,
-            channels,
-            kernel,
-            stride,
-            out_h,
-            out_w,
-            pad_top,
-            pad_left,
-        }
+        Self::new(batch, in_h, in_w, channels, kernel, stride, Padding::Same)
     }
 
     /// The geometry for any [`Padding`].
@@ -108,23 +96,28 @@ impl ConvGeometry {
         stride: usize,
         padding: Padding,
     ) -> Self {
-        match padding {
-            Padding::Same => Self::same(batch, in_h, in_w, channels, kernel, stride),
-            Padding::Symmetric(pad) => {
-                let out = |size: usize| ((size + 2 * pad).saturating_sub(kernel)) / stride + 1;
-                Self {
-                    batch,
-                    in_h,
-                    in_w,
-                    channels,
-                    kernel,
-                    stride,
-                    out_h: out(in_h),
-                    out_w: out(in_w),
-                    pad_top: pad,
-                    pad_left: pad,
-                }
+        // (outputs, padding before) along one axis.
+        let axis = |size: usize| match padding {
+            Padding::Same => {
+                let (out, before, _) = same_padding(size, kernel, stride);
+                (out, before)
             }
+            Padding::Symmetric(pad) => {
+                (((size + 2 * pad).saturating_sub(kernel)) / stride + 1, pad)
+            }
+        };
+        let ((out_h, pad_top), (out_w, pad_left)) = (axis(in_h), axis(in_w));
+        Self {
+            batch,
+            in_h,
+            in_w,
+            channels,
+            kernel,
+            stride,
+            out_h,
+            out_w,
+            pad_top,
+            pad_left,
         }
     }
 
