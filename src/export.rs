@@ -8,7 +8,7 @@ use onnx_protobuf::{Message, ModelProto, OperatorSetIdProto, StringStringEntryPr
 
 use crate::model::{Backbone, ModelError, Unit};
 use crate::predict::Predictor;
-use crate::train::{SavedMetrics, StoreError};
+use crate::train::{SavedMetrics, StoreError, TrainedModel};
 
 /// The operator set the graph uses.
 pub const OPSET: i64 = 17;
@@ -90,6 +90,24 @@ pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto
         metadata_props: metadata,
         ..Default::default()
     })
+}
+
+/// A saved or trained model's classifier and what its metadata says.
+pub fn trained_parts(
+    model: &TrainedModel,
+    metrics: Option<SavedMetrics>,
+) -> Result<(Predictor, ExportInfo), ExportError> {
+    let predictor = Predictor::from_network(
+        &model.network,
+        model.classes.clone(),
+        model.preprocessing.clone(),
+    )?;
+    let info = ExportInfo {
+        backbone: model.network.spec.backbone,
+        cut_after: model.network.spec.cut_after,
+        metrics,
+    };
+    Ok((predictor, info))
 }
 
 /// Whether `path` holds an ONNX model (so that writing over it loses nothing unexpected).

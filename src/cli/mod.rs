@@ -511,14 +511,7 @@ fn export_command(
             let device = runtime::compute_device();
             let (trained, manifest) = TrainedModel::load(dir, &device)
                 .with_context(|| format!("loading the model in {}", dir.display()))?;
-            let info = crate::export::ExportInfo {
-                backbone: manifest.backbone,
-                cut_after: manifest.cut_after,
-                metrics: manifest.metrics,
-            };
-            let predictor =
-                Predictor::from_network(&trained.network, trained.classes, trained.preprocessing)?;
-            (predictor, info)
+            crate::export::trained_parts(&trained, manifest.metrics)?
         }
     };
     crate::export::write_onnx(&predictor, &info, onnx)?;

@@ -269,21 +269,10 @@ impl Jobs {
     /// Exports a trained model to ONNX.
     pub fn export_onnx(&self, model: TrainedModel, metrics: Option<SavedMetrics>, path: PathBuf) {
         self.spawn("onnx-export", move |tx| {
-            let result = Predictor::from_network(
-                &model.network,
-                model.classes.clone(),
-                model.preprocessing.clone(),
-            )
-            .map_err(JobError::from)
-            .and_then(|predictor| {
-                let info = crate::export::ExportInfo {
-                    backbone: model.network.spec.backbone,
-                    cut_after: model.network.spec.cut_after,
-                    metrics,
-                };
-                crate::export::write_onnx(&predictor, &info, &path)?;
-                Ok(path)
-            });
+            let result = crate::export::trained_parts(&model, metrics)
+                .and_then(|(predictor, info)| crate::export::write_onnx(&predictor, &info, &path))
+                .map(|()| path)
+                .map_err(JobError::from);
             Self::send(tx, JobResult::Exported(result));
         });
     }

@@ -201,12 +201,7 @@ impl ConvBias {
             .kind
             .apply(x, self.conv.tensor())?
             .broadcast_add(self.bias.tensor())?;
-        let y = if self.act == Act::Relu6 {
-            ops::relu6(&y)?
-        } else {
-            y
-        };
-        self.act.finish(y)
+        self.act.apply(y)
     }
 
     pub fn fold(&self) -> FoldedConv {

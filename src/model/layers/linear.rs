@@ -64,7 +64,7 @@ impl Linear {
             Some(self.bias.tensor().clone()),
         )
         .forward(x)?;
-        self.act.finish(y)
+        self.act.apply(y)
     }
 
     /// A copy with constant (detached) values, for inference.

@@ -31,6 +31,15 @@ impl Act {
         self == Act::Relu6
     }
 
+    /// Applies the whole activation (layers whose kernels fuse none of it).
+    fn apply(self, y: Tensor) -> CandleResult<Tensor> {
+        match self {
+            Act::None => Ok(y),
+            Act::Relu => y.relu(),
+            Act::Relu6 => crate::ops::relu6(&y),
+        }
+    }
+
     /// Applies what the kernels did not.
     fn finish(self, y: Tensor) -> CandleResult<Tensor> {
         match self {
