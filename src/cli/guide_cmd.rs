@@ -75,19 +75,54 @@ pub fn recommend_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Options that shorten every preset of a comparison alike (a quick demonstration in class).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Input size of every preset (default: the network's own).
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// At most this many epochs in each preset's main phase.
+    #[arg(long)]
+    pub max_epochs: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl CompareArgs {
+    fn apply(&self, mut plan: TrainPlan) -> TrainPlan {
+        if let Some(size) = self.image_size {
+            plan.image_size_px = size;
+        }
+        if let Some(max) = self.max_epochs {
+            plan.epochs = plan.epochs.min(max.max(1));
+            plan.head_epochs = plan.head_epochs.min(max);
+        }
+        if let Some(seed) = self.seed {
+            plan.seed = seed;
+        }
+        plan
+    }
+}
+
 pub fn compare_command(
     data: &Path,
     val: Option<PathBuf>,
     out: &Path,
     network: &NetworkArgs,
+    quick: &CompareArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let plan_of = |case: Case| {
+        quick.apply(TrainPlan {
+            weights: network.weights.clone(),
+            ..case.plan_for(network.backbone)
+        })
+    };
+    for case in Case::ALL {
+        plan_of(case).validate()?;
+    }
     let dataset = Arc::new(load(data, val)?);
     let device = runtime::compute_device();
-    let plan_of = |case: Case| TrainPlan {
-        weights: network.weights.clone(),
-        ..case.plan_for(network.backbone)
-    };
     let rows = compare_all(
         dataset,
         &device,

@@ -119,6 +119,8 @@ pub enum Command {
         out: PathBuf,
         #[command(flatten)]
         network: NetworkArgs,
+        #[command(flatten)]
+        quick: guide_cmd::CompareArgs,
         #[arg(long)]
         json: bool,
     },
@@ -284,8 +286,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             val,
             out,
             network,
+            quick,
             json,
-        }) => guide_cmd::compare_command(&data, val, &out, &network, json),
+        }) => guide_cmd::compare_command(&data, val, &out, &network, &quick, json),
         Some(Command::Probe {
             data,
             val,
