@@ -223,12 +223,10 @@ fn process_alive(pid: u32) -> bool {
 /// A full disk (or a file-size limit) says so in words, and that nothing was replaced.
 fn explain(error: Error) -> Error {
     match error.kind() {
-        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded => {
-            Error::new(
-                error.kind(),
-                format!("not enough disk space ({error}); the previous file was kept"),
-            )
-        }
+        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded => Error::new(
+            error.kind(),
+            format!("not enough disk space ({error}); the previous file was kept"),
+        ),
         _ => error,
     }
 }
@@ -315,16 +313,24 @@ mod tests {
         std::fs::write(stale.join("weights"), b"half").expect("stale file");
         let stale_file = dir.path().join(format!(".out.onnx.partial-{dead}-xyz"));
         std::fs::write(&stale_file, b"half").expect("stale file");
-        let live = dir.path().join(format!(".model.partial-{}-live", std::process::id()));
+        let live = dir
+            .path()
+            .join(format!(".model.partial-{}-live", std::process::id()));
         std::fs::create_dir(&live).expect("live dir");
         let other = dir.path().join(".model.partial-notapid-x");
         std::fs::create_dir(&other).expect("other dir");
 
         replace_dir_atomically(&target, ok, |d| write_synced(&d.join("a"), b"2")).expect("second");
-        assert!(!stale.exists(), "a dead process's staging folder is removed");
+        assert!(
+            !stale.exists(),
+            "a dead process's staging folder is removed"
+        );
         assert!(live.exists(), "a live process's staging folder is kept");
         assert!(other.exists(), "names we did not make are kept");
-        assert!(stale_file.exists(), "another target's leftovers wait for its own write");
+        assert!(
+            stale_file.exists(),
+            "another target's leftovers wait for its own write"
+        );
         write_atomic(&dir.path().join("out.onnx"), b"onnx").expect("write");
         assert!(!stale_file.exists());
     }
@@ -336,7 +342,10 @@ mod tests {
         std::fs::create_dir(&aside).expect("aside");
         std::fs::write(aside.join("a"), b"old").expect("write");
         remove_stale(dir.path(), "model");
-        assert_eq!(std::fs::read(dir.path().join("model/a")).expect("read"), b"old");
+        assert_eq!(
+            std::fs::read(dir.path().join("model/a")).expect("read"),
+            b"old"
+        );
         assert!(!aside.exists());
     }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -391,9 +391,8 @@ fn presets_fit_every_network() {
 
 /// A minimal hub on loopback: serves `files` of one repository at `/REPO/resolve/main/FILE`
 /// with the headers hf-hub reads (`x-repo-commit`, `etag`, `content-range`), honouring
-/// `Range`; `truncate` cuts every body short (a dropped connection). Serves `requests`
-/// requests, then stops.
-fn mock_hub(files: Vec<(String, Vec<u8>, String)>, truncate: bool, requests: usize) -> String {
+/// `Range`; `serve` says how much of each body is sent. Serves `requests` requests, then stops.
+fn mock_hub(files: Vec<(String, Vec<u8>, String)>, serve: Serve, requests: usize) -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = format!("http://{}", listener.local_addr().expect("address"));
@@ -428,7 +427,9 @@ fn mock_hub(files: Vec<(String, Vec<u8>, String)>, truncate: bool, requests: usi
                 continue;
             };
             let mut slice = &body[start.min(body.len())..];
-            if truncate && slice.len() > 1 {
+            // A stalled download announces the whole rest and sends half of it.
+            let announced = slice.len();
+            if serve != Serve::Whole && slice.len() > 1 {
                 slice = &slice[..slice.len() / 2];
             }
             let header = format!(
@@ -437,13 +438,35 @@ fn mock_hub(files: Vec<(String, Vec<u8>, String)>, truncate: bool, requests: usi
                  Connection: close\r\n\r\n",
                 body.len().saturating_sub(1),
                 body.len(),
-                slice.len()
+                if serve == Serve::HalfThenStall {
+                    announced
+                } else {
+                    slice.len()
+                }
             );
             let _ = stream.write_all(header.as_bytes());
             let _ = stream.write_all(slice);
+            if serve == Serve::HalfThenStall {
+                // Hold the connection open elsewhere while the next requests are served.
+                let _ = stream.flush();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    drop(stream);
+                });
+            }
         }
     });
     address
+}
+
+/// How much of each body [`mock_hub`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    Whole,
+    /// Half, then the connection closes (a dropped connection).
+    Half,
+    /// Half, then nothing for 30 s (a download in progress).
+    HalfThenStall,
 }
 
 /// A real download from a loopback hub: progress shown, the file lands in the cache, the next
@@ -467,7 +490,7 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
         ),
     ];
     let home = tempfile::tempdir().expect("HF_HOME");
-    let endpoint = mock_hub(files.clone(), false, 16);
+    let endpoint = mock_hub(files.clone(), Serve::Whole, 16);
     let mut seen = Vec::new();
     let hub = Hub::with_cache(home.path().join("hub"), Some(endpoint));
     let fetched = hub
@@ -483,7 +506,7 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
 
     // A connection that drops halfway: the short file is caught by its sha256.
     let home2 = tempfile::tempdir().expect("HF_HOME");
-    let endpoint = mock_hub(files, true, 16);
+    let endpoint = mock_hub(files.clone(), Serve::Half, 16);
     let out = binary()
         .args([
             "predict",
@@ -501,4 +524,103 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sha256"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // The damaged file left the cache: the next run downloads it again and succeeds.
+    let endpoint = mock_hub(files, Serve::Whole, 16);
+    let again = binary()
+        .args([
+            "predict",
+            "--backbone",
+            "resnet18",
+            "--weights",
+            "hf:test/dl",
+        ])
+        .arg(common::fixture("coffee.png"))
+        .env("HF_HOME", home2.path())
+        .env("HF_ENDPOINT", endpoint)
+        .output()
+        .expect("runs");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// Files of the hub cache's blob folder of `repo` under `home`.
+fn blobs(home: &Path, repo: &str) -> Vec<PathBuf> {
+    let dir = home
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("blobs");
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// `kill -9` in the middle of a download: nothing half-downloaded is ever used, and the next
+/// run finishes the download (resuming it) and works.
+#[test]
+fn a_download_killed_halfway_is_finished_by_the_next_run() {
+    use sha2::Digest;
+    let resnet: Backbone = "resnet18".parse().expect("registered");
+    let bytes = safetensors_bytes(&synthetic_weights(resnet));
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let files = vec![("model.safetensors".to_owned(), bytes.clone(), sha.clone())];
+    let home = tempfile::tempdir().expect("HF_HOME");
+    let run = |endpoint: String| {
+        let mut command = binary();
+        command
+            .args([
+                "predict",
+                "--backbone",
+                "resnet18",
+                "--weights",
+                "hf:test/kill",
+            ])
+            .arg(common::fixture("coffee.png"))
+            .env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", endpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    };
+    let mut child = run(mock_hub(files.clone(), Serve::HalfThenStall, 4))
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    let part_len = || {
+        blobs(home.path(), "test/kill")
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "part"))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    while part_len() < bytes.len() as u64 / 2 {
+        assert!(start.elapsed().as_secs() < 60, "the download never started");
+        assert!(child.try_wait().expect("wait").is_none(), "exited early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let blob = home.path().join("hub/models--test--kill/blobs").join(&sha);
+    assert!(
+        !blob.exists(),
+        "a half download is never published as the blob"
+    );
+
+    let status = run(mock_hub(files, Serve::Whole, 8)).status().expect("run");
+    assert!(status.success());
+    assert_eq!(std::fs::read(&blob).expect("blob"), bytes);
+    let names: Vec<PathBuf> = blobs(home.path(), "test/kill");
+    assert!(
+        names
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "part")),
+        "{names:?}"
+    );
 }

@@ -76,12 +76,19 @@ fn kill_9_during_training_or_its_save_keeps_the_previous_model() {
     common::write_shapes(data.path(), 2, 6, 36, 11);
     let out = tempfile::tempdir().expect("out");
     let model = out.path().join("model");
-    assert!(train(data.path(), &model, 1).status().expect("run").success());
+    assert!(
+        train(data.path(), &model, 1)
+            .status()
+            .expect("run")
+            .success()
+    );
     assert_loads(&model);
 
     let (mut in_save, mut in_training) = (0, 0);
     for round in 0..10u64 {
-        let child = train(data.path(), &model, round + 2).spawn().expect("spawn");
+        let child = train(data.path(), &model, round + 2)
+            .spawn()
+            .expect("spawn");
         let killed = if round % 2 == 0 {
             // The moment the new model's staging folder appears: mid-save.
             kill_when(
@@ -103,7 +110,12 @@ fn kill_9_during_training_or_its_save_keeps_the_previous_model() {
     eprintln!("killed {in_save} times mid-save, {in_training} times before it");
     assert!(in_save >= 3, "the save was hit only {in_save} times");
 
-    assert!(train(data.path(), &model, 99).status().expect("run").success());
+    assert!(
+        train(data.path(), &model, 99)
+            .status()
+            .expect("run")
+            .success()
+    );
     assert_loads(&model);
     assert_eq!(
         entries_starting(out.path(), "."),
@@ -121,7 +133,14 @@ fn kill_9_during_compare_or_export_keeps_what_was_there() {
     let compare = |seed: u64| {
         let mut command = binary();
         command
-            .args(["compare", "--image-size", "32", "--max-epochs", "1", "--seed"])
+            .args([
+                "compare",
+                "--image-size",
+                "32",
+                "--max-epochs",
+                "1",
+                "--seed",
+            ])
             .arg(seed.to_string())
             .arg("--data")
             .arg(data.path())
@@ -130,7 +149,12 @@ fn kill_9_during_compare_or_export_keeps_what_was_there() {
         command
     };
     assert!(compare(1).status().expect("run").success());
-    let cases = ["small-similar", "small-different", "large-similar", "large-different"];
+    let cases = [
+        "small-similar",
+        "small-different",
+        "large-similar",
+        "large-different",
+    ];
     for round in 0..6u64 {
         let child = compare(round + 2).spawn().expect("spawn");
         let staging = |case: &str| !entries_starting(out.path(), &format!(".{case}.")).is_empty();
@@ -199,7 +223,12 @@ fn a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_model() {
     common::write_shapes(data.path(), 2, 6, 36, 13);
     let out = tempfile::tempdir().expect("out");
     let model = out.path().join("model");
-    assert!(train(data.path(), &model, 1).status().expect("run").success());
+    assert!(
+        train(data.path(), &model, 1)
+            .status()
+            .expect("run")
+            .success()
+    );
     let weights_before = std::fs::read(model.join("model.safetensors")).expect("weights");
 
     let mut command = train(data.path(), &model, 2);

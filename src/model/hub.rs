@@ -211,6 +211,15 @@ fn blob_sha256(pointer: &Path) -> Option<String> {
     (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_owned())
 }
 
+/// Removes a damaged cached file (its blob and the snapshot's link to it), so that the next
+/// fetch downloads it again instead of failing on it forever.
+pub fn evict(pointer: &Path) {
+    if let Ok(blob) = std::fs::canonicalize(pointer) {
+        let _ = std::fs::remove_file(blob);
+    }
+    let _ = std::fs::remove_file(pointer);
+}
+
 /// Fetches `repo` with the environment's hub.
 pub fn fetch(
     repo: &str,

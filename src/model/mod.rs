@@ -62,8 +62,8 @@ pub enum ModelError {
     #[error(transparent)]
     Hub(Box<hub::HubError>),
     #[error(
-        "{} does not have the sha256 its name promises ({expected}): a damaged download; \
-         delete it and fetch it again",
+        "{} did not have the sha256 its name promises ({expected}): a damaged download, now \
+         removed from the cache; run again to download it again",
         path.display()
     )]
     Corrupt { path: PathBuf, expected: String },

@@ -163,6 +163,11 @@ pub(super) fn load_raw(
             if let Some(expected) = &files.expected_sha256
                 && sha256_hex(&bytes) != *expected
             {
+                // Both came from the same (damaged) download.
+                hub::evict(&files.weights);
+                if let Some(config) = &files.config {
+                    hub::evict(config);
+                }
                 return Err(ModelError::Corrupt {
                     path: files.weights.clone(),
                     expected: expected.clone(),
@@ -175,7 +180,18 @@ pub(super) fn load_raw(
                 }
             })?;
             let config = match &files.config {
-                Some(path) => hub::read_config(path)?,
+                // A damaged config.json (a download cut short) leaves the cache, as the
+                // weights do, so that the next run fetches it again.
+                Some(path) => hub::read_config(path).map_err(|e| {
+                    hub::evict(path);
+                    match e {
+                        ModelError::BadConfig { path, reason } => ModelError::BadConfig {
+                            path,
+                            reason: format!("{reason}; removed from the cache, run again"),
+                        },
+                        other => other,
+                    }
+                })?,
                 None => None,
             };
             (weights, sha256_hex(&bytes), config)
