@@ -204,7 +204,8 @@ fn read_zip(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         if file.size() > MAX_STORAGE_BYTES as u64 {
             return Err(CheckpointError::Malformed(format!("{name} is too large")));
         }
-        let mut out = Vec::with_capacity(file.size() as usize);
+        // The size is what the header claims: reserve no more than the archive could hold.
+        let mut out = Vec::with_capacity((file.size() as usize).min(bytes.len()));
         file.read_to_end(&mut out)
             .map_err(|e| CheckpointError::Malformed(format!("{name}: {e}")))?;
         Ok(Some(out))

@@ -13,7 +13,8 @@ pub const ALPHA_BACKGROUND: [u8; 3] = [255, 255, 255];
 
 /// Guards against decompression bombs: images larger than this are refused before decoding.
 pub const MAX_SIDE_PX: u32 = 20_000;
-/// Largest allocation a decoder may make (the decoded image counts towards it).
+/// Largest decoded image (and largest allocation a decoder may make); converting it to RGB and
+/// turning it upright can take up to twice as much again.
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// File extensions treated as images (compared case-insensitively).
@@ -88,6 +89,20 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let decoded =
         crate::quiet_panic::catch_quietly(move || -> Result<DynamicImage, DecodeError> {
             let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+            // Not every decoder holds to `max_alloc` (GIF's canvas did not): the size the
+            // header announces is checked here, before any pixel is allocated.
+            let (width, height) = decoder.dimensions();
+            if width == 0 || height == 0 {
+                return Err(DecodeError::Corrupt(
+                    "the image has no pixels (0 wide or high)".into(),
+                ));
+            }
+            if decoder.total_bytes() > MAX_DECODE_BYTES {
+                return Err(DecodeError::TooLarge(format!(
+                    "{width} x {height} pixels need more than {} MiB",
+                    MAX_DECODE_BYTES >> 20
+                )));
+            }
             let orientation = decoder.orientation().ok();
             let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
             if let Some(orientation) = orientation {

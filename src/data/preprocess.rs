@@ -53,6 +53,29 @@ impl Preprocessing {
         }
     }
 
+    /// Whether a network can use these values (they come from files: a saved model, a hub
+    /// `config.json`): a crop of 16–1024 px, a resize side from the crop to 4× it, finite
+    /// means and positive standard deviations.
+    pub fn validate(&self) -> Result<(), String> {
+        let size = self.image_size_px;
+        if !(16..=1024).contains(&size) {
+            return Err(format!("image size {size} px is outside 16-1024"));
+        }
+        if !(size..=size.saturating_mul(4)).contains(&self.resize_px) {
+            return Err(format!(
+                "resize side {} px does not fit a {size} px crop",
+                self.resize_px
+            ));
+        }
+        if !self.mean.iter().all(|m| m.is_finite()) {
+            return Err("the mean is not a finite number".into());
+        }
+        if !self.std.iter().all(|s| s.is_finite() && *s > 1e-6) {
+            return Err("the standard deviation must be a positive number".into());
+        }
+        Ok(())
+    }
+
     /// Resize + centre crop: the square image the network sees at evaluation. Images already
     /// at the resize side (cached that way) are only cropped.
     pub fn eval_crop(&self, image: &RgbImage) -> RgbImage {

@@ -69,9 +69,20 @@ struct ConfigFile {
 }
 
 impl HubConfig {
-    /// Parses `config.json`; `None` when it names no preprocessing.
-    pub fn parse(text: &str) -> Result<Option<HubConfig>, serde_json::Error> {
-        Ok(serde_json::from_str::<ConfigFile>(text)?.pretrained_cfg)
+    /// Parses `config.json`; `None` when it names no preprocessing. Values a network cannot
+    /// use (a zero standard deviation, a crop of 10⁻³⁰⁰) are errors, not surprises later.
+    pub fn parse(text: &str) -> Result<Option<HubConfig>, String> {
+        let config = serde_json::from_str::<ConfigFile>(text)
+            .map_err(|e| e.to_string())?
+            .pretrained_cfg;
+        if let Some(c) = &config {
+            if c.crop_pct.is_some_and(|p| !(0.25..=1.0).contains(&p)) {
+                return Err("crop_pct must be between 0.25 and 1".into());
+            }
+            c.preprocessing(crate::data::preprocess::PRETRAINED_IMAGE_SIZE_PX)
+                .validate()?;
+        }
+        Ok(config)
     }
 
     /// Preprocessing for crops of `image_size_px`: timm's resize side is
@@ -79,7 +90,7 @@ impl HubConfig {
     pub fn preprocessing(&self, image_size_px: u32) -> Preprocessing {
         let crop_pct = self
             .crop_pct
-            .filter(|c| *c > 0.0 && *c <= 1.0)
+            .filter(|c| (0.25..=1.0).contains(c))
             .unwrap_or(0.875);
         let size = image_size_px.max(1);
         Preprocessing {
@@ -197,9 +208,9 @@ pub fn read_config(path: &Path) -> Result<Option<HubConfig>, ModelError> {
         path: path.to_owned(),
         source,
     })?;
-    HubConfig::parse(&text).map_err(|e| ModelError::BadConfig {
+    HubConfig::parse(&text).map_err(|reason| ModelError::BadConfig {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason,
     })
 }
 

@@ -208,31 +208,26 @@ impl TrainedModel {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| StoreError::Read { path, source })
         };
-        let manifest: Manifest =
-            serde_json::from_slice(&read(MANIFEST_FILE)?).map_err(|e| StoreError::BadManifest {
-                dir: dir.to_owned(),
-                reason: e.to_string(),
-            })?;
-        if manifest.format != FORMAT {
-            return Err(StoreError::WrongFormat {
-                dir: dir.to_owned(),
-                format: manifest.format,
-            });
-        }
-        if manifest.version > FORMAT_VERSION {
-            return Err(StoreError::NewerFormat {
-                dir: dir.to_owned(),
-                version: manifest.version,
-            });
-        }
-        let bytes = read(&manifest.weights_file)?;
-        if sha256_hex(&bytes) != manifest.weights_sha256 {
+        let manifest = read(MANIFEST_FILE)?;
+        let weights_file = parse_manifest(dir, &manifest)?.weights_file;
+        Self::from_bytes(dir, &manifest, &read(&weights_file)?, device)
+    }
+
+    /// A model from the bytes of its two files (`dir` names it in messages).
+    pub fn from_bytes(
+        dir: &Path,
+        manifest: &[u8],
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<(Self, Manifest), StoreError> {
+        let manifest = parse_manifest(dir, manifest)?;
+        if sha256_hex(bytes) != manifest.weights_sha256 {
             return Err(StoreError::ChecksumMismatch {
                 dir: dir.to_owned(),
                 file: manifest.weights_file,
             });
         }
-        let weights = Weights::from_safetensors_bytes(&bytes, device)?;
+        let weights = Weights::from_safetensors_bytes(bytes, device)?;
         let spec = NetworkSpec {
             backbone: manifest.backbone,
             cut_after: manifest.cut_after,
@@ -254,6 +249,41 @@ impl TrainedModel {
         };
         Ok((model, manifest))
     }
+}
+
+/// Reads and checks `model.json`: its format and version, a weights file inside the folder, and
+/// preprocessing and classes that a network can use.
+fn parse_manifest(dir: &Path, bytes: &[u8]) -> Result<Manifest, StoreError> {
+    let bad = |reason: String| StoreError::BadManifest {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if manifest.format != FORMAT {
+        return Err(StoreError::WrongFormat {
+            dir: dir.to_owned(),
+            format: manifest.format,
+        });
+    }
+    if manifest.version > FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            dir: dir.to_owned(),
+            version: manifest.version,
+        });
+    }
+    // Only a plain name beside model.json: never a path out of the folder (or /dev/zero).
+    let name = Path::new(&manifest.weights_file);
+    if name.components().count() != 1 || name.file_name().is_none() {
+        return Err(bad(format!(
+            "weights file {:?} is not a file name inside the folder",
+            manifest.weights_file
+        )));
+    }
+    if manifest.class_names.len() < 2 {
+        return Err(bad("a classifier needs at least two classes".into()));
+    }
+    manifest.preprocessing.validate().map_err(bad)?;
+    Ok(manifest)
 }
 
 /// Copies every tensor of a network (to compare weights before and after training).
