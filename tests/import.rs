@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use transfer_studio::checkpoint::{self, CheckpointError, CheckpointFormat, FloatStorage};
+use transfer_studio::data::decode::decode_rgb;
 
 fn import(input: &Path, out_dir: &Path, name: &str) -> Vec<u8> {
     let out = out_dir.join(name);
@@ -175,4 +176,38 @@ fn garbage_and_truncated_files_are_errors() {
     let out = dir.path().join("never.safetensors");
     assert!(checkpoint::import_weights(&path, &out, FloatStorage::Keep).is_err());
     assert!(!out.exists(), "a failed import left a file behind");
+}
+
+/// Odd but valid image variants (CMYK, YCbCr, Lab, palette, planar, 1-, 2-, 4-bit and float
+/// TIFFs; RLE and OS/2 BMPs; GIFs with a local or no colour table) decode like Pillow reads them.
+#[test]
+fn odd_image_variants_decode_as_pillow_reads_them() {
+    let dir = common::fixture("images");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("images")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tif") || n.ends_with(".bmp") || n.ends_with(".gif"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 15);
+    for name in names {
+        let ours = decode_rgb(&dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let pillow =
+            decode_rgb(&dir.join("pillow").join(format!("{name}.png"))).expect("reference");
+        assert_eq!(ours.dimensions(), pillow.dimensions(), "{name}");
+        let diff: f64 = ours
+            .as_raw()
+            .iter()
+            .zip(pillow.as_raw())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / ours.as_raw().len() as f64;
+        // Pillow's Lab conversion differs a little from the colorimetric one.
+        let tolerance = if name == "lab.tif" { 6.0 } else { 1.5 };
+        assert!(
+            diff <= tolerance,
+            "{name}: mean difference {diff:.2} levels"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 /// Transparent pixels are composited over white, the background that clip art and logos with
 /// alpha are drawn for.
@@ -84,34 +84,57 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         return Err(DecodeError::UnknownFormat);
     }
     reader.limits(limits());
+    let format = reader.format();
     // Decoders are third-party code: a panic inside one must not take the app down, nor
     // print panic text; the file is reported as unreadable.
-    let decoded =
-        crate::quiet_panic::catch_quietly(move || -> Result<DynamicImage, DecodeError> {
-            let mut decoder = reader.into_decoder().map_err(map_image_error)?;
-            // Not every decoder holds to `max_alloc` (GIF's canvas did not): the size the
-            // header announces is checked here, before any pixel is allocated.
-            let (width, height) = decoder.dimensions();
-            if width == 0 || height == 0 {
-                return Err(DecodeError::Corrupt(
-                    "the image has no pixels (0 wide or high)".into(),
-                ));
-            }
-            if decoder.total_bytes() > MAX_DECODE_BYTES {
-                return Err(DecodeError::TooLarge(format!(
-                    "{width} x {height} pixels need more than {} MiB",
-                    MAX_DECODE_BYTES >> 20
-                )));
-            }
-            let orientation = decoder.orientation().ok();
-            let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
-            if let Some(orientation) = orientation {
-                image.apply_orientation(orientation);
-            }
-            Ok(image)
+    let decoded = crate::quiet_panic::catch_quietly(move || {
+        decode_with_image_crate(reader).or_else(|error| match format {
+            // Valid variants the image crate refuses, read from the raw samples instead.
+            Some(ImageFormat::Tiff) => super::variants::decode_tiff(bytes)
+                .map(DynamicImage::ImageRgb8)
+                .map_err(|_| error),
+            Some(ImageFormat::Gif) => match super::variants::with_grey_palette(bytes) {
+                Some(patched) => {
+                    let mut reader = ImageReader::with_format(
+                        std::io::Cursor::new(patched.as_slice()),
+                        ImageFormat::Gif,
+                    );
+                    reader.limits(limits());
+                    decode_with_image_crate(reader).map_err(|_| error)
+                }
+                None => Err(error),
+            },
+            _ => Err(error),
         })
-        .map_err(|_| DecodeError::Corrupt("the decoder failed on this file".into()))??;
+    })
+    .map_err(|_| DecodeError::Corrupt("the decoder failed on this file".into()))??;
     Ok(to_rgb(decoded))
+}
+
+fn decode_with_image_crate(
+    reader: ImageReader<std::io::Cursor<&[u8]>>,
+) -> Result<DynamicImage, DecodeError> {
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    // Not every decoder holds to `max_alloc` (GIF's canvas did not): the size the
+    // header announces is checked here, before any pixel is allocated.
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt(
+            "the image has no pixels (0 wide or high)".into(),
+        ));
+    }
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        return Err(DecodeError::TooLarge(format!(
+            "{width} x {height} pixels need more than {} MiB",
+            MAX_DECODE_BYTES >> 20
+        )));
+    }
+    let orientation = decoder.orientation().ok();
+    let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+    if let Some(orientation) = orientation {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
 }
 
 /// Converts any colour type to RGB, compositing alpha over [`ALPHA_BACKGROUND`].

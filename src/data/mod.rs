@@ -5,3 +5,4 @@ pub mod decode;
 pub mod demo;
 pub mod preprocess;
 pub mod resize;
+pub mod variants;
