@@ -217,3 +217,61 @@ fn recommend_and_probe_print_json() {
     );
     assert_eq!(json.as_array().map(Vec::len), Some(7));
 }
+
+/// A valid file on which the TIFF decoder panics (image-rs/image-tiff#403): predict and train
+/// report it in one line and go on; no panic text, no backtrace (even with RUST_BACKTRACE=1).
+#[test]
+fn a_decoder_panic_is_one_quiet_line() {
+    let panicking = common::fixture("decoder-panic/tiled_planar.tif");
+    let output = binary()
+        .args(["predict", "--json", "--top-k", "1"])
+        .arg(&panicking)
+        .arg(common::fixture("coffee.png"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert!(
+        json[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("decoder failed")
+    );
+    assert_eq!(json[1]["top"][0]["label"], "espresso");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 6, 36, 21);
+    std::fs::copy(&panicking, data.path().join("circle").join("odd.tif")).expect("copy");
+    let out = tempfile::tempdir().expect("out");
+    let output = binary()
+        .args([
+            "train",
+            "--case",
+            "small-similar",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+        ])
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path().join("model"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let mentions: Vec<&str> = stderr.lines().filter(|l| l.contains("odd.tif")).collect();
+    assert_eq!(mentions.len(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}

@@ -391,3 +391,48 @@ fn onnx_export_round_trips() {
         },
     );
 }
+
+/// TIFF headers: interesting integers written over the tag values of generated TIFFs, which
+/// reaches the decoders' size arithmetic (where the `tiff` crate asserts instead of erroring).
+#[test]
+fn tiff_headers_decode_or_fail_in_words() {
+    let seeds: Vec<Vec<u8>> = image_seeds()
+        .into_iter()
+        .filter(|s| s.starts_with(b"II*\0") || s.starts_with(b"MM\0*"))
+        .collect();
+    assert!(seeds.len() >= 5);
+    fuzz(
+        "tiff-header",
+        10_000,
+        |rng| {
+            let mut data = seeds[rng.random_range(0..seeds.len())].clone();
+            for _ in 0..rng.random_range(1..4) {
+                let value = INTERESTING_U32[rng.random_range(0..INTERESTING_U32.len())];
+                let value = if rng.random_bool(0.3) {
+                    rng.random_range(0..64)
+                } else {
+                    value
+                };
+                let at = match ifd_range(&data) {
+                    Some(range) if rng.random_bool(0.8) => rng.random_range(range),
+                    _ => rng.random_range(0..data.len().saturating_sub(4).max(1)),
+                };
+                let width = if rng.random_bool(0.5) { 2 } else { 4 };
+                let bytes = value.to_le_bytes();
+                let end = (at + width).min(data.len());
+                data[at..end].copy_from_slice(&bytes[..end - at]);
+            }
+            data
+        },
+        |_| 3 * MAX_DECODE_BYTES as usize + 64 * MIB,
+        run_image,
+    );
+}
+
+/// Where a little-endian TIFF's first IFD lies (its entries, not the header).
+fn ifd_range(data: &[u8]) -> Option<std::ops::Range<usize>> {
+    let at = u32::from_le_bytes(data.get(4..8)?.try_into().ok()?) as usize;
+    let entries = usize::from(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?));
+    let end = (at + 2 + 12 * entries).min(data.len().saturating_sub(4));
+    (at + 2 < end).then_some(at + 2..end)
+}
