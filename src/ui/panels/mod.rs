@@ -3,6 +3,7 @@
 
 mod data;
 mod guide;
+mod heatmap;
 mod predict;
 mod results;
 mod strip;

@@ -33,8 +33,23 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     mistakes_ui(ui, app, eval);
 }
 
-/// The confusion matrix as a grid of buttons, shaded by count.
+/// Up to this many classes the confusion matrix is a grid of labelled buttons; beyond, one
+/// painted heat map (200 classes would be 40 000 buttons, laid out every frame).
+const BUTTON_MATRIX_MAX_CLASSES: usize = 12;
+/// The per-class table scrolls on its own beyond this many rows.
+const TABLE_ROWS_SHOWN: usize = 25;
+
 fn confusion_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
+    if eval.classes.len() <= BUTTON_MATRIX_MAX_CLASSES {
+        button_matrix_ui(ui, app, eval, out);
+    } else {
+        super::heatmap::heatmap_ui(ui, app.selected_cell, eval, out);
+        super::heatmap::top_confusions_ui(ui, eval, out);
+    }
+}
+
+/// The confusion matrix as a grid of buttons, shaded by count.
+fn button_matrix_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
     let max = eval
         .confusion
         .iter()
@@ -123,23 +138,40 @@ fn cell_images_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
     }
 }
 
-/// Precision, recall and support per class.
+/// Precision, recall and support per class; a long table scrolls under its header (only the
+/// visible rows are laid out).
 fn per_class_ui(ui: &mut egui::Ui, eval: &Evaluation) {
-    egui::Grid::new("per-class").striped(true).show(ui, |ui| {
-        ui.strong("class");
-        ui.strong("precision");
-        ui.strong("recall");
-        ui.strong("images");
-        ui.end_row();
-        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
-        for m in &eval.per_class {
-            ui.label(&m.class);
-            ui.label(pct(m.precision));
-            ui.label(pct(m.recall));
-            ui.label(m.support.to_string());
+    const COLUMN_PX: f32 = 110.0;
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1} %", v * 100.0));
+    egui::Grid::new("per-class-header")
+        .min_col_width(COLUMN_PX)
+        .show(ui, |ui| {
+            for title in ["class", "precision", "recall", "images"] {
+                ui.strong(title);
+            }
             ui.end_row();
-        }
-    });
+        });
+    let rows = |ui: &mut egui::Ui, range: std::ops::Range<usize>| {
+        egui::Grid::new("per-class")
+            .striped(true)
+            .min_col_width(COLUMN_PX)
+            .show(ui, |ui| {
+                for m in &eval.per_class[range] {
+                    ui.add(egui::Label::new(&m.class).truncate())
+                        .on_hover_text(&m.class);
+                    ui.label(pct(m.precision));
+                    ui.label(pct(m.recall));
+                    ui.label(m.support.to_string());
+                    ui.end_row();
+                }
+            });
+    };
+    let n = eval.per_class.len();
+    let row_height_px = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+    egui::ScrollArea::vertical()
+        .id_salt("per-class-scroll")
+        .max_height(row_height_px * TABLE_ROWS_SHOWN as f32)
+        .show_rows(ui, row_height_px, n, rows);
 }
 
 /// A gallery of misclassified validation images with their true and predicted classes.
