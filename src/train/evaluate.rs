@@ -53,17 +53,24 @@ pub(super) fn evaluate_samples(
 ) -> Result<Evaluation, ModelError> {
     let predictor = Predictor::from_network(network, classes.to_vec(), pre.clone())?;
     let mut rows = Vec::with_capacity(samples.len());
-    for group in samples.chunks(EVAL_BATCH) {
-        let crops = eval_crops(group, pre);
-        let (good, kept): (Vec<_>, Vec<_>) = group
+    let groups: Vec<&[Sample]> = samples.chunks(EVAL_BATCH).collect();
+    // The next groups are read and cropped on a helper thread while this one runs.
+    let prepare = |g: usize| -> (Vec<image::RgbImage>, Vec<&Sample>) {
+        let crops = eval_crops(groups[g], pre);
+        groups[g]
             .iter()
             .zip(crops)
             .filter_map(|(s, c)| c.ok().map(|c| (c, s)))
-            .unzip();
-        for (probs, sample) in predictor.probabilities(&good)?.into_iter().zip(kept) {
-            rows.push((sample.path.clone(), sample.label, probs));
+            .unzip()
+    };
+    crate::data::prefetch::prefetched(groups.len(), prepare, |prepared| {
+        for (good, kept) in prepared {
+            for (probs, sample) in predictor.probabilities(&good)?.into_iter().zip(kept) {
+                rows.push((sample.path.clone(), sample.label, probs));
+            }
         }
-    }
+        Ok::<(), ModelError>(())
+    })?;
     Ok(Evaluation::from_probabilities(classes, rows))
 }
 

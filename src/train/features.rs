@@ -48,6 +48,14 @@ pub fn eval_crops(samples: &[Sample], pre: &Preprocessing) -> Vec<Result<RgbImag
         .collect()
 }
 
+/// One group of samples, read and cropped.
+#[derive(Default)]
+struct Batch<'a> {
+    crops: Vec<RgbImage>,
+    kept: Vec<&'a Sample>,
+    skipped: Vec<SkippedFile>,
+}
+
 /// Runs `forward` (an NHWC batch → `[B, F]` per output) over `samples` in batches of `batch`
 /// and stacks the results: one [`FeatureSet`] per output of `forward`.
 ///
@@ -65,30 +73,40 @@ pub fn extract_multi<E: From<candle_core::Error>>(
     let mut labels = Vec::with_capacity(samples.len());
     let mut paths = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
-    let mut done = 0;
-    for group in samples.chunks(batch.max(1)) {
-        let crops = eval_crops(group, pre);
-        let mut good = Vec::with_capacity(group.len());
-        for (sample, crop) in group.iter().zip(crops) {
+    let groups: Vec<&[Sample]> = samples.chunks(batch.max(1)).collect();
+    // The next groups are read and cropped on a helper thread while this one runs forward.
+    let prepare = |g: usize| {
+        let crops = eval_crops(groups[g], pre);
+        let mut batch = Batch::default();
+        for (sample, crop) in groups[g].iter().zip(crops) {
             match crop {
                 Ok(c) => {
-                    good.push(c);
-                    labels.push(sample.label);
-                    paths.push(sample.path.clone());
+                    batch.crops.push(c);
+                    batch.kept.push(sample);
                 }
-                Err(reason) => skipped.push(SkippedFile {
+                Err(reason) => batch.skipped.push(SkippedFile {
                     path: sample.path.clone(),
                     reason,
                 }),
             }
         }
-        if !good.is_empty() {
-            let input = pre.batch_tensor(&good, device)?;
-            chunks.push(forward(&input)?);
+        let input = (!batch.crops.is_empty()).then(|| pre.batch_tensor(&batch.crops, device));
+        (batch, input)
+    };
+    crate::data::prefetch::prefetched(groups.len(), prepare, |prepared| {
+        let mut done = 0;
+        for (batch, input) in prepared {
+            done += batch.kept.len() + batch.skipped.len();
+            labels.extend(batch.kept.iter().map(|s| s.label));
+            paths.extend(batch.kept.iter().map(|s| s.path.clone()));
+            skipped.extend(batch.skipped);
+            if let Some(input) = input {
+                chunks.push(forward(&input?)?);
+            }
+            progress(done, samples.len())?;
         }
-        done += group.len();
-        progress(done, samples.len())?;
-    }
+        Ok::<(), E>(())
+    })?;
     let outputs = chunks.first().map_or(0, Vec::len);
     let label_tensor = Tensor::from_vec(
         labels.iter().map(|&l| l as u32).collect::<Vec<u32>>(),

@@ -208,53 +208,66 @@ impl FineTune<'_> {
         let order = shuffled(self.dataset.train.len(), plan.seed, epoch);
         let mut rng = sample_rng(plan.seed, epoch, DROPOUT_STREAM);
         let mut totals = EpochTotals::default();
-        for (b, chunk) in order.chunks(plan.batch_size).enumerate() {
-            ctx.poll()?;
-            let step_start = Instant::now();
-            self.optim.set_progress(self.step, self.total_steps);
-            self.step += 1;
-            let samples: Vec<&Sample> = chunk.iter().map(|&i| &self.dataset.train[i]).collect();
-            let (images, labels, skipped) =
-                training_batch(&samples, chunk, self.pre, plan, epoch, &device)?;
-            totals.skipped.extend(skipped);
-            let count = labels.dim(0)?;
-            if count == 0 {
-                continue;
+        let chunks: Vec<&[usize]> = order.chunks(plan.batch_size).collect();
+        let (dataset, pre) = (self.dataset, self.pre);
+        // The next batches are read and cropped on a helper thread while this one computes.
+        let prepare = |b: usize| {
+            let samples: Vec<&Sample> = chunks[b].iter().map(|&i| &dataset.train[i]).collect();
+            training_batch(&samples, chunks[b], pre, plan, epoch, &device)
+        };
+        let finished = crate::data::prefetch::prefetched(chunks.len(), prepare, |batches| {
+            // A step's time runs from the end of the previous one: waiting for data counts.
+            let mut step_start = Instant::now();
+            for (b, batch) in batches.enumerate() {
+                ctx.poll()?;
+                self.optim.set_progress(self.step, self.total_steps);
+                self.step += 1;
+                let (images, labels, skipped) = batch?;
+                totals.skipped.extend(skipped);
+                let count = labels.dim(0)?;
+                if count == 0 {
+                    continue;
+                }
+                let x = self.frozen.forward_units(&images, 0, first_trainable)?;
+                let features = network.forward_train(&x)?;
+                let step = classifier_step(
+                    network,
+                    &features,
+                    &labels,
+                    plan.dropout,
+                    &mut rng,
+                    &mut self.optim,
+                )?;
+                let Some((loss_value, hits)) = step else {
+                    tracker.diverged(epoch, b + 1);
+                    return Ok(false);
+                };
+                totals.loss_sum += loss_value * count as f64;
+                totals.correct += hits;
+                totals.seen += count;
+                let step_secs = step_start.elapsed().as_secs_f64();
+                step_start = Instant::now();
+                tracker.images += count;
+                tracker.train_secs += step_secs;
+                let remaining_images = (self.total_steps - self.step) * plan.batch_size;
+                let remaining_val = (plan.epochs - epoch_in_phase) as f64 * self.val_secs.max(0.0)
+                    / (epoch_in_phase.max(1)) as f64;
+                let event = TrainEvent::Batch {
+                    phase: Phase::FineTune,
+                    epoch,
+                    batch: b + 1,
+                    batches: self.batches,
+                    loss: loss_value,
+                    images_per_sec: count as f64 / step_secs.max(1e-9),
+                    eta_secs: remaining_images as f64 / tracker.images_per_sec().max(1e-9)
+                        + remaining_val,
+                };
+                ctx.batch_event(event, b + 1 == self.batches)?;
             }
-            let x = self.frozen.forward_units(&images, 0, first_trainable)?;
-            let features = network.forward_train(&x)?;
-            let step = classifier_step(
-                network,
-                &features,
-                &labels,
-                plan.dropout,
-                &mut rng,
-                &mut self.optim,
-            )?;
-            let Some((loss_value, hits)) = step else {
-                tracker.diverged(epoch, b + 1);
-                return Ok(None);
-            };
-            totals.loss_sum += loss_value * count as f64;
-            totals.correct += hits;
-            totals.seen += count;
-            let step_secs = step_start.elapsed().as_secs_f64();
-            tracker.images += count;
-            tracker.train_secs += step_secs;
-            let remaining_images = (self.total_steps - self.step) * plan.batch_size;
-            let remaining_val = (plan.epochs - epoch_in_phase) as f64 * self.val_secs.max(0.0)
-                / (epoch_in_phase.max(1)) as f64;
-            let event = TrainEvent::Batch {
-                phase: Phase::FineTune,
-                epoch,
-                batch: b + 1,
-                batches: self.batches,
-                loss: loss_value,
-                images_per_sec: count as f64 / step_secs.max(1e-9),
-                eta_secs: remaining_images as f64 / tracker.images_per_sec().max(1e-9)
-                    + remaining_val,
-            };
-            ctx.batch_event(event, b + 1 == self.batches)?;
+            Ok::<bool, TrainError>(true)
+        })?;
+        if !finished {
+            return Ok(None);
         }
         Ok(Some(totals))
     }
