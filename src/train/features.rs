@@ -69,7 +69,9 @@ pub fn extract_multi<E: From<candle_core::Error>>(
     forward: impl Fn(&Tensor) -> candle_core::Result<Vec<Tensor>>,
     mut progress: impl FnMut(usize, usize) -> Result<(), E>,
 ) -> Result<(Vec<FeatureSet>, Vec<SkippedFile>), E> {
-    let mut chunks: Vec<Vec<Tensor>> = Vec::new();
+    // Each output's rows, appended in place: holding the batches and then concatenating them
+    // would need twice the memory (100 000 Lite0 features are 512 MB).
+    let mut stacked: Vec<(Vec<f32>, usize)> = Vec::new();
     let mut labels = Vec::with_capacity(samples.len());
     let mut paths = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();
@@ -101,23 +103,31 @@ pub fn extract_multi<E: From<candle_core::Error>>(
             paths.extend(batch.kept.iter().map(|s| s.path.clone()));
             skipped.extend(batch.skipped);
             if let Some(input) = input {
-                chunks.push(forward(&input?)?);
+                let outputs = forward(&input?)?;
+                if stacked.is_empty() {
+                    for t in &outputs {
+                        let width = t.dim(1)?;
+                        stacked.push((Vec::with_capacity(samples.len() * width), width));
+                    }
+                }
+                for ((rows, _), t) in stacked.iter_mut().zip(&outputs) {
+                    rows.extend(t.flatten_all()?.to_vec1::<f32>()?);
+                }
             }
             progress(done, samples.len())?;
         }
         Ok::<(), E>(())
     })?;
-    let outputs = chunks.first().map_or(0, Vec::len);
     let label_tensor = Tensor::from_vec(
         labels.iter().map(|&l| l as u32).collect::<Vec<u32>>(),
         labels.len(),
         device,
     )?;
-    let mut sets = Vec::with_capacity(outputs);
-    for k in 0..outputs {
-        let parts: Vec<&Tensor> = chunks.iter().map(|c| &c[k]).collect();
+    let mut sets = Vec::with_capacity(stacked.len());
+    for (rows, width) in stacked {
+        let count = rows.len() / width.max(1);
         sets.push(FeatureSet {
-            features: Tensor::cat(&parts, 0)?,
+            features: Tensor::from_vec(rows, (count, width), device)?,
             labels: label_tensor.clone(),
             label_values: labels.clone(),
             paths: paths.clone(),

@@ -78,7 +78,7 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
     {
         out.push(Command::SetUsePercent(percent));
     }
-    let used = app.training_dataset().map_or(0, |d| d.train.len());
+    let used = dataset.subset_len(f64::from(app.settings.use_percent) / 100.0);
     ui.label(format!(
         "{} classes; {} training images in use ({:.0} per class), {} validation images; \
          {} held in memory",
@@ -119,9 +119,16 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
         egui::CollapsingHeader::new(format!("{} files skipped", dataset.skipped.len())).show(
             ui,
             |ui| {
-                for s in &dataset.skipped {
-                    ui.label(format!("{}: {}", s.path.display(), s.reason));
-                }
+                // Only the visible lines are laid out (there may be thousands).
+                let row_height_px = ui.text_style_height(&egui::TextStyle::Body);
+                egui::ScrollArea::vertical()
+                    .id_salt("skipped-files")
+                    .max_height(row_height_px * 12.0)
+                    .show_rows(ui, row_height_px, dataset.skipped.len(), |ui, range| {
+                        for s in &dataset.skipped[range] {
+                            ui.label(format!("{}: {}", s.path.display(), s.reason));
+                        }
+                    });
             },
         );
     }
