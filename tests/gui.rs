@@ -381,3 +381,65 @@ fn two_hundred_classes_show_as_a_heat_map() {
     let selected = h.state().state().selected_cell.expect("a cell is selected");
     assert!(selected.0 >= 90 && selected.0 <= 110 && selected.1 >= 90 && selected.1 <= 110);
 }
+
+/// Frame times while a large folder loads and trains (a measurement, not a pass/fail test):
+/// `TRANSFER_STUDIO_LOAD_TEST_DIR=DIR cargo test --release --test gui -- --ignored --nocapture`
+/// with DIR holding, say, 100 000 generated images in 10 classes.
+#[test]
+#[ignore = "a measurement on a large folder; see the doc comment"]
+fn frame_times_while_a_large_folder_loads_and_trains() {
+    let Some(dir) = std::env::var_os("TRANSFER_STUDIO_LOAD_TEST_DIR") else {
+        eprintln!("set TRANSFER_STUDIO_LOAD_TEST_DIR");
+        return;
+    };
+    let mut h = harness();
+    h.state_mut().apply(Command::SetPlan(TrainPlan {
+        image_size_px: 32,
+        epochs: 1,
+        ..Case::SmallSimilar.plan()
+    }));
+    let report = |what: &str, mut ms: Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "{what}: {} frames, median {:.1} ms, 99th percentile {:.1} ms, max {:.1} ms",
+            ms.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    };
+    let mut frame = |h: &mut Harness<'static, StudioApp>| {
+        let start = Instant::now();
+        h.step();
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        std::thread::sleep(Duration::from_millis(16));
+        ms
+    };
+    let start = Instant::now();
+    h.state_mut().apply(Command::SetTrainFolder(dir.into()));
+    let mut loading = Vec::new();
+    while h.state().state().dataset.is_none() && start.elapsed().as_secs() < 600 {
+        loading.push(frame(&mut h));
+    }
+    eprintln!("loaded in {:.1} s", start.elapsed().as_secs_f64());
+    report("while loading", loading);
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(frame(&mut h));
+    }
+    report("Data tab, loaded", idle);
+    h.state_mut().apply(Command::StartTraining);
+    let mut training = Vec::new();
+    while start.elapsed().as_secs() < 900
+        && !h
+            .state()
+            .state()
+            .runs
+            .last()
+            .is_some_and(|r| matches!(r.status, RunStatus::Finished | RunStatus::Failed(_)))
+    {
+        training.push(frame(&mut h));
+    }
+    report("while training", training);
+}

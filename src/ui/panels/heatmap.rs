@@ -12,6 +12,8 @@ use crate::train::Evaluation;
 
 /// The widest the map is drawn.
 const MAX_SIDE_PX: f32 = 640.0;
+/// Room left beside the map for the list of confusions.
+const LIST_WIDTH_PX: f32 = 300.0;
 /// How many confusions the list beside the map names.
 const TOP_CONFUSIONS: usize = 10;
 
@@ -85,7 +87,7 @@ pub(super) fn heatmap_ui(
 ) {
     let n = eval.classes.len();
     let texture = texture(ui.ctx(), eval);
-    let side_px = ui.available_width().clamp(1.0, MAX_SIDE_PX);
+    let side_px = (ui.available_width() - LIST_WIDTH_PX).clamp(160.0, MAX_SIDE_PX);
     let (rect, response) = ui.allocate_exact_size(Vec2::splat(side_px), Sense::click());
     let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
     ui.painter().image(texture.id(), rect, uv, Color32::WHITE);
@@ -141,7 +143,8 @@ pub(super) fn top_confusions_ui(ui: &mut egui::Ui, eval: &Evaluation, out: &mut 
                 .map(move |(p, &c)| (c, t, p))
         })
         .collect();
-    pairs.sort_unstable_by(|a, b| b.cmp(a));
+    // Most frequent first; ties in class order.
+    pairs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
     ui.label(format!(
         "Most frequent confusions ({} pairs in all):",
         pairs.len()

@@ -43,8 +43,11 @@ fn confusion_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut 
     if eval.classes.len() <= BUTTON_MATRIX_MAX_CLASSES {
         button_matrix_ui(ui, app, eval, out);
     } else {
-        super::heatmap::heatmap_ui(ui, app.selected_cell, eval, out);
-        super::heatmap::top_confusions_ui(ui, eval, out);
+        // The list of frequent confusions beside the map (below it in a narrow window).
+        ui.horizontal_wrapped(|ui| {
+            super::heatmap::heatmap_ui(ui, app.selected_cell, eval, out);
+            ui.vertical(|ui| super::heatmap::top_confusions_ui(ui, eval, out));
+        });
     }
 }
 
