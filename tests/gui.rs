@@ -409,7 +409,7 @@ fn frame_times_while_a_large_folder_loads_and_trains() {
             at(1.0)
         );
     };
-    let mut frame = |h: &mut Harness<'static, StudioApp>| {
+    let frame = |h: &mut Harness<'static, StudioApp>| {
         let start = Instant::now();
         h.step();
         let ms = start.elapsed().as_secs_f64() * 1000.0;
