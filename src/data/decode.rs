@@ -85,6 +85,9 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     }
     reader.limits(limits());
     let format = reader.format();
+    if format == Some(ImageFormat::Tiff) {
+        super::variants::check_tiff_text_fields(bytes).map_err(DecodeError::TooLarge)?;
+    }
     // Decoders are third-party code: a panic inside one must not take the app down, nor
     // print panic text; the file is reported as unreadable.
     let decoded = crate::quiet_panic::catch_quietly(move || {

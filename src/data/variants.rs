@@ -225,6 +225,56 @@ fn lab_to_srgb(p: &[u8]) -> [u8; 3] {
     [gamma(r), gamma(g), gamma(bl)]
 }
 
+/// Largest text field (TIFF type ASCII) accepted in the first IFD: real files hold names and
+/// dates there. The `tiff` crate would otherwise allocate what a hostile count says, and on
+/// refusing prints a `dbg!` line of its own to stderr.
+const MAX_TEXT_FIELD_BYTES: u64 = 1 << 20;
+
+/// Refuses a TIFF whose first IFD announces a text field larger than
+/// [`MAX_TEXT_FIELD_BYTES`] (classic and BigTIFF layouts).
+pub fn check_tiff_text_fields(bytes: &[u8]) -> Result<(), String> {
+    const ASCII: u16 = 2;
+    let (big_endian, big) = match bytes.get(..4) {
+        Some(b"II*\0") => (false, false),
+        Some(b"MM\0*") => (true, false),
+        Some(b"II+\0") => (false, true),
+        Some(b"MM\0+") => (true, true),
+        _ => return Ok(()),
+    };
+    let int = |at: usize, len: usize| -> Option<u64> {
+        let field = bytes.get(at..at.checked_add(len)?)?;
+        let mut value = 0u64;
+        for i in 0..len {
+            let byte = if big_endian {
+                field[i]
+            } else {
+                field[len - 1 - i]
+            };
+            value = (value << 8) | u64::from(byte);
+        }
+        Some(value)
+    };
+    let (ifd, count_len, entry_len, field_len) = if big {
+        (int(8, 8), 8, 20, 8)
+    } else {
+        (int(4, 4), 2, 12, 4)
+    };
+    let Some(ifd) = ifd.and_then(|o| usize::try_from(o).ok()) else {
+        return Ok(());
+    };
+    let entries = int(ifd, count_len).unwrap_or(0).min(4096) as usize;
+    for i in 0..entries {
+        let entry = ifd + count_len + entry_len * i;
+        let (Some(kind), Some(count)) = (int(entry + 2, 2), int(entry + 4, field_len)) else {
+            break;
+        };
+        if kind == u64::from(ASCII) && count > MAX_TEXT_FIELD_BYTES {
+            return Err(format!("a TIFF text field of {count} bytes"));
+        }
+    }
+    Ok(())
+}
+
 /// The first IFD's photometric interpretation and the byte offset of its value.
 fn photometric_tag(bytes: &[u8]) -> Option<(u16, usize)> {
     let big_endian = match bytes.get(..4)? {
@@ -300,6 +350,23 @@ mod tests {
         );
         let samples = DecodingResult::U8(vec![0b1010_0000]);
         assert_eq!(unpack(&samples, 3, 1, 1).expect("unpack"), [1, 0, 1]);
+    }
+
+    #[test]
+    fn a_huge_text_field_is_refused_before_the_tiff_crate_reads_it() {
+        // Classic TIFF, one IFD entry: ImageDescription (270), ASCII, 256 MiB.
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec();
+        tiff.extend_from_slice(&270u16.to_le_bytes());
+        tiff.extend_from_slice(&2u16.to_le_bytes());
+        tiff.extend_from_slice(&(256u32 << 20).to_le_bytes());
+        tiff.extend_from_slice(&[0; 8]);
+        let error = check_tiff_text_fields(&tiff).expect_err("refused");
+        assert!(error.contains("text field"), "{error}");
+        assert!(check_tiff_text_fields(b"II*\0\x08\0\0\0\0\0").is_ok());
+        assert!(matches!(
+            crate::data::decode::decode_rgb_bytes(&tiff),
+            Err(crate::data::decode::DecodeError::TooLarge(_))
+        ));
     }
 
     #[test]
