@@ -507,17 +507,7 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
     // A connection that drops halfway: the short file is caught by its sha256.
     let home2 = tempfile::tempdir().expect("HF_HOME");
     let endpoint = mock_hub(files.clone(), Serve::Half, 16);
-    let out = binary()
-        .args([
-            "predict",
-            "--backbone",
-            "resnet18",
-            "--weights",
-            "hf:test/dl",
-        ])
-        .arg(common::fixture("coffee.png"))
-        .env("HF_HOME", home2.path())
-        .env("HF_ENDPOINT", endpoint)
+    let out = predict_from_hub("test/dl", home2.path(), &endpoint)
         .output()
         .expect("runs");
     assert!(!out.status.success());
@@ -526,17 +516,7 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
     assert!(!err.contains("panicked"), "{err}");
     // The damaged file left the cache: the next run downloads it again and succeeds.
     let endpoint = mock_hub(files, Serve::Whole, 16);
-    let again = binary()
-        .args([
-            "predict",
-            "--backbone",
-            "resnet18",
-            "--weights",
-            "hf:test/dl",
-        ])
-        .arg(common::fixture("coffee.png"))
-        .env("HF_HOME", home2.path())
-        .env("HF_ENDPOINT", endpoint)
+    let again = predict_from_hub("test/dl", home2.path(), &endpoint)
         .output()
         .expect("runs");
     assert!(
@@ -544,6 +524,18 @@ fn hub_downloads_are_cached_verified_and_then_used_offline() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+/// `predict` with ResNet-18 weights from `repo` on the hub at `endpoint`, cached under `home`.
+fn predict_from_hub(repo: &str, home: &Path, endpoint: &str) -> Command {
+    let mut command = binary();
+    command
+        .args(["predict", "--backbone", "resnet18", "--weights"])
+        .arg(format!("hf:{repo}"))
+        .arg(common::fixture("coffee.png"))
+        .env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint);
+    command
 }
 
 /// Files of the hub cache's blob folder of `repo` under `home`.
@@ -571,18 +563,8 @@ fn a_download_killed_halfway_is_finished_by_the_next_run() {
     let files = vec![("model.safetensors".to_owned(), bytes.clone(), sha.clone())];
     let home = tempfile::tempdir().expect("HF_HOME");
     let run = |endpoint: String| {
-        let mut command = binary();
+        let mut command = predict_from_hub("test/kill", home.path(), &endpoint);
         command
-            .args([
-                "predict",
-                "--backbone",
-                "resnet18",
-                "--weights",
-                "hf:test/kill",
-            ])
-            .arg(common::fixture("coffee.png"))
-            .env("HF_HOME", home.path())
-            .env("HF_ENDPOINT", endpoint)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         command

@@ -5,11 +5,12 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
+use tempfile::TempDir;
 use transfer_studio::train::TrainedModel;
 
 fn binary() -> Command {
@@ -63,6 +64,18 @@ fn kill_when(mut child: Child, ready: impl Fn() -> bool, deadline: Duration) -> 
     }
 }
 
+/// A dataset, and a folder holding a model trained on it (in `out/model`).
+fn with_a_saved_model(seed: u64) -> (TempDir, TempDir, PathBuf) {
+    common::init();
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 6, 36, seed);
+    let out = tempfile::tempdir().expect("out");
+    let model = out.path().join("model");
+    let status = train(data.path(), &model, 1).status().expect("run");
+    assert!(status.success());
+    (data, out, model)
+}
+
 fn assert_loads(dir: &Path) {
     if let Err(e) = TrainedModel::load(dir, &Device::Cpu) {
         panic!("{} no longer loads: {e}", dir.display());
@@ -71,17 +84,7 @@ fn assert_loads(dir: &Path) {
 
 #[test]
 fn kill_9_during_training_or_its_save_keeps_the_previous_model() {
-    common::init();
-    let data = tempfile::tempdir().expect("data");
-    common::write_shapes(data.path(), 2, 6, 36, 11);
-    let out = tempfile::tempdir().expect("out");
-    let model = out.path().join("model");
-    assert!(
-        train(data.path(), &model, 1)
-            .status()
-            .expect("run")
-            .success()
-    );
+    let (data, out, model) = with_a_saved_model(11);
     assert_loads(&model);
 
     let (mut in_save, mut in_training) = (0, 0);
@@ -218,17 +221,7 @@ fn with_file_size_limit(command: &mut Command, limit_bytes: u64) {
 
 #[test]
 fn a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_model() {
-    common::init();
-    let data = tempfile::tempdir().expect("data");
-    common::write_shapes(data.path(), 2, 6, 36, 13);
-    let out = tempfile::tempdir().expect("out");
-    let model = out.path().join("model");
-    assert!(
-        train(data.path(), &model, 1)
-            .status()
-            .expect("run")
-            .success()
-    );
+    let (data, out, model) = with_a_saved_model(13);
     let weights_before = std::fs::read(model.join("model.safetensors")).expect("weights");
 
     let mut command = train(data.path(), &model, 2);
