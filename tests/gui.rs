@@ -443,3 +443,75 @@ fn frame_times_while_a_large_folder_loads_and_trains() {
     }
     report("while training", training);
 }
+
+/// Without xdg-desktop-portal or zenity (as here and in CI) the desktop's dialog cannot open:
+/// the window says so once and opens its own browser, where a typed path and a click choose
+/// the training folder, and files are picked for Predict.
+#[test]
+fn without_a_desktop_dialog_the_built_in_browser_picks_folders_and_images() {
+    use transfer_studio::ui::browser::PathRequest;
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 4, 40, 9);
+    let mut h = harness();
+    h.state_mut().apply(Command::Pick(PathRequest::TrainFolder));
+    step_until(&mut h, "the built-in browser", |app| app.browser.is_some());
+    assert!(h.state().state().native_dialog_failed);
+    h.get_by_label_contains("could not open");
+
+    let field = h.get_by(|n| n.author_id() == Some("browser-path"));
+    field.focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by(|n| n.author_id() == Some("browser-path"))
+        .type_text(&data.path().display().to_string());
+    h.step();
+    h.get_by_label("Go").click();
+    step_until(&mut h, "the typed folder's listing", |app| {
+        app.browser
+            .as_ref()
+            .is_some_and(|b| b.dir == data.path() && b.entries.is_some())
+    });
+    // Its class folders are listed; "Choose this folder" loads it.
+    h.get_by_label("circle/");
+    h.get_by(|n| n.author_id() == Some("browser-choose"))
+        .click();
+    step_until(&mut h, "the dataset", |app| app.dataset.is_some());
+    assert_eq!(
+        h.state().state().settings.train_dir.as_deref(),
+        Some(data.path())
+    );
+    assert!(h.state().state().browser.is_none());
+
+    // Add images: the browser opens at once now; enter a class folder, pick two files.
+    h.state_mut().apply(Command::Pick(PathRequest::Images));
+    step_until(&mut h, "the browser", |app| {
+        app.browser.as_ref().is_some_and(|b| b.entries.is_some())
+    });
+    h.get_by_label("circle/").click();
+    step_until(&mut h, "the class folder", |app| {
+        app.browser
+            .as_ref()
+            .is_some_and(|b| b.dir.ends_with("circle") && b.entries.is_some())
+    });
+    h.get_by_label("000.png").click();
+    h.step();
+    h.get_by_label("001.png").click();
+    h.step();
+    h.step();
+    h.get_by_label("Add 2 images").click();
+    h.step();
+    let added: Vec<String> = h
+        .state()
+        .state()
+        .predictions
+        .iter()
+        .map(|p| {
+            p.path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(added, ["000.png", "001.png"]);
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::command::Command;
-use super::jobs::{FolderPurpose, JobError, JobResult, Jobs};
+use super::jobs::{JobError, JobResult, Jobs};
 use super::panels;
 use super::runs::{Effect, apply_event};
 use super::session::{Session, SessionEvent};
@@ -196,19 +196,23 @@ impl StudioApp {
     fn on_job(&mut self, result: JobResult) {
         let state = &mut self.state;
         match result {
-            JobResult::FolderPicked { purpose, path } => {
-                match purpose {
-                    FolderPurpose::Train => state.settings.train_dir = Some(path),
-                    FolderPurpose::Validation => state.settings.val_dir = Some(path),
+            JobResult::Picked { request, paths } => self.apply_picked(request, paths),
+            JobResult::DialogUnavailable(request) => {
+                if !state.native_dialog_failed {
+                    state.native_dialog_failed = true;
+                    state.notices.push(
+                        "The desktop's file dialog could not open (no xdg-desktop-portal or \
+                         zenity): using the built-in browser; a folder can also be dropped on \
+                         the window."
+                            .into(),
+                    );
                 }
-                self.apply(Command::LoadDataset);
+                self.open_browser(request);
             }
-            JobResult::ImagesPicked(paths) => self.apply(Command::AddImages(paths)),
-            JobResult::ModelFolderPicked { save: true, path } => {
-                self.apply(Command::SaveModelTo(path));
-            }
-            JobResult::ModelFolderPicked { save: false, path } => {
-                self.apply(Command::OpenModelFrom(path));
+            JobResult::Listed { dir, entries } => {
+                if let Some(browser) = state.browser.as_mut().filter(|b| b.dir == dir) {
+                    browser.entries = Some(entries);
+                }
             }
             JobResult::DatasetLoaded(result) => self.on_dataset(result),
             JobResult::Thumbnail { path, image } => self.pending_thumbnails.push((path, image)),
@@ -229,7 +233,6 @@ impl StudioApp {
                     .push(format!("model saved to {}", dir.display()));
             }
             JobResult::ModelSaved(Err(e)) => state.errors.push(format!("saving failed: {e}")),
-            JobResult::OnnxFilePicked(path) => self.apply(Command::ExportOnnxTo(path)),
             JobResult::Exported(Ok(path)) => {
                 state
                     .notices

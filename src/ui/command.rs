@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::app::StudioApp;
-use super::jobs::FolderPurpose;
+use super::browser::{BrowserEdit, FileBrowser, PathRequest};
 use super::session::Session;
 use super::state::{CELL_THUMBNAILS, Run, Tab};
 use crate::data::dataset::LoadOptions;
@@ -19,7 +19,16 @@ pub const THUMBNAILS_PER_CLASS: usize = 6;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     ShowTab(Tab),
-    PickFolder(FolderPurpose),
+    /// Asks for a path (the desktop's dialog, or the in-window browser where it cannot open),
+    /// then acts on the answer: loads a folder, opens or saves a model, adds images, exports.
+    Pick(PathRequest),
+    /// The in-window browser: show this folder.
+    BrowseTo(PathBuf),
+    /// The in-window browser: an edit of its typed path, new name or picked files.
+    EditBrowser(BrowserEdit),
+    /// The in-window browser: answer with what it shows, or close it.
+    ChooseInBrowser,
+    CloseBrowser,
     /// Uses this folder as the training data (and the split for validation), and loads it.
     SetTrainFolder(PathBuf),
     ClearValidation,
@@ -33,19 +42,12 @@ pub enum Command {
     StartTraining,
     Train(TrainCommand),
     ClearRuns,
-    /// Asks for a folder, then saves there.
-    SaveModel,
-    /// Asks for a saved model's folder, then opens it.
-    OpenModel,
     /// Saves the trained model into this folder (in the background).
     SaveModelTo(PathBuf),
     /// Opens the saved model in this folder (in the background).
     OpenModelFrom(PathBuf),
-    /// Asks for a file name, then exports the trained model to ONNX there.
-    ExportOnnx,
     /// Exports the trained model to this ONNX file (in the background).
     ExportOnnxTo(PathBuf),
-    PickImages,
     /// Adds these images to Predict and classifies them.
     AddImages(Vec<PathBuf>),
     ClearImages,
@@ -69,7 +71,11 @@ impl StudioApp {
     pub fn apply(&mut self, command: Command) {
         match command {
             Command::ShowTab(tab) => self.state_mut().settings.tab = tab,
-            Command::PickFolder(purpose) => self.jobs.pick_folder(purpose),
+            Command::Pick(request) => self.pick(request),
+            Command::BrowseTo(_)
+            | Command::EditBrowser(_)
+            | Command::ChooseInBrowser
+            | Command::CloseBrowser => self.apply_browser_command(command),
             Command::SetTrainFolder(dir) => {
                 let settings = &mut self.state_mut().settings;
                 settings.train_dir = Some(dir);
@@ -121,13 +127,9 @@ impl StudioApp {
                     self.state_mut().runs.clear();
                 }
             }
-            Command::SaveModel
-            | Command::OpenModel
-            | Command::SaveModelTo(_)
+            Command::SaveModelTo(_)
             | Command::OpenModelFrom(_)
-            | Command::ExportOnnx
             | Command::ExportOnnxTo(_)
-            | Command::PickImages
             | Command::AddImages(_)
             | Command::ClearImages
             | Command::ShowCell { .. }
@@ -138,8 +140,6 @@ impl StudioApp {
     /// The commands about models, images and results.
     fn apply_model_command(&mut self, command: Command) {
         match command {
-            Command::SaveModel => self.jobs.pick_model_folder(true),
-            Command::OpenModel => self.jobs.pick_model_folder(false),
             Command::SaveModelTo(dir) => {
                 let state = self.state();
                 match &state.trained {
@@ -155,7 +155,6 @@ impl StudioApp {
                 }
             }
             Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
-            Command::ExportOnnx => self.jobs.pick_onnx_file(),
             Command::ExportOnnxTo(path) => match &self.state().trained {
                 Some(model) => {
                     let metrics = self
@@ -170,7 +169,6 @@ impl StudioApp {
                     .errors
                     .push("nothing trained or opened to export yet".into()),
             },
-            Command::PickImages => self.jobs.pick_images(),
             Command::AddImages(paths) => self.add_images(paths),
             Command::ClearImages => self.state_mut().predictions.clear(),
             Command::ShowCell { truth, predicted } => self.show_cell(truth, predicted),
@@ -337,5 +335,77 @@ impl StudioApp {
         state.progress = Default::default();
         state.runs.push(run);
         state.settings.tab = Tab::Train;
+    }
+}
+
+impl StudioApp {
+    /// Asks the desktop for a path, or opens the in-window browser once the desktop's dialog
+    /// has failed to open.
+    fn pick(&mut self, request: PathRequest) {
+        if self.state().native_dialog_failed {
+            self.open_browser(request);
+        } else {
+            self.jobs.pick(request);
+        }
+    }
+
+    pub(super) fn open_browser(&mut self, request: PathRequest) {
+        let settings = &self.state().settings;
+        let near = match request {
+            PathRequest::ValidationFolder => {
+                settings.val_dir.as_ref().or(settings.train_dir.as_ref())
+            }
+            _ => settings.train_dir.as_ref(),
+        };
+        let dir = super::browser::start_dir(near.map(PathBuf::as_path));
+        self.state_mut().browser = Some(FileBrowser::new(request, dir.clone()));
+        self.jobs.list_dir(dir, request);
+    }
+
+    /// Acts on a dialog's answer.
+    pub(super) fn apply_picked(&mut self, request: PathRequest, mut paths: Vec<PathBuf>) {
+        let Some(first) = paths.first().cloned() else {
+            return;
+        };
+        match request {
+            PathRequest::TrainFolder | PathRequest::ValidationFolder => {
+                let settings = &mut self.state_mut().settings;
+                if request == PathRequest::TrainFolder {
+                    settings.train_dir = Some(first);
+                } else {
+                    settings.val_dir = Some(first);
+                }
+                self.apply(Command::LoadDataset);
+            }
+            PathRequest::OpenModel => self.apply(Command::OpenModelFrom(first)),
+            PathRequest::SaveModel => self.apply(Command::SaveModelTo(first)),
+            PathRequest::OnnxFile => self.apply(Command::ExportOnnxTo(first)),
+            PathRequest::Images => {
+                paths.sort();
+                self.apply(Command::AddImages(paths));
+            }
+        }
+    }
+
+    fn apply_browser_command(&mut self, command: Command) {
+        let Some(browser) = self.state_mut().browser.as_mut() else {
+            return;
+        };
+        match command {
+            Command::BrowseTo(dir) => {
+                browser.go_to(dir.clone());
+                let request = browser.request;
+                self.jobs.list_dir(dir, request);
+            }
+            Command::EditBrowser(edit) => browser.edit(edit),
+            Command::ChooseInBrowser => {
+                if let Some(paths) = browser.chosen() {
+                    let request = browser.request;
+                    self.state_mut().browser = None;
+                    self.apply_picked(request, paths);
+                }
+            }
+            _ => self.state_mut().browser = None,
+        }
     }
 }

@@ -8,6 +8,7 @@ use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use image::RgbImage;
 
+use super::browser::PathRequest;
 use crate::data::dataset::{Dataset, DatasetError, LoadOptions, LoadProgress, load_dataset};
 use crate::data::decode::{DecodeError, decode_rgb};
 use crate::guide::probe::{ProbeOptions, ProbePoint, depth_probe};
@@ -41,14 +42,17 @@ pub enum JobError {
 /// Results of background work.
 #[derive(Debug)]
 pub enum JobResult {
-    FolderPicked {
-        purpose: FolderPurpose,
-        path: PathBuf,
+    /// A file dialog's answer (native or in-window).
+    Picked {
+        request: PathRequest,
+        paths: Vec<PathBuf>,
     },
-    ImagesPicked(Vec<PathBuf>),
-    ModelFolderPicked {
-        save: bool,
-        path: PathBuf,
+    /// The desktop's file dialog could not open.
+    DialogUnavailable(PathRequest),
+    /// A folder listed for the in-window browser.
+    Listed {
+        dir: PathBuf,
+        entries: Result<Vec<super::browser::Entry>, String>,
     },
     DatasetLoaded(Result<Arc<Dataset>, JobError>),
     Thumbnail {
@@ -60,19 +64,14 @@ pub enum JobResult {
         result: Result<(egui::ColorImage, Vec<ClassProb>), JobError>,
     },
     ModelSaved(Result<PathBuf, JobError>),
-    OnnxFilePicked(PathBuf),
     Exported(Result<PathBuf, JobError>),
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
     Probed(Result<Vec<ProbePoint>, JobError>),
 }
 
-/// What a picked folder is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderPurpose {
-    Train,
-    Validation,
-}
+/// A dialog answering faster than this showed nothing (nobody cancels a dialog that quickly).
+const NO_DIALOG_SECS: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Spawns named threads for background work and collects their results.
 pub struct Jobs {
@@ -154,33 +153,39 @@ impl Jobs {
         let _ = tx.send(result);
     }
 
-    /// Native folder dialog (blocking, so on its own thread). `None` (no portal, or the user
-    /// cancelled) sends nothing.
-    pub fn pick_folder(&self, purpose: FolderPurpose) {
-        self.spawn("folder-dialog", move |tx| {
-            if let Some(path) = rfd::FileDialog::new().pick_folder() {
-                Self::send(tx, JobResult::FolderPicked { purpose, path });
+    /// The desktop's file dialog (blocking, so on its own thread). It answers `Picked`; a
+    /// dialog that returns nothing at once (no xdg-desktop-portal and no zenity: rfd gives up
+    /// without showing anything) answers `DialogUnavailable`; a cancelled one, nothing.
+    pub fn pick(&self, request: PathRequest) {
+        self.spawn("file-dialog", move |tx| {
+            let started = std::time::Instant::now();
+            let dialog = rfd::FileDialog::new().set_title(request.title());
+            let paths = match request {
+                PathRequest::Images => dialog
+                    .add_filter("images", crate::data::decode::IMAGE_EXTENSIONS)
+                    .pick_files(),
+                PathRequest::OnnxFile => dialog
+                    .add_filter("ONNX", &["onnx"])
+                    .set_file_name(request.default_name())
+                    .save_file()
+                    .map(|p| vec![p]),
+                _ => dialog.pick_folder().map(|p| vec![p]),
+            };
+            match paths {
+                Some(paths) => Self::send(tx, JobResult::Picked { request, paths }),
+                None if started.elapsed() < NO_DIALOG_SECS => {
+                    Self::send(tx, JobResult::DialogUnavailable(request));
+                }
+                None => {}
             }
         });
     }
 
-    pub fn pick_model_folder(&self, save: bool) {
-        self.spawn("model-dialog", move |tx| {
-            if let Some(path) = rfd::FileDialog::new().pick_folder() {
-                Self::send(tx, JobResult::ModelFolderPicked { save, path });
-            }
-        });
-    }
-
-    pub fn pick_images(&self) {
-        self.spawn("image-dialog", move |tx| {
-            let exts = crate::data::decode::IMAGE_EXTENSIONS;
-            if let Some(paths) = rfd::FileDialog::new()
-                .add_filter("images", exts)
-                .pick_files()
-            {
-                Self::send(tx, JobResult::ImagesPicked(paths));
-            }
+    /// Lists a folder for the in-window browser.
+    pub fn list_dir(&self, dir: PathBuf, request: PathRequest) {
+        self.spawn("list-dir", move |tx| {
+            let entries = super::browser::list_dir(&dir, request);
+            Self::send(tx, JobResult::Listed { dir, entries });
         });
     }
 
@@ -253,19 +258,6 @@ impl Jobs {
         });
     }
 
-    /// Native save dialog for an `.onnx` file.
-    pub fn pick_onnx_file(&self) {
-        self.spawn("onnx-dialog", move |tx| {
-            if let Some(path) = rfd::FileDialog::new()
-                .add_filter("ONNX", &["onnx"])
-                .set_file_name("model.onnx")
-                .save_file()
-            {
-                Self::send(tx, JobResult::OnnxFilePicked(path));
-            }
-        });
-    }
-
     /// Exports a trained model to ONNX.
     pub fn export_onnx(&self, model: TrainedModel, metrics: Option<SavedMetrics>, path: PathBuf) {
         self.spawn("onnx-export", move |tx| {
@@ -302,9 +294,9 @@ impl Jobs {
             match crate::data::demo::materialize(pack, &root) {
                 Ok(path) => Self::send(
                     tx,
-                    JobResult::FolderPicked {
-                        purpose: FolderPurpose::Train,
-                        path,
+                    JobResult::Picked {
+                        request: PathRequest::TrainFolder,
+                        paths: vec![path],
                     },
                 ),
                 Err(source) => Self::send(

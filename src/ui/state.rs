@@ -166,6 +166,10 @@ pub struct AppState {
     pub recommending: bool,
     pub probe: Option<Result<Vec<ProbePoint>, String>>,
     pub probing: bool,
+    /// The in-window file browser, while open.
+    pub browser: Option<super::browser::FileBrowser>,
+    /// The desktop's file dialog could not open once: the in-window browser is used from then.
+    pub native_dialog_failed: bool,
 }
 
 impl std::fmt::Debug for AppState {

@@ -2,8 +2,8 @@
 
 use egui::{Color32, Vec2};
 
+use super::super::browser::PathRequest;
 use super::super::command::{Command, THUMBNAILS_PER_CLASS};
-use super::super::jobs::FolderPurpose;
 use super::super::state::AppState;
 use crate::data::dataset::Dataset;
 use crate::data::demo::DemoPack;
@@ -30,7 +30,7 @@ fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.label("One sub-folder per class, images inside. Drop a folder onto the window, or:");
     ui.horizontal(|ui| {
         if ui.button("Choose training folder…").clicked() {
-            out.push(Command::PickFolder(FolderPurpose::Train));
+            out.push(Command::Pick(PathRequest::TrainFolder));
         }
         if let Some(dir) = &app.settings.train_dir {
             ui.monospace(dir.display().to_string());
@@ -38,7 +38,7 @@ fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     });
     ui.horizontal(|ui| {
         if ui.button("Choose validation folder…").clicked() {
-            out.push(Command::PickFolder(FolderPurpose::Validation));
+            out.push(Command::Pick(PathRequest::ValidationFolder));
         }
         match &app.settings.val_dir {
             Some(dir) => {

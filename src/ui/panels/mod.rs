@@ -1,6 +1,7 @@
 //! Layout, one file per panel. Each panel reads [`AppState`] and returns [`Command`]s; nothing
 //! here touches the disk, decodes images or blocks.
 
+mod browser;
 mod data;
 mod guide;
 mod heatmap;
@@ -87,5 +88,8 @@ pub fn show(ui: &mut egui::Ui, app: &AppState) -> Vec<Command> {
             Tab::Predict => predict::predict_panel(ui, app, &mut out),
         });
     });
+    if let Some(b) = &app.browser {
+        browser::browser_ui(ui.ctx(), b, &mut out);
+    }
     out
 }

@@ -2,6 +2,7 @@
 
 use egui::{Color32, Sense, Vec2};
 
+use super::super::browser::PathRequest;
 use super::super::command::Command;
 use super::super::state::AppState;
 
@@ -19,7 +20,7 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     };
     ui.horizontal(|ui| {
         if ui.button("Add images…").clicked() {
-            out.push(Command::PickImages);
+            out.push(Command::Pick(PathRequest::Images));
         }
         if ui
             .add_enabled(!app.predictions.is_empty(), egui::Button::new("Clear"))
@@ -33,7 +34,7 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             .on_hover_text("the classifier in use, with its labels and preprocessing")
             .clicked()
         {
-            out.push(Command::ExportOnnx);
+            out.push(Command::Pick(PathRequest::OnnxFile));
         }
     });
     for item in &app.predictions {

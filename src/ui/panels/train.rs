@@ -2,6 +2,7 @@
 
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
 
+use super::super::browser::PathRequest;
 use super::super::command::Command;
 use super::super::state::{AppState, RunStatus};
 use super::run_colour;
@@ -101,16 +102,16 @@ fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             .add_enabled(app.trained.is_some(), egui::Button::new("Save model…"))
             .clicked()
         {
-            out.push(Command::SaveModel);
+            out.push(Command::Pick(PathRequest::SaveModel));
         }
         if ui
             .add_enabled(app.trained.is_some(), egui::Button::new("Export ONNX…"))
             .clicked()
         {
-            out.push(Command::ExportOnnx);
+            out.push(Command::Pick(PathRequest::OnnxFile));
         }
         if ui.button("Open model…").clicked() {
-            out.push(Command::OpenModel);
+            out.push(Command::Pick(PathRequest::OpenModel));
         }
     });
 }
