@@ -15,7 +15,8 @@ pub(super) fn browser_ui(ctx: &egui::Context, browser: &FileBrowser, out: &mut V
     egui::Window::new(browser.request.title())
         .id(egui::Id::unique("file-browser"))
         .collapsible(false)
-        .default_size([560.0, 420.0])
+        .anchor(egui::Align2::CENTER_TOP, [0.0, 80.0])
+        .default_width(560.0)
         .show(ctx, |ui| {
             path_row_ui(ui, browser, out);
             ui.horizontal(|ui| {
