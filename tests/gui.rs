@@ -515,3 +515,77 @@ fn without_a_desktop_dialog_the_built_in_browser_picks_folders_and_images() {
         .collect();
     assert_eq!(added, ["000.png", "001.png"]);
 }
+
+/// Trains on `dir` with the selected plan and waits for the run to end.
+fn train_on(h: &mut Harness<'static, StudioApp>, dir: &std::path::Path, classes: usize) {
+    h.state_mut().apply(Command::SetTrainFolder(dir.to_owned()));
+    step_until(h, "the dataset", |app| {
+        app.dataset
+            .as_ref()
+            .is_some_and(|d| d.classes.len() == classes)
+            && !app.recommending
+    });
+    let runs = h.state().state().runs.len();
+    h.state_mut().apply(Command::StartTraining);
+    step_until(h, "training", |app| {
+        app.runs.len() == runs + 1
+            && app
+                .runs
+                .last()
+                .is_some_and(|r| matches!(r.status, RunStatus::Finished | RunStatus::Failed(_)))
+    });
+}
+
+/// Two runs on different data: Results shows either (switching changes the confusion matrix);
+/// once the plan changes, Results and Predict say the model is the previous run's.
+#[test]
+fn results_of_any_run_and_a_notice_when_the_model_is_stale() {
+    let two = tempfile::tempdir().expect("data");
+    common::write_shapes(two.path(), 2, 6, 40, 4);
+    let three = tempfile::tempdir().expect("data");
+    common::write_shapes(three.path(), 3, 6, 40, 5);
+    let mut h = harness();
+    h.state_mut().apply(Command::SetPlan(TrainPlan {
+        image_size_px: 32,
+        epochs: 2,
+        ..Case::SmallSimilar.plan()
+    }));
+    train_on(&mut h, two.path(), 2);
+    train_on(&mut h, three.path(), 3);
+    h.state_mut().apply(Command::ShowTab(Tab::Results));
+    h.step();
+    h.step();
+    assert!(
+        h.query_by(|n| n.author_id() == Some("confusion-2-2"))
+            .is_some(),
+        "the current model: 3 classes"
+    );
+    assert!(h.query_by_label_contains("previous run's model").is_none());
+
+    h.get_by(|n| n.author_id() == Some("results-run")).click();
+    h.step();
+    h.step();
+    h.get_by_label_contains("#1 (").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().state().results_run, Some(0));
+    assert!(
+        h.query_by(|n| n.author_id() == Some("confusion-2-2"))
+            .is_none(),
+        "run 1: 2 classes"
+    );
+    assert!(
+        h.query_by(|n| n.author_id() == Some("confusion-1-1"))
+            .is_some()
+    );
+
+    h.state_mut().apply(Command::ShowRunResults(None));
+    h.state_mut().apply(Command::SelectCase(Case::LargeSimilar));
+    h.step();
+    h.step();
+    h.get_by_label_contains("previous run's model: the plan changed");
+    h.state_mut().apply(Command::ShowTab(Tab::Predict));
+    h.step();
+    h.step();
+    h.get_by_label_contains("previous run's model");
+}

@@ -169,6 +169,8 @@ impl StudioApp {
         let had_model = self.state.trained.is_some();
         self.state.trained_report = Some(outcome.report);
         self.state.trained = Some(outcome.model);
+        self.state.trained_data = self.state.training_data.clone();
+        self.state.results_run = None;
         self.state.selected_cell = None;
         self.queue_mistake_thumbnails();
         if !had_model && !self.state.predictions.is_empty() {
@@ -176,11 +178,10 @@ impl StudioApp {
         }
     }
 
-    fn queue_mistake_thumbnails(&mut self) {
+    pub(super) fn queue_mistake_thumbnails(&mut self) {
         if let Some(eval) = self
             .state
-            .trained_report
-            .as_ref()
+            .shown_report()
             .and_then(|r| r.evaluation.as_ref())
         {
             let paths = eval
@@ -247,6 +248,8 @@ impl StudioApp {
                 ));
                 state.trained = Some(*model);
                 state.trained_report = None;
+                state.trained_data = None;
+                state.results_run = None;
                 self.rerun_predictions();
             }
             JobResult::ModelOpened(Err(e)) => state.errors.push(format!("cannot open: {e}")),

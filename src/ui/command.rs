@@ -55,6 +55,8 @@ pub enum Command {
         truth: usize,
         predicted: usize,
     },
+    /// Results shows this run's results (`None`: the current model's).
+    ShowRunResults(Option<usize>),
     DismissError(usize),
     /// Trains the four presets one after the other on the current data.
     CompareAll,
@@ -133,6 +135,7 @@ impl StudioApp {
             | Command::AddImages(_)
             | Command::ClearImages
             | Command::ShowCell { .. }
+            | Command::ShowRunResults(_)
             | Command::DismissError(_) => self.apply_model_command(command),
         }
     }
@@ -172,6 +175,12 @@ impl StudioApp {
             Command::AddImages(paths) => self.add_images(paths),
             Command::ClearImages => self.state_mut().predictions.clear(),
             Command::ShowCell { truth, predicted } => self.show_cell(truth, predicted),
+            Command::ShowRunResults(run) => {
+                let state = self.state_mut();
+                state.results_run = run;
+                state.selected_cell = None;
+                self.queue_mistake_thumbnails();
+            }
             Command::DismissError(i) => {
                 let errors = &mut self.state_mut().errors;
                 if i < errors.len() {
@@ -242,11 +251,7 @@ impl StudioApp {
     fn show_cell(&mut self, truth: usize, predicted: usize) {
         self.state_mut().selected_cell = Some((truth, predicted));
         let state = self.state();
-        if let Some(eval) = state
-            .trained_report
-            .as_ref()
-            .and_then(|r| r.evaluation.as_ref())
-        {
+        if let Some(eval) = state.shown_report().and_then(|r| r.evaluation.as_ref()) {
             let paths: Vec<PathBuf> = eval
                 .predictions
                 .iter()
@@ -333,6 +338,7 @@ impl StudioApp {
         let state = self.state_mut();
         state.training = true;
         state.progress = Default::default();
+        state.training_data = Some(state.settings.data_choice());
         state.runs.push(run);
         state.settings.tab = Tab::Train;
     }

@@ -76,6 +76,25 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The data a run trains on, as chosen here.
+    pub fn data_choice(&self) -> DataChoice {
+        DataChoice {
+            train_dir: self.train_dir.clone(),
+            val_dir: self.val_dir.clone(),
+            use_percent: self.use_percent,
+        }
+    }
+}
+
+/// Which data a model was trained on (to tell when the window's choice has moved on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChoice {
+    pub train_dir: Option<PathBuf>,
+    pub val_dir: Option<PathBuf>,
+    pub use_percent: u32,
+}
+
 /// A training run shown in the charts.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -166,6 +185,11 @@ pub struct AppState {
     pub recommending: bool,
     pub probe: Option<Result<Vec<ProbePoint>, String>>,
     pub probing: bool,
+    /// The data of the run in progress, and of the model it made (`None`: opened from disk).
+    pub training_data: Option<DataChoice>,
+    pub trained_data: Option<DataChoice>,
+    /// The run whose results Results shows (`None`: the current model's).
+    pub results_run: Option<usize>,
     /// The in-window file browser, while open.
     pub browser: Option<super::browser::FileBrowser>,
     /// The desktop's file dialog could not open once: the in-window browser is used from then.
@@ -192,6 +216,27 @@ impl AppState {
             f64::from(self.settings.use_percent) / 100.0,
             self.settings.plan.seed,
         )))
+    }
+
+    /// The report Results shows: the chosen run's, else the current model's.
+    pub fn shown_report(&self) -> Option<&TrainReport> {
+        match self.results_run {
+            Some(i) => self.runs.get(i).and_then(|r| r.report.as_ref()),
+            None => self.trained_report.as_ref(),
+        }
+    }
+
+    /// Why the current model no longer matches the window's choices, if it does not: the data
+    /// or the plan changed after it was trained here.
+    pub fn stale_model_reason(&self) -> Option<&'static str> {
+        let (model, data) = (self.trained.as_ref()?, self.trained_data.as_ref()?);
+        if *data != self.settings.data_choice() {
+            Some("the training data changed since")
+        } else if model.plan != self.settings.plan {
+            Some("the plan changed since")
+        } else {
+            None
+        }
     }
 
     /// Which cut point and trainable units the block strip shows.

@@ -41,6 +41,17 @@ pub(super) fn tag(ui: &egui::Ui, response: &egui::Response, id: &str) {
         .accesskit_node_builder(response.id, move |node| node.set_author_id(id_owned));
 }
 
+/// Says that the model shown is the previous run's when the data or the plan changed after it
+/// was trained.
+pub(super) fn stale_model_ui(ui: &mut egui::Ui, app: &AppState) {
+    if let Some(reason) = app.stale_model_reason() {
+        ui.colored_label(
+            Color32::from_rgb(200, 140, 30),
+            format!("This is the previous run's model: {reason}. Train again to update it."),
+        );
+    }
+}
+
 /// The whole window.
 pub fn show(ui: &mut egui::Ui, app: &AppState) -> Vec<Command> {
     let mut out = Vec::new();

@@ -18,6 +18,7 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             "No model trained yet: showing what the pretrained network sees (ImageNet's 1000 classes).",
         ),
     };
+    super::stale_model_ui(ui, app);
     ui.horizontal(|ui| {
         if ui.button("Add images…").clicked() {
             out.push(Command::Pick(PathRequest::Images));

@@ -3,20 +3,20 @@
 use egui::{Color32, RichText, Stroke, Vec2};
 
 use super::super::command::Command;
-use super::super::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS};
+use super::super::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS, Run};
 use super::tag;
 use crate::train::Evaluation;
 
 pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.heading("Results");
-    let Some(eval) = app
-        .trained_report
-        .as_ref()
-        .and_then(|r| r.evaluation.as_ref())
-    else {
+    run_selector_ui(ui, app, out);
+    let Some(eval) = app.shown_report().and_then(|r| r.evaluation.as_ref()) else {
         ui.label("Train a model to see its confusion matrix and mistakes.");
         return;
     };
+    if app.results_run.is_none() {
+        super::stale_model_ui(ui, app);
+    }
     ui.label(format!(
         "validation accuracy {:.1} % on {} images",
         eval.accuracy * 100.0,
@@ -31,6 +31,47 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     per_class_ui(ui, eval);
     ui.separator();
     mistakes_ui(ui, app, eval);
+}
+
+/// Which run's results to show: the current model's, or any earlier run's.
+fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    let runs: Vec<(usize, &Run, f64)> = app
+        .runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| {
+            let eval = run.report.as_ref()?.evaluation.as_ref()?;
+            Some((i, run, eval.accuracy))
+        })
+        .collect();
+    if runs.len() < 2 && app.results_run.is_none() {
+        return;
+    }
+    const CURRENT: &str = "the current model";
+    let selected = app
+        .results_run
+        .and_then(|i| app.runs.get(i))
+        .map_or(CURRENT.to_owned(), |r| r.label.clone());
+    let combo = egui::ComboBox::from_label("results of")
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(app.results_run.is_none(), CURRENT)
+                .clicked()
+            {
+                out.push(Command::ShowRunResults(None));
+            }
+            for (i, run, accuracy) in runs {
+                let text = format!("{} ({:.1} %)", run.label, accuracy * 100.0);
+                if ui
+                    .selectable_label(app.results_run == Some(i), text)
+                    .clicked()
+                {
+                    out.push(Command::ShowRunResults(Some(i)));
+                }
+            }
+        });
+    tag(ui, &combo.response, "results-run");
 }
 
 /// Up to this many classes the confusion matrix is a grid of labelled buttons; beyond, one
