@@ -1,12 +1,12 @@
 //! The Train panel: controls, progress and the live loss and accuracy charts.
 
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{Line, LineStyle, Plot, PlotPoints, VLine};
 
 use super::super::browser::PathRequest;
 use super::super::command::Command;
 use super::super::state::{AppState, RunStatus};
 use super::run_colour;
-use crate::train::{EpochMetrics, TrainCommand};
+use crate::train::{EpochMetrics, Phase, TrainCommand};
 
 /// Per run: the training series solid, the validation series dashed, in the run's colour.
 pub(super) fn epoch_lines(
@@ -149,24 +149,22 @@ fn progress_ui(ui: &mut egui::Ui, app: &AppState) {
     }
 }
 
-/// Loss and accuracy per epoch for every run, batch losses faint behind.
+/// Loss and accuracy per epoch for every run, batch losses faint behind, the start of
+/// fine-tuning marked; the legend sits below the charts (inside, it covered the curves), and the
+/// charts take the height the window has.
 fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
-    let height = 220.0;
+    let height_px = (ui.ctx().content_rect().height() - 420.0).clamp(200.0, 640.0);
     ui.columns(2, |cols| {
         cols[0].label("loss");
         Plot::new("loss-plot")
-            .legend(Legend::default())
-            .height(height)
+            .height(height_px)
             .x_axis_label("epoch")
             .show(&mut cols[0], |plot| {
-                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
-                // Batch losses share the run's "train" legend entry (one entry per line kind
-                // and run keeps the legend readable with four runs overlaid).
                 for (i, run) in app.runs.iter().enumerate() {
                     if !run.batch_losses.is_empty() {
                         plot.line(
                             Line::new(
-                                format!("{} train", run.label),
+                                format!("{} batches", run.label),
                                 PlotPoints::from(run.batch_losses.clone()),
                             )
                             .color(run_colour(i).gamma_multiply(0.35))
@@ -174,18 +172,65 @@ fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
                         );
                     }
                 }
+                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
+                phase_marks(plot, app);
             });
         cols[1].label("accuracy");
         Plot::new("accuracy-plot")
-            .legend(Legend::default())
-            .height(height)
+            .height(height_px)
             .x_axis_label("epoch")
             .include_y(0.0)
             .include_y(1.0)
             .show(&mut cols[1], |plot| {
                 epoch_lines(plot, app, |m| m.train_accuracy, |m| m.val_accuracy);
+                phase_marks(plot, app);
             });
     });
+    legend_ui(ui, app);
+}
+
+/// A dotted vertical line where a run's fine-tuning starts (after its classifier-only epochs).
+fn phase_marks(plot: &mut egui_plot::PlotUi<'_>, app: &AppState) {
+    for (i, run) in app.runs.iter().enumerate() {
+        let head_only = run.epochs.iter().any(|m| m.phase == Phase::HeadOnly);
+        let first_fine_tune = run.epochs.iter().find(|m| m.phase == Phase::FineTune);
+        if let (true, Some(m)) = (head_only, first_fine_tune) {
+            plot.vline(
+                VLine::new(
+                    format!("{}: fine-tuning starts", run.label),
+                    m.epoch as f64 - 1.0,
+                )
+                .color(run_colour(i))
+                .style(LineStyle::dotted_dense()),
+            );
+        }
+    }
+}
+
+/// Which colour is which run, and what the line styles mean.
+fn legend_ui(ui: &mut egui::Ui, app: &AppState) {
+    if app.runs.is_empty() {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        for (i, run) in app.runs.iter().enumerate() {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 10.0), egui::Sense::hover());
+            ui.painter().hline(
+                rect.x_range(),
+                rect.center().y,
+                egui::Stroke::new(2.5, run_colour(i)),
+            );
+            ui.label(&run.label);
+            ui.add_space(8.0);
+        }
+    });
+    ui.label(
+        egui::RichText::new(
+            "solid: training, dashed: validation, faint: each batch's loss, dotted: \
+             fine-tuning starts",
+        )
+        .weak(),
+    );
 }
 
 /// One row per run: best validation accuracy, time, trainable parameters.
