@@ -589,3 +589,35 @@ fn results_of_any_run_and_a_notice_when_the_model_is_stale() {
     h.step();
     h.get_by_label_contains("previous run's model");
 }
+
+/// Compare all four ends with a summary in Results: bars, a table, the four confusion matrices;
+/// clicking one shows that run's full results.
+#[test]
+fn compare_all_four_ends_with_a_side_by_side_summary() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 5, 40, 6);
+    let mut h = harness();
+    h.state_mut()
+        .apply(Command::SetTrainFolder(data.path().to_owned()));
+    step_until(&mut h, "the dataset", |app| {
+        app.dataset.is_some() && !app.recommending
+    });
+    h.state_mut().apply(Command::CompareAll);
+    step_until(&mut h, "the four presets", |app| {
+        app.runs.len() == 4 && !app.training
+    });
+    assert!(h.state().state().last_comparison().is_some());
+    h.state_mut().apply(Command::ShowTab(Tab::Results));
+    h.step();
+    h.step();
+    h.get_by_label("Compare all four");
+    h.get_by_label("trainable parameters");
+    for case in Case::ALL {
+        let id = format!("compare-matrix-{}", case as usize);
+        h.get_by(|n| n.author_id() == Some(id.as_str()));
+    }
+    h.get_by(|n| n.author_id() == Some("compare-matrix-2"))
+        .click();
+    h.step();
+    assert_eq!(h.state().state().results_run, Some(2));
+}

@@ -226,6 +226,27 @@ impl AppState {
         }
     }
 
+    /// The four runs of the last finished Compare all four, in the guide's order (the last
+    /// four runs, one per case, each with its results), with their indices.
+    pub fn last_comparison(&self) -> Option<Vec<(usize, &Run)>> {
+        let n = self.runs.len();
+        if self.training || n < Case::ALL.len() {
+            return None;
+        }
+        let last: Vec<(usize, &Run)> = self
+            .runs
+            .iter()
+            .enumerate()
+            .skip(n - Case::ALL.len())
+            .collect();
+        let complete = last.iter().zip(Case::ALL).all(|((_, run), case)| {
+            run.case == Some(case)
+                && run.status == RunStatus::Finished
+                && run.report.as_ref().is_some_and(|r| r.evaluation.is_some())
+        });
+        complete.then_some(last)
+    }
+
     /// Why the current model no longer matches the window's choices, if it does not: the data
     /// or the plan changed after it was trained here.
     pub fn stale_model_reason(&self) -> Option<&'static str> {

@@ -60,9 +60,9 @@ fn heatmap_image(eval: &Evaluation) -> ColorImage {
     ColorImage::new([n, n], pixels)
 }
 
-/// The texture of `eval`'s map, made on first use and kept in egui's memory.
-fn texture(ctx: &egui::Context, eval: &Evaluation) -> TextureHandle {
-    let id = egui::Id::unique("confusion-heatmap");
+/// The texture of `eval`'s map, made on first use and kept in egui's memory under `slot`.
+pub(super) fn texture(ctx: &egui::Context, eval: &Evaluation, slot: &str) -> TextureHandle {
+    let id = egui::Id::unique(("confusion-heatmap", slot));
     let key = fingerprint(eval);
     if let Some((cached, handle)) = ctx.data(|d| d.get_temp::<(u64, TextureHandle)>(id))
         && cached == key
@@ -86,7 +86,7 @@ pub(super) fn heatmap_ui(
     out: &mut Vec<Command>,
 ) {
     let n = eval.classes.len();
-    let texture = texture(ui.ctx(), eval);
+    let texture = texture(ui.ctx(), eval, "results");
     let side_px = (ui.available_width() - LIST_WIDTH_PX).clamp(160.0, MAX_SIDE_PX);
     let (rect, response) = ui.allocate_exact_size(Vec2::splat(side_px), Sense::click());
     let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));

@@ -2,6 +2,7 @@
 //! here touches the disk, decodes images or blocks.
 
 mod browser;
+mod compare;
 mod data;
 mod guide;
 mod heatmap;

@@ -9,6 +9,10 @@ use crate::train::Evaluation;
 
 pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.heading("Results");
+    if let (Some(runs), None) = (app.last_comparison(), app.results_run) {
+        super::compare::compare_summary_ui(ui, &runs, out);
+        ui.separator();
+    }
     run_selector_ui(ui, app, out);
     let Some(eval) = app.shown_report().and_then(|r| r.evaluation.as_ref()) else {
         ui.label("Train a model to see its confusion matrix and mistakes.");
