@@ -56,26 +56,30 @@ fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
         .results_run
         .and_then(|i| app.runs.get(i))
         .map_or(CURRENT.to_owned(), |r| r.label.clone());
-    let combo = egui::ComboBox::from_label("results of")
-        .selected_text(selected)
-        .show_ui(ui, |ui| {
-            if ui
-                .selectable_label(app.results_run.is_none(), CURRENT)
-                .clicked()
-            {
-                out.push(Command::ShowRunResults(None));
-            }
-            for (i, run, accuracy) in runs {
-                let text = format!("{} ({:.1} %)", run.label, accuracy * 100.0);
+    ui.horizontal(|ui| {
+        let label = ui.label("Results of");
+        let combo = egui::ComboBox::from_id_salt("results-run")
+            .selected_text(selected)
+            .show_ui(ui, |ui| {
                 if ui
-                    .selectable_label(app.results_run == Some(i), text)
+                    .selectable_label(app.results_run.is_none(), CURRENT)
                     .clicked()
                 {
-                    out.push(Command::ShowRunResults(Some(i)));
+                    out.push(Command::ShowRunResults(None));
                 }
-            }
-        });
-    tag(ui, &combo.response, "results-run");
+                for (i, run, accuracy) in runs {
+                    let text = format!("{} ({:.1} %)", run.label, accuracy * 100.0);
+                    if ui
+                        .selectable_label(app.results_run == Some(i), text)
+                        .clicked()
+                    {
+                        out.push(Command::ShowRunResults(Some(i)));
+                    }
+                }
+            });
+        let response = combo.response.labelled_by(label.id);
+        tag(ui, &response, "results-run");
+    });
 }
 
 /// Up to this many classes the confusion matrix is a grid of labelled buttons; beyond, one
