@@ -84,8 +84,9 @@ static ALLOCATOR: Counting = Counting;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Milliseconds since [`epoch`] at which the running case started (0: none running).
 static CASE_STARTED_MS: AtomicU64 = AtomicU64::new(0);
-/// The running case, for the hang report.
+/// The running case and its input, for the hang report.
 static CASE_LABEL: Mutex<String> = Mutex::new(String::new());
+static CASE_INPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 fn epoch() -> Instant {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -106,7 +107,14 @@ fn start_watchdog() {
                 let started = CASE_STARTED_MS.load(Ordering::Relaxed);
                 if started != 0 && now_ms() - started > HANG_SECS * 1000 {
                     let label = CASE_LABEL.lock().map(|l| l.clone()).unwrap_or_default();
-                    eprintln!("fuzz: HANG (> {HANG_SECS} s) in {label}");
+                    let path = std::env::temp_dir().join("transfer-studio-fuzz-hang.bin");
+                    if let Ok(input) = CASE_INPUT.lock() {
+                        let _ = std::fs::write(&path, &*input);
+                    }
+                    eprintln!(
+                        "fuzz: HANG (> {HANG_SECS} s) in {label}; input written to {}",
+                        path.display()
+                    );
                     std::process::abort();
                 }
             }
@@ -159,9 +167,12 @@ fn fuzz(
     let budget = budget(ci_cases);
     let start = Instant::now();
     let mut tally = Tally::default();
-    for case in 0.. {
+    // FUZZ_CASE=N runs that one case (to reproduce a failure).
+    let only: Option<usize> = std::env::var("FUZZ_CASE").ok().and_then(|c| c.parse().ok());
+    for case in only.unwrap_or(0).. {
         match budget {
-            Budget::Cases(n) if case >= n => break,
+            _ if only.is_some_and(|o| case > o) => break,
+            Budget::Cases(n) if case >= n && only.is_none() => break,
             Budget::Secs(s) if start.elapsed().as_secs_f64() >= s => break,
             _ => {}
         }
@@ -173,6 +184,15 @@ fn fuzz(
         );
         if let Ok(mut l) = CASE_LABEL.lock() {
             l.clone_from(&label);
+        }
+        if let Ok(mut stored) = CASE_INPUT.lock() {
+            stored.clone_from(&input);
+        }
+        if only.is_some() {
+            // A case that kills the process (a stack overflow) leaves its input here.
+            let path = std::env::temp_dir().join(format!("transfer-studio-fuzz-{name}-{case}.bin"));
+            let _ = std::fs::write(&path, &input);
+            eprintln!("fuzz: {label}: input in {}", path.display());
         }
         let baseline = IN_USE.load(Ordering::Relaxed);
         PEAK.store(baseline, Ordering::Relaxed);

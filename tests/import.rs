@@ -211,3 +211,11 @@ fn odd_image_variants_decode_as_pillow_reads_them() {
         );
     }
 }
+
+/// A dict that contains itself (found by fuzzing: its walk overflowed the stack) is an error.
+#[test]
+fn a_state_dict_that_contains_itself_is_refused() {
+    let error =
+        checkpoint::read_checkpoint(&common::fixture("torch/self_loop.pth")).expect_err("refused");
+    assert!(error.to_string().contains("contains itself"), "{error}");
+}

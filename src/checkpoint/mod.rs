@@ -138,7 +138,8 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let protocol = pickle::read_pickle(bytes, &mut pos, &mut ignore)?;
     if protocol.as_int() != Some(LEGACY_PROTOCOL) {
         return Err(CheckpointError::Malformed(format!(
-            "unknown legacy protocol {protocol:?}"
+            "unknown legacy protocol (a {})",
+            protocol.kind()
         )));
     }
     let sys_info = pickle::read_pickle(bytes, &mut pos, &mut ignore)?;
@@ -250,9 +251,13 @@ fn assemble(
     object: &Value,
     storages: &HashMap<String, Vec<u8>>,
 ) -> Result<Checkpoint, CheckpointError> {
-    let mut refs = Vec::new();
-    let mut skipped_entries = Vec::new();
-    flatten(object, String::new(), &mut refs, &mut skipped_entries);
+    let mut walk = Walk::default();
+    walk.flatten(object, String::new(), 0)?;
+    let Walk {
+        tensors: refs,
+        skipped: skipped_entries,
+        ..
+    } = walk;
     let tensors = refs
         .into_iter()
         .map(|(name, tensor)| materialize(name, &tensor, storages))
@@ -267,39 +272,63 @@ fn assemble(
     })
 }
 
-fn flatten(
-    value: &Value,
-    prefix: String,
-    out: &mut Vec<(String, TensorRef)>,
-    skipped: &mut Vec<String>,
-) {
-    let join = |key: &str| {
-        if prefix.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{prefix}.{key}")
+/// Dicts nested deeper than this are refused: a state dict is a few levels deep, and a pickle
+/// can make a dict that contains itself (its walk would never end).
+const MAX_NESTING: usize = 32;
+/// Entries visited at most: shared sub-dicts can make the walk exponential in the file's size.
+const MAX_ENTRIES: usize = 1 << 20;
+
+/// The walk of the pickled object: tensors by dotted name, and what was left out.
+#[derive(Default)]
+struct Walk {
+    tensors: Vec<(String, TensorRef)>,
+    skipped: Vec<String>,
+    visited: usize,
+}
+
+impl Walk {
+    fn flatten(
+        &mut self,
+        value: &Value,
+        prefix: String,
+        depth: usize,
+    ) -> Result<(), CheckpointError> {
+        self.visited += 1;
+        if depth > MAX_NESTING || self.visited > MAX_ENTRIES {
+            return Err(CheckpointError::Malformed(format!(
+                "dicts nested more than {MAX_NESTING} deep or more than {MAX_ENTRIES} entries \
+                 (a dict that contains itself?)"
+            )));
         }
-    };
-    match value {
-        Value::Tensor(t) => out.push((prefix, t.as_ref().clone())),
-        Value::Dict(entries) => {
-            for (key, item) in entries.borrow().iter() {
-                let key = match key {
-                    Value::Str(s) => s.clone(),
-                    Value::Int(i) => i.to_string(),
-                    _ => {
-                        skipped.push(join("<non-string key>"));
-                        continue;
-                    }
-                };
-                flatten(item, join(&key), out, skipped);
+        let join = |key: &str| {
+            if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
             }
+        };
+        match value {
+            Value::Tensor(t) => self.tensors.push((prefix, t.as_ref().clone())),
+            Value::Dict(entries) => {
+                for (key, item) in entries.borrow().iter() {
+                    let key = match key {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        _ => {
+                            self.skipped.push(join("<non-string key>"));
+                            continue;
+                        }
+                    };
+                    self.flatten(item, join(&key), depth + 1)?;
+                }
+            }
+            _ => self.skipped.push(if prefix.is_empty() {
+                "<root>".into()
+            } else {
+                prefix
+            }),
         }
-        _ => skipped.push(if prefix.is_empty() {
-            "<root>".into()
-        } else {
-            prefix
-        }),
+        Ok(())
     }
 }
 

@@ -159,7 +159,7 @@ fn pth_files_import_or_fail_in_words() {
         .position(|(n, _)| n.ends_with("data.pkl"))
         .expect("data.pkl");
     let pickles = vec![entries[pickle_at].1.clone()];
-    let whole = vec![zip.clone(), legacy.clone()];
+    let whole = vec![zip.clone(), legacy.clone(), fixture("torch/self_loop.pth")];
     assert_eq!(run_checkpoint(&zip_of(&entries)), "ok");
     fuzz(
         "pth",

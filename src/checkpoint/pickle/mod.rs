@@ -119,7 +119,7 @@ pub enum Value {
 }
 
 impl Value {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::None => "None",
             Self::Bool(_) => "bool",
