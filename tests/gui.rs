@@ -621,3 +621,32 @@ fn compare_all_four_ends_with_a_side_by_side_summary() {
     h.step();
     assert_eq!(h.state().state().results_run, Some(2));
 }
+
+/// The Data panel flags imbalanced classes, and previews what random crops and flips do: per
+/// class, the evaluation crop and five training views.
+#[test]
+fn data_shows_imbalance_and_previews_augmentation() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 4, 40, 8);
+    // Make "circle" four times as large as "square".
+    for i in 0..12 {
+        let image = common::shape_image(0, 40, 100 + i);
+        image
+            .save(data.path().join("circle").join(format!("extra{i}.png")))
+            .expect("save");
+    }
+    let mut h = harness();
+    h.state_mut()
+        .apply(Command::SetTrainFolder(data.path().to_owned()));
+    step_until(&mut h, "the dataset", |app| app.dataset.is_some());
+    h.state_mut().apply(Command::ShowTab(Tab::Data));
+    h.step();
+    h.get_by_label_contains("Imbalanced classes");
+    h.get_by_label("Preview augmentation").click();
+    step_until(&mut h, "the preview", |app| app.augment_preview.is_some());
+    let rows = h.state().state().augment_preview.as_ref().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|(_, _, views)| views.len() == 5));
+    h.step();
+    assert_eq!(h.query_all_by_label("view 5").count(), 2);
+}

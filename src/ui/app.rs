@@ -27,6 +27,7 @@ pub struct StudioApp {
     pub(super) session: Option<Session>,
     pub(super) imagenet: Option<Arc<Predictor>>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
+    pending_preview: Option<Vec<super::jobs::PreviewRow<egui::ColorImage>>>,
 }
 
 impl std::fmt::Debug for StudioApp {
@@ -58,6 +59,7 @@ impl StudioApp {
             session: None,
             imagenet: None,
             pending_thumbnails: Vec::new(),
+            pending_preview: None,
         };
         match Predictor::imagenet(&app.device) {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
@@ -110,6 +112,26 @@ impl StudioApp {
             let name = path.to_string_lossy().into_owned();
             let texture = ctx.load_texture(name, image, egui::TextureOptions::LINEAR);
             self.state.thumbnails.insert(path, texture);
+        }
+        if let Some(rows) = self.pending_preview.take() {
+            let texture =
+                |name: String, image| ctx.load_texture(name, image, egui::TextureOptions::LINEAR);
+            let rows = rows
+                .into_iter()
+                .map(|(class, eval, views)| {
+                    let views = views
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| texture(format!("preview-{class}-{i}"), v))
+                        .collect();
+                    (
+                        class.clone(),
+                        texture(format!("preview-{class}"), eval),
+                        views,
+                    )
+                })
+                .collect();
+            self.state.augment_preview = Some(rows);
         }
     }
 
@@ -210,6 +232,7 @@ impl StudioApp {
                 }
                 self.open_browser(request);
             }
+            JobResult::AugmentationPreview(rows) => self.pending_preview = Some(rows),
             JobResult::Listed { dir, entries } => {
                 if let Some(browser) = state.browser.as_mut().filter(|b| b.dir == dir) {
                     browser.entries = Some(entries);
@@ -274,6 +297,7 @@ impl StudioApp {
     }
 
     fn on_dataset(&mut self, result: Result<Arc<crate::data::dataset::Dataset>, JobError>) {
+        self.state.augment_preview = None;
         self.jobs.loading_done();
         match result {
             Ok(d) => {

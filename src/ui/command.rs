@@ -64,6 +64,8 @@ pub enum Command {
     /// Measures the dataset's place on the grid again.
     Recommend,
     RunProbe,
+    /// Shows what augmentation does to a few training images.
+    PreviewAugmentation,
     /// Writes out a bundled demo pack (once) and loads it as the training folder.
     OpenDemo(crate::data::demo::DemoPack),
 }
@@ -104,6 +106,12 @@ impl StudioApp {
                 self.jobs.open_demo(pack);
             }
             Command::CompareAll => self.start_compare(),
+            Command::PreviewAugmentation => {
+                if let Some(dataset) = self.state().training_dataset() {
+                    let plan = self.state().settings.plan.clone();
+                    self.jobs.preview_augmentation(dataset, plan);
+                }
+            }
             Command::SelectCase(case) => {
                 let backbone = self.state().settings.plan.backbone;
                 self.set_plan_keeping_seed(case.plan_for(backbone));

@@ -15,7 +15,7 @@ use crate::guide::probe::{ProbeOptions, ProbePoint, depth_probe};
 use crate::guide::recommend::{RecommendError, RecommendOptions, Recommendation, recommend};
 use crate::model::ModelError;
 use crate::predict::{ClassProb, Predictor};
-use crate::train::{SavedMetrics, StoreError, TrainedModel, Waker};
+use crate::train::{SavedMetrics, StoreError, TrainPlan, TrainedModel, Waker};
 
 /// Why background work failed (the window shows the message).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub enum JobResult {
     },
     /// The desktop's file dialog could not open.
     DialogUnavailable(PathRequest),
+    /// What augmentation does to a few training images.
+    AugmentationPreview(Vec<PreviewRow<egui::ColorImage>>),
     /// A folder listed for the in-window browser.
     Listed {
         dir: PathBuf,
@@ -87,6 +89,12 @@ impl std::fmt::Debug for Jobs {
         f.debug_struct("Jobs").finish_non_exhaustive()
     }
 }
+
+/// Rows of the augmentation preview: a class, its first image's evaluation crop, and the
+/// training views of that image in the first [`PREVIEW_EPOCHS`] epochs that augment.
+pub type PreviewRow<I> = (String, I, Vec<I>);
+pub const PREVIEW_EPOCHS: usize = 5;
+const PREVIEW_CLASSES: usize = 3;
 
 /// Thumbnail side in pixels.
 pub const THUMBNAIL_PX: u32 = 96;
@@ -186,6 +194,40 @@ impl Jobs {
         self.spawn("list-dir", move |tx| {
             let entries = super::browser::list_dir(&dir, request);
             Self::send(tx, JobResult::Listed { dir, entries });
+        });
+    }
+
+    /// The training views of a few images, exactly as training would crop and flip them
+    /// (each sample's randomness depends only on the seed, the epoch and its index).
+    pub fn preview_augmentation(&self, dataset: Arc<Dataset>, plan: TrainPlan) {
+        use crate::train::augment::{at_least, sample_rng, train_crop};
+        self.spawn("augmentation-preview", move |tx| {
+            let pre = plan.preprocessing();
+            // Augmentation runs in the fine-tuning epochs, after any classifier-only ones.
+            let first_epoch = plan.head_only_epochs() + 1;
+            let mut rows = Vec::new();
+            for (class, name) in dataset.classes.iter().enumerate().take(PREVIEW_CLASSES) {
+                let Some((index, sample)) = dataset
+                    .train
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| s.label == class)
+                else {
+                    continue;
+                };
+                let Ok(image) = sample.image(pre.resize_px) else {
+                    continue;
+                };
+                let image = at_least(&image, pre.resize_px);
+                let views = (first_epoch..first_epoch + PREVIEW_EPOCHS)
+                    .map(|epoch| {
+                        let mut rng = sample_rng(plan.seed, epoch, index);
+                        to_color_image(&train_crop(&image, pre.image_size_px, &mut rng))
+                    })
+                    .collect();
+                rows.push((name.clone(), to_color_image(&pre.eval_crop(&image)), views));
+            }
+            Self::send(tx, JobResult::AugmentationPreview(rows));
         });
     }
 

@@ -190,6 +190,8 @@ pub struct AppState {
     pub trained_data: Option<DataChoice>,
     /// The run whose results Results shows (`None`: the current model's).
     pub results_run: Option<usize>,
+    /// What augmentation does to a few training images (after "Preview augmentation").
+    pub augment_preview: Option<Vec<super::jobs::PreviewRow<egui::TextureHandle>>>,
     /// The in-window file browser, while open.
     pub browser: Option<super::browser::FileBrowser>,
     /// The desktop's file dialog could not open once: the in-window browser is used from then.

@@ -88,6 +88,19 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
         dataset.val.len(),
         dataset.cached_count()
     ));
+    let counts = dataset.counts();
+    let largest = counts.iter().map(|c| c.train).max().unwrap_or(0);
+    let smallest = counts.iter().map(|c| c.train).min().unwrap_or(0);
+    if smallest > 0 && largest > IMBALANCE_RATIO * smallest {
+        ui.colored_label(
+            egui::Color32::from_rgb(200, 140, 30),
+            format!(
+                "Imbalanced classes: the largest has {largest} training images, the smallest \
+                 {smallest}. Overall accuracy can hide a small class the model ignores: read \
+                 each class's recall in Results."
+            ),
+        );
+    }
     egui::Grid::new("class-counts")
         .striped(true)
         .show(ui, |ui| {
@@ -96,9 +109,15 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
             ui.strong("validation");
             ui.strong("examples");
             ui.end_row();
-            for (c, count) in dataset.counts().iter().enumerate() {
+            for (c, count) in counts.iter().enumerate() {
                 ui.label(&count.class);
-                ui.label(count.train.to_string());
+                // The count with a bar scaled to the largest class: imbalance at a glance.
+                let share = count.train as f32 / largest.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(share)
+                        .desired_width(80.0)
+                        .text(count.train.to_string()),
+                );
                 ui.label(count.val.to_string());
                 ui.horizontal(|ui| {
                     for sample in dataset
@@ -115,6 +134,7 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
                 ui.end_row();
             }
         });
+    augmentation_ui(ui, app, out);
     if !dataset.skipped.is_empty() {
         egui::CollapsingHeader::new(format!("{} files skipped", dataset.skipped.len())).show(
             ui,
@@ -132,4 +152,44 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
             },
         );
     }
+}
+
+/// The largest class having more than this many times the images of the smallest is called
+/// imbalanced.
+const IMBALANCE_RATIO: usize = 3;
+
+/// What random crops and flips do to a few training images: their evaluation crop, then the
+/// views the first fine-tuning epochs train on.
+fn augmentation_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    const VIEW_PX: f32 = 64.0;
+    ui.horizontal(|ui| {
+        if ui.button("Preview augmentation").clicked() {
+            out.push(Command::PreviewAugmentation);
+        }
+        let note = if app.settings.plan.augment {
+            "what random crops and flips show the network, epoch by epoch"
+        } else {
+            "augmentation is off in this plan (Guide, Advanced settings): this is what it would do"
+        };
+        ui.label(egui::RichText::new(note).weak());
+    });
+    let Some(rows) = &app.augment_preview else {
+        return;
+    };
+    egui::Grid::new("augmentation-preview").show(ui, |ui| {
+        for (class, eval, views) in rows {
+            ui.label(class);
+            ui.vertical(|ui| {
+                ui.add(egui::Image::new(eval).fit_to_exact_size(Vec2::splat(VIEW_PX)));
+                ui.label(egui::RichText::new("evaluation").small());
+            });
+            for (i, view) in views.iter().enumerate() {
+                ui.vertical(|ui| {
+                    ui.add(egui::Image::new(view).fit_to_exact_size(Vec2::splat(VIEW_PX)));
+                    ui.label(egui::RichText::new(format!("view {}", i + 1)).small());
+                });
+            }
+            ui.end_row();
+        }
+    });
 }
