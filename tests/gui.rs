@@ -30,6 +30,19 @@ fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&Ap
     h.step();
 }
 
+/// A window with `plan` selected (when given) and `dir` loaded as its training data.
+fn loaded(plan: Option<TrainPlan>, dir: &std::path::Path) -> Harness<'static, StudioApp> {
+    let mut h = harness();
+    if let Some(plan) = plan {
+        h.state_mut().apply(Command::SetPlan(plan));
+    }
+    h.state_mut().apply(Command::SetTrainFolder(dir.to_owned()));
+    step_until(&mut h, "the dataset and its measurement", |app| {
+        app.dataset.is_some() && !app.recommending
+    });
+    h
+}
+
 #[test]
 fn clicking_each_grid_cell_selects_its_plan_and_redraws_the_strip() {
     let mut h = harness();
@@ -59,19 +72,12 @@ fn clicking_each_grid_cell_selects_its_plan_and_redraws_the_strip() {
 fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
     let data = tempfile::tempdir().expect("data");
     common::write_shapes(data.path(), 2, 8, 40, 3);
-    let mut h = harness();
-    {
-        let app = h.state_mut();
-        app.apply(Command::SetPlan(TrainPlan {
-            image_size_px: 32,
-            epochs: 4,
-            ..Case::SmallSimilar.plan()
-        }));
-        app.apply(Command::SetTrainFolder(data.path().to_owned()));
-    }
-    step_until(&mut h, "the dataset and its measurement", |app| {
-        app.dataset.is_some() && !app.recommending
-    });
+    let plan = TrainPlan {
+        image_size_px: 32,
+        epochs: 4,
+        ..Case::SmallSimilar.plan()
+    };
+    let mut h = loaded(Some(plan), data.path());
     h.state_mut().apply(Command::ShowTab(Tab::Guide));
     h.run();
     h.get_by_label("Train with this plan").click();
@@ -338,19 +344,12 @@ fn write_many_classes(root: &std::path::Path, classes: usize, per_class: usize) 
 fn two_hundred_classes_show_as_a_heat_map() {
     let data = tempfile::tempdir().expect("data");
     write_many_classes(data.path(), 200, 5);
-    let mut h = harness();
-    {
-        let app = h.state_mut();
-        app.apply(Command::SetPlan(TrainPlan {
-            image_size_px: 16,
-            epochs: 3,
-            ..Case::SmallSimilar.plan()
-        }));
-        app.apply(Command::SetTrainFolder(data.path().to_owned()));
-    }
-    step_until(&mut h, "the dataset", |app| {
-        app.dataset.is_some() && !app.recommending
-    });
+    let plan = TrainPlan {
+        image_size_px: 16,
+        epochs: 3,
+        ..Case::SmallSimilar.plan()
+    };
+    let mut h = loaded(Some(plan), data.path());
     h.state_mut().apply(Command::StartTraining);
     step_until(&mut h, "training", |app| {
         app.runs
@@ -596,12 +595,7 @@ fn results_of_any_run_and_a_notice_when_the_model_is_stale() {
 fn compare_all_four_ends_with_a_side_by_side_summary() {
     let data = tempfile::tempdir().expect("data");
     common::write_shapes(data.path(), 2, 5, 40, 6);
-    let mut h = harness();
-    h.state_mut()
-        .apply(Command::SetTrainFolder(data.path().to_owned()));
-    step_until(&mut h, "the dataset", |app| {
-        app.dataset.is_some() && !app.recommending
-    });
+    let mut h = loaded(None, data.path());
     h.state_mut().apply(Command::CompareAll);
     step_until(&mut h, "the four presets", |app| {
         app.runs.len() == 4 && !app.training
