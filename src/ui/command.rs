@@ -134,7 +134,9 @@ impl StudioApp {
             }
             Command::ClearRuns => {
                 if !self.is_training() {
-                    self.state_mut().runs.clear();
+                    let state = self.state_mut();
+                    state.runs.clear();
+                    state.results_run = None;
                 }
             }
             Command::SaveModelTo(_)
