@@ -275,3 +275,45 @@ fn a_decoder_panic_is_one_quiet_line() {
         "{stderr}"
     );
 }
+
+/// Imbalanced classes turn the class-weighted loss on (auto), said in one warning event; the
+/// saved model records the plan's choice; --class-weights off keeps it off.
+#[test]
+fn imbalanced_classes_get_a_class_weighted_loss() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 4, 36, 31);
+    for i in 0..16 {
+        common::shape_image(0, 36, 500 + i)
+            .save(data.path().join("circle").join(format!("more{i}.png")))
+            .expect("save");
+    }
+    let out = tempfile::tempdir().expect("out");
+    let run = |extra: &[&str], name: &str| {
+        let output = binary()
+            .args(["train", "--case", "large-similar", "--image-size", "32"])
+            .args(["--epochs", "1", "--head-epochs", "1", "--json"])
+            .args(extra)
+            .arg("--data")
+            .arg(data.path())
+            .arg("--out")
+            .arg(out.path().join(name))
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let auto = run(&[], "auto");
+    assert!(auto.contains("class weights on"), "{auto}");
+    let manifest =
+        std::fs::read_to_string(out.path().join("auto").join("model.json")).expect("json");
+    assert!(
+        manifest.contains("\"class_weights\": \"auto\""),
+        "{manifest}"
+    );
+    let off = run(&["--class-weights", "off"], "off");
+    assert!(!off.contains("class weights on"));
+}

@@ -67,6 +67,10 @@ pub struct TrainArgs {
     pub augment: Option<bool>,
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Class-weighted loss: auto (on when the largest class has more than 3x the images of
+    /// the smallest), on or off.
+    #[arg(long)]
+    pub class_weights: Option<crate::train::plan::ClassWeights>,
     /// Print each event as one JSON object per line instead of a progress bar.
     #[arg(long)]
     pub json: bool,
@@ -110,6 +114,7 @@ impl TrainArgs {
             val_fraction <- val_fraction,
             augment <- augment,
             dropout <- dropout,
+            class_weights <- class_weights,
         );
         plan
     }

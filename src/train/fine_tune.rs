@@ -102,6 +102,7 @@ fn classifier_step(
     network: &Network,
     features: &Tensor,
     labels: &Tensor,
+    class_weights: Option<&Tensor>,
     dropout_p: f64,
     rng: &mut ChaCha8Rng,
     optim: &mut Optimizers,
@@ -109,13 +110,29 @@ fn classifier_step(
     let logits = network
         .classifier
         .forward(&dropout(features, dropout_p, rng)?)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+    let loss = cross_entropy(&logits, labels, class_weights)?;
     let (loss_value, hits) = batch_stats(&logits, labels, &loss)?;
     if !loss_value.is_finite() {
         return Ok(None);
     }
     optim.step(&loss.backward()?)?;
     Ok(Some((loss_value, hits)))
+}
+
+/// Cross-entropy over the batch; with class weights, their weighted mean (as PyTorch's
+/// `cross_entropy(weight=…)`).
+pub(super) fn cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    class_weights: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let Some(weights) = class_weights else {
+        return candle_nn::loss::cross_entropy(logits, labels);
+    };
+    let log_probs = candle_nn::ops::log_softmax(logits, 1)?;
+    let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let w = weights.index_select(labels, 0)?;
+    picked.mul(&w)?.sum_all()?.neg()?.div(&w.sum_all()?)
 }
 
 /// Training crops of a batch (augmented or not), in parallel; unreadable samples dropped.
@@ -191,6 +208,7 @@ struct FineTune<'a> {
     total_steps: usize,
     phase_start: Instant,
     val_secs: f64,
+    class_weights: Option<Tensor>,
 }
 
 impl FineTune<'_> {
@@ -234,6 +252,7 @@ impl FineTune<'_> {
                     network,
                     &features,
                     &labels,
+                    self.class_weights.as_ref(),
                     plan.dropout,
                     &mut rng,
                     &mut self.optim,
@@ -314,6 +333,7 @@ pub(super) fn fine_tune(
     dataset: &Dataset,
     plan: &TrainPlan,
     pre: &Preprocessing,
+    class_weights: Option<&[f32]>,
     ctx: &mut Ctx,
     tracker: &mut Tracker,
 ) -> Result<(), TrainError> {
@@ -330,6 +350,9 @@ pub(super) fn fine_tune(
         total_steps: plan.epochs * batches,
         phase_start: Instant::now(),
         val_secs: 0.0,
+        class_weights: class_weights
+            .map(|w| Tensor::from_slice(w, w.len(), network.device()))
+            .transpose()?,
     };
     for epoch_in_phase in 0..plan.epochs {
         ctx.poll()?;
@@ -367,6 +390,7 @@ pub fn time_fine_tune_steps(
             network,
             &features,
             labels,
+            None,
             plan.dropout,
             &mut rng,
             &mut optim,

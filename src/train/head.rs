@@ -79,6 +79,8 @@ pub struct LinearHead {
     steps: i32,
     /// Scratch: gradient of the weight.
     grad_weight: Vec<f32>,
+    /// Per-class loss weights (`None`: every image counts alike).
+    class_weights: Option<Vec<f32>>,
 }
 
 impl LinearHead {
@@ -102,7 +104,15 @@ impl LinearHead {
             bias,
             config,
             steps: 0,
+            class_weights: None,
         })
+    }
+
+    /// Weights each image's loss by its class's weight (a weighted mean, as PyTorch's
+    /// `cross_entropy(weight=…)`).
+    pub fn with_class_weights(mut self, weights: Option<Vec<f32>>) -> Self {
+        self.class_weights = weights;
+        self
     }
 
     /// A fresh zero-initialised head (the loss is convex: the start does not matter).
@@ -117,6 +127,7 @@ impl LinearHead {
             bias_moments: Moments::new(classes),
             steps: 0,
             grad_weight: vec![0.0; classes * dim],
+            class_weights: None,
         }
     }
 
@@ -177,7 +188,13 @@ impl LinearHead {
     /// when the loss is not finite (nothing is updated then).
     pub fn step(&mut self, x: &[f32], labels: &[usize]) -> Option<(f64, usize)> {
         let (classes, dim) = (self.classes, self.dim.max(1));
-        let rows = labels.len();
+        let weight_of = |label: usize| {
+            self.class_weights
+                .as_ref()
+                .map_or(1.0, |w| w.get(label).copied().unwrap_or(1.0))
+        };
+        // The loss is the weighted mean over the batch (all weights 1: the plain mean).
+        let total_weight: f32 = labels.iter().map(|&l| weight_of(l)).sum();
         let mut probs = self.logits(x);
         let mut loss = 0.0f64;
         let mut hits = 0;
@@ -191,14 +208,17 @@ impl LinearHead {
             hits += usize::from(argmax == label);
             let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
             let log_sum = max + sum.ln();
-            loss += f64::from(log_sum - row.get(label).copied().unwrap_or(f32::NAN));
-            // Gradient of the mean loss w.r.t. the logits: (softmax - one_hot) / rows.
+            let weight = weight_of(label);
+            loss += f64::from(weight)
+                * f64::from(log_sum - row.get(label).copied().unwrap_or(f32::NAN));
+            // Gradient of the weighted mean loss w.r.t. the logits:
+            // weight · (softmax - one_hot) / total weight.
             for (i, v) in row.iter_mut().enumerate() {
                 let p = (*v - log_sum).exp();
-                *v = (p - f32::from(u8::from(i == label))) / rows as f32;
+                *v = (p - f32::from(u8::from(i == label))) * weight / total_weight;
             }
         }
-        let loss = loss / rows.max(1) as f64;
+        let loss = loss / f64::from(total_weight).max(f64::MIN_POSITIVE);
         if !loss.is_finite() {
             return None;
         }
@@ -334,6 +354,75 @@ mod tests {
         assert_eq!(written, head.weight);
     }
 
+    /// With class weights: the fused step against candle's weighted cross-entropy (the
+    /// fine-tuning loss) with autograd and AdamW; all-one weights change nothing at all.
+    #[test]
+    fn weighted_steps_match_candle_and_unit_weights_are_exact() {
+        let device = Device::Cpu;
+        let (classes, dim, rows) = (3, 4, 7);
+        let x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 4.0)
+            .collect();
+        let labels: Vec<usize> = vec![0, 0, 0, 0, 1, 2, 2];
+        let weights = vec![0.5f32, 2.0, 1.25];
+        let config = AdamWConfig::new(0.05, 0.01);
+        let mut head =
+            LinearHead::zeros(classes, dim, config).with_class_weights(Some(weights.clone()));
+
+        let w =
+            candle_core::Var::zeros((classes, dim), candle_core::DType::F32, &device).expect("w");
+        let b = candle_core::Var::zeros(classes, candle_core::DType::F32, &device).expect("b");
+        let params = |decay| ParamsAdamW {
+            lr: 0.05,
+            weight_decay: decay,
+            ..ParamsAdamW::default()
+        };
+        let mut opt_w = AdamW::new(vec![w.clone()], params(0.01)).expect("opt");
+        let mut opt_b = AdamW::new(vec![b.clone()], params(0.0)).expect("opt");
+        let xt = Tensor::from_slice(&x, (rows, dim), &device).expect("x");
+        let yt = Tensor::from_vec(
+            labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+            rows,
+            &device,
+        )
+        .expect("y");
+        let wt = Tensor::from_slice(&weights, classes, &device).expect("weights");
+        for _ in 0..3 {
+            let logits = xt
+                .matmul(&w.as_tensor().t().expect("t"))
+                .and_then(|l| l.broadcast_add(b.as_tensor()))
+                .expect("logits");
+            let loss =
+                super::super::fine_tune::cross_entropy(&logits, &yt, Some(&wt)).expect("loss");
+            let expected = f64::from(loss.to_scalar::<f32>().expect("scalar"));
+            let grads = loss.backward().expect("backward");
+            opt_w.step(&grads).expect("step");
+            opt_b.step(&grads).expect("step");
+            let (fused, _) = head.step(&x, &labels).expect("finite");
+            assert!((fused - expected).abs() < 1e-5, "{fused} vs {expected}");
+        }
+        let expected_w: Vec<f32> = w
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("w");
+        let diff = head
+            .weight
+            .iter()
+            .zip(&expected_w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{diff}");
+
+        let mut plain = LinearHead::zeros(classes, dim, config);
+        let mut ones =
+            LinearHead::zeros(classes, dim, config).with_class_weights(Some(vec![1.0; 3]));
+        for _ in 0..3 {
+            assert_eq!(plain.step(&x, &labels), ones.step(&x, &labels));
+        }
+        assert_eq!(plain.weight, ones.weight);
+    }
+
     #[test]
     fn a_non_finite_batch_changes_nothing() {
         let mut head = LinearHead {
@@ -346,6 +435,7 @@ mod tests {
             bias_moments: Moments::new(2),
             steps: 0,
             grad_weight: vec![0.0; 4],
+            class_weights: None,
         };
         assert!(head.step(&[f32::NAN, 1.0], &[0]).is_none());
         assert_eq!(head.weight, vec![1.0, 0.0, 0.0, 1.0]);

@@ -108,13 +108,15 @@ pub(super) fn train_head(
     epochs: usize,
     plan: &TrainPlan,
     early_stopping: bool,
+    class_weights: Option<&[f32]>,
     ctx: &mut Ctx,
     tracker: &mut Tracker,
 ) -> Result<(), TrainError> {
     let mut head = LinearHead::from_classifier(
         &network.classifier,
         AdamWConfig::new(plan.head_lr, plan.weight_decay),
-    )?;
+    )?
+    .with_class_weights(class_weights.map(<[f32]>::to_vec));
     let host = HostFeatures::new(train)?;
     let batches = train.len().div_ceil(plan.batch_size);
     let mut steps = Steps {

@@ -101,6 +101,7 @@ impl Case {
             bn_momentum: 0.1,
             seed: 0,
             val_fraction: crate::data::dataset::DEFAULT_VAL_FRACTION,
+            class_weights: ClassWeights::Auto,
         };
         match self {
             // Only the new FC trains, on features computed once (milliseconds per epoch).
@@ -246,6 +247,67 @@ pub struct TrainPlan {
     pub seed: u64,
     /// Validation share when no validation folder is given.
     pub val_fraction: f64,
+    /// Whether the training loss weights classes by their size (plans saved before: auto).
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+}
+
+/// The largest class having more than this many times the training images of the smallest
+/// makes the data imbalanced (and `ClassWeights::Auto` weight the loss).
+pub const IMBALANCE_RATIO: usize = 3;
+
+/// Whether the training loss weights each class by `N / (K · n_c)` (N images, K classes, n_c
+/// in class c), so that a small class counts as much as a large one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassWeights {
+    /// On when the largest class has more than [`IMBALANCE_RATIO`]× the smallest's images.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl ClassWeights {
+    pub const ALL: [ClassWeights; 3] = [Self::Auto, Self::On, Self::Off];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+
+    /// The weight of each class given its training images (`None`: an unweighted loss).
+    pub fn resolve(self, counts: &[usize]) -> Option<Vec<f32>> {
+        let largest = counts.iter().copied().max()?;
+        let smallest = counts.iter().copied().min()?;
+        let on = match self {
+            Self::On => true,
+            Self::Off => false,
+            Self::Auto => smallest > 0 && largest > IMBALANCE_RATIO * smallest,
+        };
+        let total: usize = counts.iter().sum();
+        let k = counts.len() as f64;
+        on.then(|| {
+            counts
+                .iter()
+                .map(|&n| (total as f64 / (k * n.max(1) as f64)) as f32)
+                .collect()
+        })
+    }
+}
+
+impl std::str::FromStr for ClassWeights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("class weights {s:?}: use auto, on or off"))
+    }
 }
 
 impl Default for TrainPlan {
@@ -417,6 +479,23 @@ impl TrainPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_weights_turn_on_for_imbalanced_classes_and_balance_them() {
+        assert_eq!(
+            ClassWeights::Auto.resolve(&[30, 10, 12]),
+            None,
+            "3x is not more than 3x"
+        );
+        let w = ClassWeights::Auto.resolve(&[40, 10]).expect("imbalanced");
+        assert_eq!(w, [0.625, 2.5]);
+        // Each class then carries the same total weight.
+        assert!((40.0 * w[0] - 10.0 * w[1]).abs() < 1e-6);
+        assert_eq!(ClassWeights::Off.resolve(&[40, 10]), None);
+        assert_eq!(ClassWeights::On.resolve(&[5, 5]), Some(vec![1.0, 1.0]));
+        assert_eq!("on".parse::<ClassWeights>(), Ok(ClassWeights::On));
+        assert!("maybe".parse::<ClassWeights>().is_err());
+    }
 
     #[test]
     fn presets_follow_the_guide() {

@@ -21,6 +21,8 @@ use crate::model::{Init, LoadedWeights, Network};
 /// What every phase of a run shares.
 struct Setup {
     plan: TrainPlan,
+    /// Per-class loss weights (`None`: unweighted), from the plan and the class sizes.
+    class_weights: Option<Vec<f32>>,
     pre: Preprocessing,
     dataset: Arc<Dataset>,
     network: Network,
@@ -50,6 +52,7 @@ pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainErr
             &setup.dataset,
             plan,
             &setup.pre,
+            setup.class_weights.as_deref(),
             ctx,
             &mut tracker,
         )?;
@@ -97,6 +100,20 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         trainable_parameters: network.trainable_parameter_count(),
         device: crate::runtime::describe_device(&device),
     })?;
+    let train_counts: Vec<usize> = dataset.counts().iter().map(|c| c.train).collect();
+    let class_weights = plan.class_weights.resolve(&train_counts);
+    if class_weights.is_some() {
+        let (largest, smallest) = (
+            train_counts.iter().max().copied().unwrap_or(0),
+            train_counts.iter().min().copied().unwrap_or(0),
+        );
+        ctx.emit(TrainEvent::Warning {
+            message: format!(
+                "class weights on: classes range from {smallest} to {largest} training images, \
+                 so each image's loss is weighted by N / (K × its class's images)"
+            ),
+        })?;
+    }
     if dataset.val.is_empty() {
         ctx.emit(TrainEvent::Warning {
             message: "no validation images (every class has a single image): the last epoch's \
@@ -106,6 +123,7 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
     }
     Ok(Setup {
         plan,
+        class_weights,
         pre,
         dataset,
         network,
@@ -187,6 +205,7 @@ fn head_only_phase(
         epochs,
         plan,
         early_stopping,
+        setup.class_weights.as_deref(),
         ctx,
         tracker,
     )?;
@@ -207,6 +226,7 @@ fn finish(
         network,
         case,
         pretrained,
+        ..
     } = setup;
     let Some(best) = tracker.best() else {
         return Err(match tracker.stop {

@@ -91,13 +91,14 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
     let counts = dataset.counts();
     let largest = counts.iter().map(|c| c.train).max().unwrap_or(0);
     let smallest = counts.iter().map(|c| c.train).min().unwrap_or(0);
-    if smallest > 0 && largest > IMBALANCE_RATIO * smallest {
+    if smallest > 0 && largest > crate::train::plan::IMBALANCE_RATIO * smallest {
         ui.colored_label(
             egui::Color32::from_rgb(200, 140, 30),
             format!(
                 "Imbalanced classes: the largest has {largest} training images, the smallest \
                  {smallest}. Overall accuracy can hide a small class the model ignores: read \
-                 each class's recall in Results."
+                 each class's recall in Results. The class-weighted loss (Guide, Advanced settings) is on \
+                 by default for such data."
             ),
         );
     }
@@ -153,10 +154,6 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
         );
     }
 }
-
-/// The largest class having more than this many times the images of the smallest is called
-/// imbalanced.
-const IMBALANCE_RATIO: usize = 3;
 
 /// What random crops and flips do to a few training images: their evaluation crop, then the
 /// views the first fine-tuning epochs train on.

@@ -142,6 +142,16 @@ pub(super) fn advanced(ui: &mut egui::Ui, plan: &TrainPlan, out: &mut Vec<Comman
             ui.label("augmentation (random crops, flips)");
             ui.checkbox(&mut p.augment, "on");
             ui.end_row();
+            ui.label("class-weighted loss").on_hover_text(
+                "each image's loss weighted by N / (K x its class's images); auto: on when \
+                 the largest class has more than 3x the images of the smallest",
+            );
+            ui.horizontal(|ui| {
+                for choice in crate::train::plan::ClassWeights::ALL {
+                    ui.radio_value(&mut p.class_weights, choice, choice.name());
+                }
+            });
+            ui.end_row();
             ui.label("early-stopping patience (epochs)");
             ui.add(egui::DragValue::new(&mut p.patience).range(0..=100));
             ui.end_row();
