@@ -97,8 +97,8 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
             format!(
                 "Imbalanced classes: the largest has {largest} training images, the smallest \
                  {smallest}. Overall accuracy can hide a small class the model ignores: read \
-                 each class's recall in Results. The class-weighted loss (Guide, Advanced settings) is on \
-                 by default for such data."
+                 each class's recall in Results. The class-weighted loss (Guide, Advanced \
+                 settings) is on by default for such data."
             ),
         );
     }
