@@ -234,77 +234,95 @@ const MAX_TEXT_FIELD_BYTES: u64 = 1 << 20;
 /// [`MAX_TEXT_FIELD_BYTES`] (classic and BigTIFF layouts).
 pub fn check_tiff_text_fields(bytes: &[u8]) -> Result<(), String> {
     const ASCII: u16 = 2;
-    let (big_endian, big) = match bytes.get(..4) {
-        Some(b"II*\0") => (false, false),
-        Some(b"MM\0*") => (true, false),
-        Some(b"II+\0") => (false, true),
-        Some(b"MM\0+") => (true, true),
-        _ => return Ok(()),
-    };
-    let int = |at: usize, len: usize| -> Option<u64> {
-        let field = bytes.get(at..at.checked_add(len)?)?;
-        let mut value = 0u64;
-        for i in 0..len {
-            let byte = if big_endian {
-                field[i]
-            } else {
-                field[len - 1 - i]
-            };
-            value = (value << 8) | u64::from(byte);
-        }
-        Some(value)
-    };
-    let (ifd, count_len, entry_len, field_len) = if big {
-        (int(8, 8), 8, 20, 8)
-    } else {
-        (int(4, 4), 2, 12, 4)
-    };
-    let Some(ifd) = ifd.and_then(|o| usize::try_from(o).ok()) else {
+    let Some(ifd) = FirstIfd::parse(bytes) else {
         return Ok(());
     };
-    let entries = int(ifd, count_len).unwrap_or(0).min(4096) as usize;
-    for i in 0..entries {
-        let entry = ifd + count_len + entry_len * i;
-        let (Some(kind), Some(count)) = (int(entry + 2, 2), int(entry + 4, field_len)) else {
-            break;
-        };
-        if kind == u64::from(ASCII) && count > MAX_TEXT_FIELD_BYTES {
-            return Err(format!("a TIFF text field of {count} bytes"));
-        }
+    match ifd
+        .entries()
+        .find(|e| e.kind == ASCII && e.count > MAX_TEXT_FIELD_BYTES)
+    {
+        Some(e) => Err(format!("a TIFF text field of {} bytes", e.count)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The first IFD's photometric interpretation and the byte offset of its value.
 fn photometric_tag(bytes: &[u8]) -> Option<(u16, usize)> {
-    let big_endian = match bytes.get(..4)? {
-        b"II*\0" => false,
-        b"MM\0*" => true,
-        _ => return None,
-    };
-    let u16_at = |at: usize| {
-        let b = [*bytes.get(at)?, *bytes.get(at + 1)?];
-        Some(if big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
+    let ifd = FirstIfd::parse(bytes)?;
+    let entry = ifd.entries().find(|e| e.tag == PHOTOMETRIC)?;
+    let value = u16::try_from(ifd.int(entry.value_at, 2)?).ok()?;
+    Some((value, entry.value_at))
+}
+
+/// The first image file directory of a TIFF (classic or BigTIFF), read just far enough to list
+/// its entries.
+struct FirstIfd<'a> {
+    bytes: &'a [u8],
+    big_endian: bool,
+    /// BigTIFF: 8-byte offsets and counts, 20-byte entries.
+    big: bool,
+    offset: usize,
+}
+
+/// One entry of an IFD: its tag, field type, value count, and where its value (or the offset
+/// of its value) lies.
+struct IfdEntry {
+    tag: u16,
+    kind: u16,
+    count: u64,
+    value_at: usize,
+}
+
+impl<'a> FirstIfd<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let (big_endian, big) = match bytes.get(..4)? {
+            b"II*\0" => (false, false),
+            b"MM\0*" => (true, false),
+            b"II+\0" => (false, true),
+            b"MM\0+" => (true, true),
+            _ => return None,
+        };
+        let mut ifd = Self {
+            bytes,
+            big_endian,
+            big,
+            offset: 0,
+        };
+        let offset = if big { ifd.int(8, 8) } else { ifd.int(4, 4) }?;
+        ifd.offset = usize::try_from(offset).ok()?;
+        Some(ifd)
+    }
+
+    /// The unsigned integer of `len` bytes at `at`, in the file's byte order.
+    fn int(&self, at: usize, len: usize) -> Option<u64> {
+        let field = self.bytes.get(at..at.checked_add(len)?)?;
+        let ordered = |i: usize| {
+            if self.big_endian {
+                field[i]
+            } else {
+                field[len - 1 - i]
+            }
+        };
+        Some((0..len).fold(0u64, |value, i| (value << 8) | u64::from(ordered(i))))
+    }
+
+    /// The entries, up to the first one the file cuts short.
+    fn entries(&self) -> impl Iterator<Item = IfdEntry> + '_ {
+        let (count_len, entry_len, field_len) = if self.big { (8, 20, 8) } else { (2, 12, 4) };
+        let count = self
+            .int(self.offset, count_len)
+            .unwrap_or(0)
+            .min(u64::from(u16::MAX));
+        (0..count as usize).map_while(move |i| {
+            let entry = self.offset.checked_add(count_len + entry_len * i)?;
+            Some(IfdEntry {
+                tag: u16::try_from(self.int(entry, 2)?).ok()?,
+                kind: u16::try_from(self.int(entry + 2, 2)?).ok()?,
+                count: self.int(entry + 4, field_len)?,
+                value_at: entry + 4 + field_len,
+            })
         })
-    };
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
-    let ifd = u32_at(4)? as usize;
-    let entries = u16_at(ifd)?;
-    (0..usize::from(entries)).find_map(|i| {
-        let entry = ifd + 2 + 12 * i;
-        (u16_at(entry)? == PHOTOMETRIC).then_some(())?;
-        Some((u16_at(entry + 8)?, entry + 8))
-    })
+    }
 }
 
 /// A copy of `bytes` with the photometric value at `at` set to `value`.
