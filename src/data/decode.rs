@@ -91,27 +91,32 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     // Decoders are third-party code: a panic inside one must not take the app down, nor
     // print panic text; the file is reported as unreadable.
     let decoded = crate::quiet_panic::catch_quietly(move || {
-        decode_with_image_crate(reader).or_else(|error| match format {
-            // Valid variants the image crate refuses, read from the raw samples instead.
-            Some(ImageFormat::Tiff) => super::variants::decode_tiff(bytes)
-                .map(DynamicImage::ImageRgb8)
-                .map_err(|_| error),
-            Some(ImageFormat::Gif) => match super::variants::with_grey_palette(bytes) {
-                Some(patched) => {
-                    let mut reader = ImageReader::with_format(
-                        std::io::Cursor::new(patched.as_slice()),
-                        ImageFormat::Gif,
-                    );
-                    reader.limits(limits());
-                    decode_with_image_crate(reader).map_err(|_| error)
-                }
-                None => Err(error),
-            },
-            _ => Err(error),
-        })
+        decode_with_image_crate(reader)
+            .or_else(|error| decode_refused_variant(format, bytes).ok_or(error))
     })
     .map_err(|_| DecodeError::Corrupt("the decoder failed on this file".into()))??;
     Ok(to_rgb(decoded))
+}
+
+/// Valid variants the image crate refuses, read another way: TIFFs from their raw samples,
+/// GIFs without a colour table with a grey one. `None`: not one of them (the crate's error
+/// stands).
+fn decode_refused_variant(format: Option<ImageFormat>, bytes: &[u8]) -> Option<DynamicImage> {
+    match format? {
+        ImageFormat::Tiff => super::variants::decode_tiff(bytes)
+            .ok()
+            .map(DynamicImage::ImageRgb8),
+        ImageFormat::Gif => {
+            let patched = super::variants::with_grey_palette(bytes)?;
+            let mut reader = ImageReader::with_format(
+                std::io::Cursor::new(patched.as_slice()),
+                ImageFormat::Gif,
+            );
+            reader.limits(limits());
+            decode_with_image_crate(reader).ok()
+        }
+        _ => None,
+    }
 }
 
 fn decode_with_image_crate(
