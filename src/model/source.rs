@@ -160,8 +160,9 @@ pub(super) fn load_raw(
         WeightsSource::Hub(repo) => {
             let files = hub::fetch(repo, progress)?;
             let bytes = read(&files.weights)?;
+            let sha = sha256_hex(&bytes);
             if let Some(expected) = &files.expected_sha256
-                && sha256_hex(&bytes) != *expected
+                && sha != *expected
             {
                 // Both came from the same (damaged) download.
                 hub::evict(&files.weights);
@@ -194,7 +195,7 @@ pub(super) fn load_raw(
                 })?,
                 None => None,
             };
-            (weights, sha256_hex(&bytes), config)
+            (weights, sha, config)
         }
     };
     Ok(LoadedWeights {

@@ -208,9 +208,9 @@ impl TrainedModel {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| StoreError::Read { path, source })
         };
-        let manifest = read(MANIFEST_FILE)?;
-        let weights_file = parse_manifest(dir, &manifest)?.weights_file;
-        Self::from_bytes(dir, &manifest, &read(&weights_file)?, device)
+        let manifest = parse_manifest(dir, &read(MANIFEST_FILE)?)?;
+        let weights = read(&manifest.weights_file)?;
+        Self::from_parts(dir, manifest, &weights, device)
     }
 
     /// A model from the bytes of its two files (`dir` names it in messages).
@@ -220,7 +220,16 @@ impl TrainedModel {
         bytes: &[u8],
         device: &Device,
     ) -> Result<(Self, Manifest), StoreError> {
-        let manifest = parse_manifest(dir, manifest)?;
+        Self::from_parts(dir, parse_manifest(dir, manifest)?, bytes, device)
+    }
+
+    /// A model from its checked manifest and the bytes of its weights.
+    fn from_parts(
+        dir: &Path,
+        manifest: Manifest,
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<(Self, Manifest), StoreError> {
         if sha256_hex(bytes) != manifest.weights_sha256 {
             return Err(StoreError::ChecksumMismatch {
                 dir: dir.to_owned(),
