@@ -39,9 +39,7 @@ pub fn replace_dir_atomically(
     fill: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let (parent, name) = parent_and_name(target)?;
-    if parent.is_dir() {
-        remove_stale(&parent, &name);
-    }
+    remove_stale(&parent, &name);
     if target.exists() && !(target.is_dir() && is_replaceable(target)) {
         return Err(Error::new(
             ErrorKind::AlreadyExists,

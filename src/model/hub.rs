@@ -50,6 +50,9 @@ pub struct HubFiles {
     pub expected_sha256: Option<String>,
 }
 
+/// The share of the resized image a centre crop may keep (timm's `crop_pct`).
+const CROP_PCT: std::ops::RangeInclusive<f64> = 0.25..=1.0;
+
 /// The part of timm's `config.json` that says how images were preprocessed.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HubConfig {
@@ -76,7 +79,7 @@ impl HubConfig {
             .map_err(|e| e.to_string())?
             .pretrained_cfg;
         if let Some(c) = &config {
-            if c.crop_pct.is_some_and(|p| !(0.25..=1.0).contains(&p)) {
+            if c.crop_pct.is_some_and(|p| !CROP_PCT.contains(&p)) {
                 return Err("crop_pct must be between 0.25 and 1".into());
             }
             c.preprocessing(crate::data::preprocess::PRETRAINED_IMAGE_SIZE_PX)
@@ -90,7 +93,7 @@ impl HubConfig {
     pub fn preprocessing(&self, image_size_px: u32) -> Preprocessing {
         let crop_pct = self
             .crop_pct
-            .filter(|c| (0.25..=1.0).contains(c))
+            .filter(|c| CROP_PCT.contains(c))
             .unwrap_or(0.875);
         let size = image_size_px.max(1);
         Preprocessing {

@@ -256,6 +256,13 @@ pub struct TrainPlan {
 /// makes the data imbalanced (and `ClassWeights::Auto` weight the loss).
 pub const IMBALANCE_RATIO: usize = 3;
 
+/// Whether classes of these sizes are imbalanced (see [`IMBALANCE_RATIO`]).
+pub fn imbalanced(counts: &[usize]) -> bool {
+    let largest = counts.iter().copied().max().unwrap_or(0);
+    let smallest = counts.iter().copied().min().unwrap_or(0);
+    smallest > 0 && largest > IMBALANCE_RATIO * smallest
+}
+
 /// Whether the training loss weights each class by `N / (K · n_c)` (N images, K classes, n_c
 /// in class c), so that a small class counts as much as a large one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -281,12 +288,13 @@ impl ClassWeights {
 
     /// The weight of each class given its training images (`None`: an unweighted loss).
     pub fn resolve(self, counts: &[usize]) -> Option<Vec<f32>> {
-        let largest = counts.iter().copied().max()?;
-        let smallest = counts.iter().copied().min()?;
+        if counts.is_empty() {
+            return None;
+        }
         let on = match self {
             Self::On => true,
             Self::Off => false,
-            Self::Auto => smallest > 0 && largest > IMBALANCE_RATIO * smallest,
+            Self::Auto => imbalanced(counts),
         };
         let total: usize = counts.iter().sum();
         let k = counts.len() as f64;

@@ -89,9 +89,10 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
         dataset.cached_count()
     ));
     let counts = dataset.counts();
-    let largest = counts.iter().map(|c| c.train).max().unwrap_or(0);
-    let smallest = counts.iter().map(|c| c.train).min().unwrap_or(0);
-    if smallest > 0 && largest > crate::train::plan::IMBALANCE_RATIO * smallest {
+    let train: Vec<usize> = counts.iter().map(|c| c.train).collect();
+    let largest = train.iter().copied().max().unwrap_or(0);
+    let smallest = train.iter().copied().min().unwrap_or(0);
+    if crate::train::plan::imbalanced(&train) {
         ui.colored_label(
             egui::Color32::from_rgb(200, 140, 30),
             format!(
