@@ -273,6 +273,25 @@ mod tests {
     use crate::model::{HeadInit, NetworkSpec, Unit};
     use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 
+    /// candle's AdamW on the classifier's weight (decayed) and bias (not), as the fused head
+    /// is configured in these tests (lr 0.05, decay 0.01).
+    fn reference_optimisers(w: &candle_core::Var, b: &candle_core::Var) -> (AdamW, AdamW) {
+        let params = |decay| ParamsAdamW {
+            lr: 0.05,
+            weight_decay: decay,
+            ..ParamsAdamW::default()
+        };
+        (
+            AdamW::new(vec![w.clone()], params(0.01)).expect("opt"),
+            AdamW::new(vec![b.clone()], params(0.0)).expect("opt"),
+        )
+    }
+
+    fn label_tensor(labels: &[usize], device: &Device) -> Tensor {
+        let values: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        Tensor::from_vec(values, labels.len(), device).expect("labels")
+    }
+
     /// Three steps of the fused head against candle's cross-entropy, autograd and AdamW.
     #[test]
     fn fused_step_matches_candle_autograd_and_adamw() {
@@ -299,20 +318,9 @@ mod tests {
         let classifier = &network.classifier;
         let w = classifier.weight.var().expect("var").clone();
         let b = classifier.bias.var().expect("var").clone();
-        let params = |decay| ParamsAdamW {
-            lr: 0.05,
-            weight_decay: decay,
-            ..ParamsAdamW::default()
-        };
-        let mut opt_w = AdamW::new(vec![w.clone()], params(0.01)).expect("opt");
-        let mut opt_b = AdamW::new(vec![b.clone()], params(0.0)).expect("opt");
+        let (mut opt_w, mut opt_b) = reference_optimisers(&w, &b);
         let xt = Tensor::from_slice(&x, (rows, dim), &device).expect("x");
-        let yt = Tensor::from_vec(
-            labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
-            rows,
-            &device,
-        )
-        .expect("y");
+        let yt = label_tensor(&labels, &device);
         for _ in 0..3 {
             let logits = classifier.forward(&xt).expect("logits");
             let loss = candle_nn::loss::cross_entropy(&logits, &yt).expect("loss");
@@ -372,20 +380,9 @@ mod tests {
         let w =
             candle_core::Var::zeros((classes, dim), candle_core::DType::F32, &device).expect("w");
         let b = candle_core::Var::zeros(classes, candle_core::DType::F32, &device).expect("b");
-        let params = |decay| ParamsAdamW {
-            lr: 0.05,
-            weight_decay: decay,
-            ..ParamsAdamW::default()
-        };
-        let mut opt_w = AdamW::new(vec![w.clone()], params(0.01)).expect("opt");
-        let mut opt_b = AdamW::new(vec![b.clone()], params(0.0)).expect("opt");
+        let (mut opt_w, mut opt_b) = reference_optimisers(&w, &b);
         let xt = Tensor::from_slice(&x, (rows, dim), &device).expect("x");
-        let yt = Tensor::from_vec(
-            labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
-            rows,
-            &device,
-        )
-        .expect("y");
+        let yt = label_tensor(&labels, &device);
         let wt = Tensor::from_slice(&weights, classes, &device).expect("weights");
         for _ in 0..3 {
             let logits = xt
