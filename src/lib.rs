@@ -10,6 +10,7 @@ pub mod data;
 pub mod export;
 pub mod fsutil;
 pub mod guide;
+pub mod inspect;
 pub mod model;
 pub mod ops;
 pub mod predict;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::data::decode::decode_rgb;
 use crate::data::preprocess::{PRETRAINED_IMAGE_SIZE_PX, Preprocessing};
 use crate::model::{
-    Backbone, FoldedNetwork, HeadInit, ModelError, Network, NetworkSpec, WeightsSource,
+    Backbone, FoldedNetwork, HeadInit, ModelError, Network, NetworkSpec, Unit, WeightsSource,
     imagenet_labels, softmax,
 };
 
@@ -30,6 +30,9 @@ pub struct ClassProb {
 #[derive(Debug, Clone)]
 pub struct Predictor {
     backbone: FoldedNetwork,
+    /// The network and where it is cut (what `inspect` and `explain` can look at).
+    network: Backbone,
+    cut_after: Unit,
     fc_weight: Tensor,
     fc_bias: Tensor,
     labels: Vec<String>,
@@ -78,11 +81,33 @@ impl Predictor {
         }
         Ok(Self {
             backbone: network.folded()?,
+            network: network.spec.backbone,
+            cut_after: network.spec.cut_after,
             fc_weight: network.classifier.weight.tensor().detach(),
             fc_bias: network.classifier.bias.tensor().detach(),
             labels,
             preprocessing,
         })
+    }
+
+    /// The network the predictor runs.
+    pub fn network(&self) -> Backbone {
+        self.network
+    }
+
+    /// The last backbone unit kept (pooling and the classifier follow it).
+    pub fn cut_after(&self) -> Unit {
+        self.cut_after
+    }
+
+    /// The backbone in inference form.
+    pub fn folded(&self) -> &FoldedNetwork {
+        &self.backbone
+    }
+
+    /// The classifier's weight `[classes, features]` and bias `[classes]`.
+    pub fn classifier(&self) -> (&Tensor, &Tensor) {
+        (&self.fc_weight, &self.fc_bias)
     }
 
     pub fn labels(&self) -> &[String] {

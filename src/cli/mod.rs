@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the commands' terminal output (`anyhow` at this edge).
 
 mod guide_cmd;
+mod inspect_cmd;
 mod progress;
 mod train_cmd;
 
@@ -150,6 +151,11 @@ pub enum Command {
         #[arg(long)]
         onnx: PathBuf,
     },
+    /// The strongest activation maps of one image at a unit of the network, as a PNG grid.
+    Inspect(Box<inspect_cmd::InspectArgs>),
+    /// Grad-CAM: where in the image the network found a class (default: its top-1), as a PNG
+    /// overlay of the network's input crop.
+    Explain(Box<inspect_cmd::ExplainArgs>),
     /// Convert a PyTorch checkpoint (.pth, zip or legacy format) into safetensors.
     ImportWeights {
         input: PathBuf,
@@ -296,6 +302,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             network,
             json,
         }) => guide_cmd::probe_command(&data, val, epochs, &network, json),
+        Some(Command::Inspect(args)) => inspect_cmd::inspect_command(&args),
+        Some(Command::Explain(args)) => inspect_cmd::explain_command(&args),
         Some(Command::ImportWeights { input, output, f16 }) => import_command(&input, &output, f16),
         Some(Command::Export {
             model,

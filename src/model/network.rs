@@ -299,6 +299,16 @@ impl FoldedNetwork {
         Ok(h)
     }
 
+    /// Units `start..` and the pooling, keeping the autograd graph of `x` (Grad-CAM: the
+    /// gradient of a class score with respect to a feature map).
+    pub fn pooled_from_unit(&self, x: &Tensor, start: usize) -> CandleResult<Tensor> {
+        let mut h = x.clone();
+        for unit in self.units.iter().skip(start) {
+            h = unit.forward(&h)?;
+        }
+        pooled(&h)
+    }
+
     /// Adds every unit, then the pooling, to an ONNX graph.
     pub fn export_onnx(
         &self,
