@@ -1,6 +1,7 @@
 //! The window, driven through its accessibility tree (egui_kittest; no display needed).
 
 mod common;
+mod window;
 
 use std::time::{Duration, Instant};
 
@@ -9,39 +10,8 @@ use egui_kittest::kittest::Queryable;
 use transfer_studio::model::Backbone;
 use transfer_studio::model::Unit;
 use transfer_studio::train::{Case, TrainPlan};
-use transfer_studio::ui::{AppState, Command, RunStatus, StudioApp, Tab};
-
-fn harness() -> Harness<'static, StudioApp> {
-    common::init();
-    Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_eframe(|cc| StudioApp::new(&cc.egui_ctx, None))
-}
-
-/// Steps frames until `done` holds (workers keep requesting repaints, so `run` would not
-/// settle).
-fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&AppState) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !done(h.state().state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
-
-/// A window with `plan` selected (when given) and `dir` loaded as its training data.
-fn loaded(plan: Option<TrainPlan>, dir: &std::path::Path) -> Harness<'static, StudioApp> {
-    let mut h = harness();
-    if let Some(plan) = plan {
-        h.state_mut().apply(Command::SetPlan(plan));
-    }
-    h.state_mut().apply(Command::SetTrainFolder(dir.to_owned()));
-    step_until(&mut h, "the dataset and its measurement", |app| {
-        app.dataset.is_some() && !app.recommending
-    });
-    h
-}
+use transfer_studio::ui::{Command, RunStatus, StudioApp, Tab};
+use window::{harness, loaded, step_until, train_on};
 
 #[test]
 fn clicking_each_grid_cell_selects_its_plan_and_redraws_the_strip() {
@@ -513,26 +483,6 @@ fn without_a_desktop_dialog_the_built_in_browser_picks_folders_and_images() {
         })
         .collect();
     assert_eq!(added, ["000.png", "001.png"]);
-}
-
-/// Trains on `dir` with the selected plan and waits for the run to end.
-fn train_on(h: &mut Harness<'static, StudioApp>, dir: &std::path::Path, classes: usize) {
-    h.state_mut().apply(Command::SetTrainFolder(dir.to_owned()));
-    step_until(h, "the dataset", |app| {
-        app.dataset
-            .as_ref()
-            .is_some_and(|d| d.classes.len() == classes)
-            && !app.recommending
-    });
-    let runs = h.state().state().runs.len();
-    h.state_mut().apply(Command::StartTraining);
-    step_until(h, "training", |app| {
-        app.runs.len() == runs + 1
-            && app
-                .runs
-                .last()
-                .is_some_and(|r| matches!(r.status, RunStatus::Finished | RunStatus::Failed(_)))
-    });
 }
 
 /// Two runs on different data: Results shows either (switching changes the confusion matrix);

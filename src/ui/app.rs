@@ -28,6 +28,9 @@ pub struct StudioApp {
     pub(super) imagenet: Option<Arc<Predictor>>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
     pending_preview: Option<Vec<super::jobs::PreviewRow<egui::ColorImage>>>,
+    pub(super) pending_images: Vec<super::inspect::PendingImages>,
+    /// Counts model changes, so that overlays made with an earlier model are dropped.
+    pub(super) explain_generation: u64,
 }
 
 impl std::fmt::Debug for StudioApp {
@@ -60,6 +63,8 @@ impl StudioApp {
             imagenet: None,
             pending_thumbnails: Vec::new(),
             pending_preview: None,
+            pending_images: Vec::new(),
+            explain_generation: 0,
         };
         match Predictor::imagenet(&app.device) {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
@@ -68,6 +73,7 @@ impl StudioApp {
                 .errors
                 .push(format!("cannot load the bundled network: {e}")),
         }
+        app.model_changed();
         if app.state.settings.train_dir.is_some() {
             app.apply(Command::LoadDataset);
         }
@@ -108,6 +114,7 @@ impl StudioApp {
             self.on_job(result);
         }
         self.state.loading = self.jobs.loading_progress();
+        self.load_inspection_textures(ctx);
         for (path, image) in self.pending_thumbnails.drain(..) {
             let name = path.to_string_lossy().into_owned();
             let texture = ctx.load_texture(name, image, egui::TextureOptions::LINEAR);
@@ -188,16 +195,15 @@ impl StudioApp {
     }
 
     fn on_finished(&mut self, outcome: TrainOutcome) {
-        let had_model = self.state.trained.is_some();
         self.state.trained_report = Some(outcome.report);
         self.state.trained = Some(outcome.model);
         self.state.trained_data = self.state.training_data.clone();
         self.state.results_run = None;
         self.state.selected_cell = None;
         self.queue_mistake_thumbnails();
-        if !had_model && !self.state.predictions.is_empty() {
-            self.rerun_predictions();
-        }
+        // Predict showed the previous model's answers: ask the new one.
+        self.rerun_predictions();
+        self.model_changed();
     }
 
     pub(super) fn queue_mistake_thumbnails(&mut self) {
@@ -274,6 +280,7 @@ impl StudioApp {
                 state.trained_data = None;
                 state.results_run = None;
                 self.rerun_predictions();
+                self.model_changed();
             }
             JobResult::ModelOpened(Err(e)) => state.errors.push(format!("cannot open: {e}")),
             JobResult::Recommended(result) => {
@@ -286,6 +293,8 @@ impl StudioApp {
                 state.recommendation = Some(result.map_err(|e| e.to_string()));
                 self.refresh_recommendation();
             }
+            JobResult::Inspected(result) => self.on_inspected(result),
+            JobResult::Explained(explained) => self.on_explained(explained),
             JobResult::Probed(result) => {
                 state.probing = false;
                 if let Err(e) = &result {
@@ -342,6 +351,7 @@ impl StudioApp {
         if let Some(predictor) = self.active_predictor() {
             self.jobs.predict(predictor, new);
         }
+        self.request_explanations();
     }
 
     /// Classifies every shown image again (after training or opening a model).

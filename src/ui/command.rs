@@ -68,6 +68,17 @@ pub enum Command {
     PreviewAugmentation,
     /// Writes out a bundled demo pack (once) and loads it as the training folder.
     OpenDemo(crate::data::demo::DemoPack),
+    /// The Inspect view looks at this image.
+    InspectImage(PathBuf),
+    /// The Inspect view shows this unit on one side (0: left).
+    InspectUnit {
+        side: usize,
+        unit: crate::model::Unit,
+    },
+    /// A click on the Inspect view's unit strip sets this side from now on.
+    InspectSide(usize),
+    /// Predict and the mistakes gallery show Grad-CAM overlays (or stop showing them).
+    ShowGradCam(bool),
 }
 
 impl StudioApp {
@@ -147,6 +158,10 @@ impl StudioApp {
             | Command::ShowCell { .. }
             | Command::ShowRunResults(_)
             | Command::DismissError(_) => self.apply_model_command(command),
+            Command::InspectImage(_)
+            | Command::InspectUnit { .. }
+            | Command::InspectSide(_)
+            | Command::ShowGradCam(_) => self.apply_inspect_command(command),
         }
     }
 
@@ -190,6 +205,7 @@ impl StudioApp {
                 state.results_run = run;
                 state.selected_cell = None;
                 self.queue_mistake_thumbnails();
+                self.request_explanations();
             }
             Command::DismissError(i) => {
                 let errors = &mut self.state_mut().errors;

@@ -32,6 +32,8 @@ pub enum JobError {
     Recommend(#[from] RecommendError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
     #[error("cannot write the demo pack under {path}: {source}")]
     Demo {
         path: PathBuf,
@@ -70,6 +72,32 @@ pub enum JobResult {
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
     Probed(Result<Vec<ProbePoint>, JobError>),
+    Inspected(Result<Inspection, JobError>),
+    Explained(Explained),
+}
+
+/// An image's activation maps at some units, for the Inspect view.
+#[derive(Debug)]
+pub struct Inspection {
+    pub path: PathBuf,
+    /// The image's crop as the network sees it.
+    pub crop: egui::ColorImage,
+    /// Per unit: the maps and their colour-mapped grid.
+    pub maps: Vec<(crate::inspect::ActivationMaps, egui::ColorImage)>,
+}
+
+impl Inspection {
+    pub fn units(&self) -> Vec<crate::model::Unit> {
+        self.maps.iter().map(|(m, _)| m.unit).collect()
+    }
+}
+
+/// A Grad-CAM overlay of one image, made with the model of `generation`.
+#[derive(Debug)]
+pub struct Explained {
+    pub path: PathBuf,
+    pub generation: u64,
+    pub result: Result<egui::ColorImage, JobError>,
 }
 
 /// A dialog answering faster than this showed nothing (nobody cancels a dialog that quickly).
@@ -345,6 +373,56 @@ impl Jobs {
                     tx,
                     JobResult::DatasetLoaded(Err(JobError::Demo { path: root, source })),
                 ),
+            }
+        });
+    }
+
+    /// The strongest activation maps of one image at `units` (one forward pass).
+    pub fn inspect(
+        &self,
+        predictor: Arc<Predictor>,
+        path: PathBuf,
+        units: Vec<crate::model::Unit>,
+    ) {
+        use crate::inspect::{DEFAULT_CHANNELS, activation_maps, maps_grid};
+        /// Side of one map's tile in the view's grids.
+        const TILE_PX: u32 = 96;
+        self.spawn("inspect", move |tx| {
+            let result = decode_rgb(&path).map_err(JobError::from).and_then(|image| {
+                let crop = predictor.preprocessing().eval_crop(&image);
+                let maps = activation_maps(&predictor, &crop, &units, DEFAULT_CHANNELS)?
+                    .into_iter()
+                    .map(|m| {
+                        let grid = to_color_image(&maps_grid(&m, TILE_PX));
+                        (m, grid)
+                    })
+                    .collect();
+                Ok(Inspection {
+                    path: path.clone(),
+                    crop: to_color_image(&crop),
+                    maps,
+                })
+            });
+            Self::send(tx, JobResult::Inspected(result));
+        });
+    }
+
+    /// Grad-CAM overlays (of each image's top-1 class) for `paths`.
+    pub fn explain(&self, predictor: Arc<Predictor>, paths: Vec<PathBuf>, generation: u64) {
+        use crate::inspect::{grad_cam, overlay};
+        self.spawn("explain", move |tx| {
+            for path in paths {
+                let result = decode_rgb(&path).map_err(JobError::from).and_then(|image| {
+                    let crop = predictor.preprocessing().eval_crop(&image);
+                    let explanation = grad_cam(&predictor, &crop, None)?;
+                    Ok(to_color_image(&overlay(&crop, &explanation.grid)))
+                });
+                let explained = Explained {
+                    path,
+                    generation,
+                    result,
+                };
+                Self::send(tx, JobResult::Explained(explained));
             }
         });
     }

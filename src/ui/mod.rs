@@ -6,6 +6,7 @@
 pub mod app;
 pub mod browser;
 pub mod command;
+pub mod inspect;
 pub mod jobs;
 pub mod panels;
 pub mod runs;

@@ -27,15 +27,17 @@ pub enum Tab {
     Train,
     Results,
     Predict,
+    Inspect,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Data,
         Tab::Guide,
         Tab::Train,
         Tab::Results,
         Tab::Predict,
+        Tab::Inspect,
     ];
 
     pub fn title(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Tab {
             Tab::Train => "Train",
             Tab::Results => "Results",
             Tab::Predict => "Predict",
+            Tab::Inspect => "Inspect",
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Settings {
     pub tab: Tab,
     /// The grid's size and similarity thresholds.
     pub thresholds: Thresholds,
+    /// Predict and the mistakes gallery show where the model looked (Grad-CAM).
+    pub show_grad_cam: bool,
 }
 
 impl Default for Settings {
@@ -72,6 +77,7 @@ impl Default for Settings {
             use_percent: 100,
             tab: Tab::Guide,
             thresholds: Thresholds::default(),
+            show_grad_cam: false,
         }
     }
 }
@@ -196,6 +202,10 @@ pub struct AppState {
     pub browser: Option<super::browser::FileBrowser>,
     /// The desktop's file dialog could not open once: the in-window browser is used from then.
     pub native_dialog_failed: bool,
+    /// The Inspect view: an image's activation maps at two units.
+    pub inspect: super::inspect::InspectState,
+    /// Grad-CAM overlays by image, made with the current model (`Err`: why not).
+    pub explanations: HashMap<PathBuf, Result<egui::TextureHandle, String>>,
 }
 
 impl std::fmt::Debug for AppState {

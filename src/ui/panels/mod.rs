@@ -6,6 +6,7 @@ mod compare;
 mod data;
 mod guide;
 mod heatmap;
+mod inspect;
 mod predict;
 mod results;
 mod strip;
@@ -98,6 +99,7 @@ pub fn show(ui: &mut egui::Ui, app: &AppState) -> Vec<Command> {
             Tab::Train => train::train_panel(ui, app, &mut out),
             Tab::Results => results::results_panel(ui, app, &mut out),
             Tab::Predict => predict::predict_panel(ui, app, &mut out),
+            Tab::Inspect => inspect::inspect_panel(ui, app, &mut out),
         });
     });
     if let Some(b) = &app.browser {

@@ -38,6 +38,7 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             out.push(Command::Pick(PathRequest::OnnxFile));
         }
     });
+    grad_cam_toggle_ui(ui, app, true, out);
     for item in &app.predictions {
         ui.separator();
         ui.horizontal(|ui| {
@@ -48,6 +49,9 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
                 None => {
                     ui.allocate_exact_size(Vec2::splat(96.0), Sense::hover());
                 }
+            }
+            if app.settings.show_grad_cam {
+                explanation_ui(ui, app, &item.path, 96.0);
             }
             ui.vertical(|ui| {
                 ui.label(
@@ -78,5 +82,50 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
                 }
             });
         });
+    }
+}
+
+/// The switch for the Grad-CAM overlays (shared by Predict and the mistakes gallery).
+pub(super) fn grad_cam_toggle_ui(
+    ui: &mut egui::Ui,
+    app: &AppState,
+    enabled: bool,
+    out: &mut Vec<Command>,
+) {
+    let mut on = app.settings.show_grad_cam;
+    let response = ui
+        .add_enabled(
+            enabled,
+            egui::Checkbox::new(&mut on, "Show where it looked (Grad-CAM)"),
+        )
+        .on_hover_text(
+            "Colours the parts of the image that raised the score of the predicted class \
+             (red: most), taken at the last feature map before pooling",
+        )
+        .on_disabled_hover_text("Grad-CAM shows the current model: pick it under Results of");
+    super::tag(ui, &response, "grad-cam-toggle");
+    if response.changed() {
+        out.push(Command::ShowGradCam(on));
+    }
+}
+
+/// An image's Grad-CAM overlay, a spinner while it is computed, or why it failed.
+pub(super) fn explanation_ui(
+    ui: &mut egui::Ui,
+    app: &AppState,
+    path: &std::path::Path,
+    side_px: f32,
+) {
+    match app.explanations.get(path) {
+        Some(Ok(tex)) => {
+            let response = ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(side_px)));
+            super::tag(ui, &response, &format!("grad-cam-{}", path.display()));
+        }
+        Some(Err(e)) => {
+            ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+        }
+        None => {
+            ui.allocate_ui(Vec2::splat(side_px), |ui| ui.spinner());
+        }
     }
 }

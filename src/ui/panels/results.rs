@@ -34,7 +34,7 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     ui.separator();
     per_class_ui(ui, eval);
     ui.separator();
-    mistakes_ui(ui, app, eval);
+    mistakes_ui(ui, app, eval, out);
 }
 
 /// Which run's results to show: the current model's, or any earlier run's.
@@ -227,21 +227,22 @@ fn per_class_ui(ui: &mut egui::Ui, eval: &Evaluation) {
 }
 
 /// A gallery of misclassified validation images with their true and predicted classes.
-fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
-    ui.label(format!(
-        "Misclassified validation images ({}):",
-        eval.misclassified.len()
-    ));
+fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        ui.label(format!(
+            "Misclassified validation images ({}):",
+            eval.misclassified.len()
+        ));
+        super::predict::grad_cam_toggle_ui(ui, app, app.results_run.is_none(), out);
+    });
+    let overlays = app.settings.show_grad_cam && app.results_run.is_none();
     ui.horizontal_wrapped(|ui| {
         for m in eval.misclassified.iter().take(MISTAKE_THUMBNAILS) {
             ui.vertical(|ui| {
-                match app.thumbnails.get(&m.path) {
-                    Some(tex) => {
-                        ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(72.0)));
-                    }
-                    None => {
-                        ui.spinner();
-                    }
+                if overlays {
+                    super::predict::explanation_ui(ui, app, &m.path, 72.0);
+                } else {
+                    thumbnail_ui(ui, app, &m.path);
                 }
                 ui.label(RichText::new(format!("true: {}", eval.classes[m.true_label])).small());
                 ui.label(
@@ -255,4 +256,15 @@ fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
             });
         }
     });
+}
+
+fn thumbnail_ui(ui: &mut egui::Ui, app: &AppState, path: &std::path::Path) {
+    match app.thumbnails.get(path) {
+        Some(tex) => {
+            ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(72.0)));
+        }
+        None => {
+            ui.spinner();
+        }
+    }
 }
