@@ -74,7 +74,7 @@ pub(super) enum PendingImages {
     Inspected(Inspection),
     Explained {
         path: PathBuf,
-        result: Result<egui::ColorImage, String>,
+        result: Result<(egui::ColorImage, String), String>,
     },
 }
 
@@ -215,9 +215,11 @@ impl StudioApp {
                 }
                 PendingImages::Explained { path, result } => {
                     let name = format!("grad-cam-{}", path.display());
-                    let texture = result
-                        .map(|image| ctx.load_texture(name, image, egui::TextureOptions::LINEAR));
-                    state.explanations.insert(path, texture);
+                    let overlay = result.map(|(image, caption)| {
+                        let texture = ctx.load_texture(name, image, egui::TextureOptions::LINEAR);
+                        (texture, caption)
+                    });
+                    state.explanations.insert(path, overlay);
                 }
             }
         }

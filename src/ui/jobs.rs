@@ -97,7 +97,8 @@ impl Inspection {
 pub struct Explained {
     pub path: PathBuf,
     pub generation: u64,
-    pub result: Result<egui::ColorImage, JobError>,
+    /// The overlay, and what it explains in words.
+    pub result: Result<(egui::ColorImage, String), JobError>,
 }
 
 /// A dialog answering faster than this showed nothing (nobody cancels a dialog that quickly).
@@ -415,7 +416,12 @@ impl Jobs {
                 let result = decode_rgb(&path).map_err(JobError::from).and_then(|image| {
                     let crop = predictor.preprocessing().eval_crop(&image);
                     let explanation = grad_cam(&predictor, &crop, None)?;
-                    Ok(to_color_image(&overlay(&crop, &explanation.grid)))
+                    let caption = format!(
+                        "where it found {} ({:.1} %)",
+                        explanation.label,
+                        explanation.prob * 100.0
+                    );
+                    Ok((to_color_image(&overlay(&crop, &explanation.grid)), caption))
                 });
                 let explained = Explained {
                     path,

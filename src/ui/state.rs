@@ -204,8 +204,9 @@ pub struct AppState {
     pub native_dialog_failed: bool,
     /// The Inspect view: an image's activation maps at two units.
     pub inspect: super::inspect::InspectState,
-    /// Grad-CAM overlays by image, made with the current model (`Err`: why not).
-    pub explanations: HashMap<PathBuf, Result<egui::TextureHandle, String>>,
+    /// Grad-CAM overlays by image with what they explain, made with the current model
+    /// (`Err`: why not).
+    pub explanations: HashMap<PathBuf, Result<(egui::TextureHandle, String), String>>,
 }
 
 impl std::fmt::Debug for AppState {

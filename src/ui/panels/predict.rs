@@ -117,8 +117,10 @@ pub(super) fn explanation_ui(
     side_px: f32,
 ) {
     match app.explanations.get(path) {
-        Some(Ok(tex)) => {
-            let response = ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(side_px)));
+        Some(Ok((tex, caption))) => {
+            let response = ui
+                .add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(side_px)))
+                .on_hover_text(caption);
             super::tag(ui, &response, &format!("grad-cam-{}", path.display()));
         }
         Some(Err(e)) => {
