@@ -317,3 +317,101 @@ fn imbalanced_classes_get_a_class_weighted_loss() {
     let off = run(&["--class-weights", "off"], "off");
     assert!(!off.contains("class weights on"));
 }
+
+/// Start of ConvNet's cut comes from a cross-validated probe on the training images (a JSON
+/// event, then the saved model is cut there); `compare` says which case the recommendation
+/// picks and whether that advice held.
+#[test]
+fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 3, 8, 40, 11);
+    let out = tempfile::tempdir().expect("out");
+    let model = out.path().join("model");
+    let output = binary()
+        .args(["train", "--case", "small-different", "--image-size", "32"])
+        .args(["--epochs", "3", "--json", "--data"])
+        .arg(data.path())
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let chosen = lines
+        .iter()
+        .find(|l| l["event"] == "cut-chosen")
+        .expect("a cut-chosen event");
+    let points = chosen["points"].as_array().expect("points");
+    assert_eq!(points.len(), 7, "Lite0's probe units and its head");
+    assert_eq!(points.last().expect("head")["unit"], "head");
+    let best = points
+        .iter()
+        .filter_map(|p| p["cv_accuracy"].as_f64())
+        .fold(0.0, f64::max);
+    let first_within = points
+        .iter()
+        .find(|p| p["cv_accuracy"].as_f64().is_some_and(|a| a >= best - 0.005))
+        .expect("a best cut");
+    assert_eq!(chosen["chosen"], first_within["unit"]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).expect("model.json"))
+            .expect("manifest");
+    assert_eq!(manifest["cut_after"], chosen["chosen"]);
+
+    let compared = out.path().join("compare");
+    let output = binary()
+        .args([
+            "compare",
+            "--image-size",
+            "32",
+            "--max-epochs",
+            "1",
+            "--json",
+            "--data",
+        ])
+        .arg(data.path())
+        .arg("--out")
+        .arg(&compared)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["event"] == "compared")
+        .expect("the compared event");
+    let advice = &summary["advice"];
+    let accuracy_of = |case: &serde_json::Value| {
+        summary["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| &r["case"] == case)
+            .and_then(|r| r["val_accuracy"].as_f64())
+            .expect("accuracy")
+    };
+    let recommended = accuracy_of(&advice["recommended"]);
+    let best = accuracy_of(&advice["best"]);
+    assert_eq!(
+        advice["held"].as_bool(),
+        Some(best - recommended <= 0.015 + 1e-9)
+    );
+    let table: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(compared.join("compare.json")).expect("compare.json"),
+    )
+    .expect("compare.json");
+    assert_eq!(table["advice"], *advice);
+    assert_eq!(table["recommendation"]["case"], advice["recommended"]);
+}

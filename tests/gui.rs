@@ -556,6 +556,11 @@ fn compare_all_four_ends_with_a_side_by_side_summary() {
     h.step();
     h.get_by_label("Compare all four");
     h.get_by_label("trainable parameters");
+    // Whether the recommended case (Start of ConvNet for flat shapes) came within 1.5 points.
+    h.get_by(|n| {
+        n.author_id() == Some("compare-advice")
+            && n.value().is_some_and(|l| l.contains("Start of ConvNet"))
+    });
     for case in Case::ALL {
         let id = format!("compare-matrix-{}", case as usize);
         h.get_by(|n| n.author_id() == Some(id.as_str()));

@@ -99,8 +99,15 @@ fn every_case_trains_saves_loads_and_predicts() {
             .save(&dir, Some(SavedMetrics::from_report(report)))
             .expect("save");
         let (loaded, manifest) = TrainedModel::load(&dir, &Device::Cpu).expect("load");
-        assert_eq!(manifest.cut_after, plan.cut_after);
-        assert_eq!(manifest.plan, plan);
+        // Start of ConvNet chooses its cut from the training images and says so.
+        let chosen = events.iter().find_map(|e| match e {
+            TrainEvent::CutChosen(choice) => Some(choice.chosen),
+            _ => None,
+        });
+        assert_eq!(chosen.is_some(), plan.auto_cut, "{case}");
+        assert_eq!(chosen, report.cut_choice.as_ref().map(|c| c.chosen));
+        assert_eq!(manifest.cut_after, chosen.unwrap_or(plan.cut_after));
+        assert_eq!(manifest.plan.as_chosen(), plan.as_chosen());
         let predictor =
             Predictor::from_network(&loaded.network, loaded.classes, loaded.preprocessing)
                 .expect("predictor");

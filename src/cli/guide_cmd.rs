@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::NetworkArgs;
 use crate::data::dataset::{Dataset, LoadOptions, LoadProgress, load_dataset};
-use crate::guide::compare::{CompareRow, compare_all};
+use crate::guide::compare::{Advice, CompareRow, compare_all};
 use crate::guide::probe::{ProbeOptions, depth_probe};
 use crate::guide::recommend::{RecommendOptions, Thresholds, recommend};
 use crate::runtime;
@@ -51,6 +51,8 @@ pub fn recommend_command(
             "thresholds": r.thresholds,
             "images_measured": r.images_measured,
             "layers": r.layers,
+            "measured": r.measured,
+            "rule": r.rule,
             "explanation": r.explanation,
         });
         println!("{}", serde_json::to_string(&doc)?);
@@ -70,7 +72,12 @@ pub fn recommend_command(
         for l in &r.layers {
             println!("  block {:2}: divergence {:.3}", l.block, l.divergence);
         }
-        println!("case: {}\n{}", r.case, r.explanation);
+        println!("case: {} ({})", r.case.title(), r.case);
+        println!("measured:");
+        for fact in &r.measured {
+            println!("  {fact}");
+        }
+        println!("rule: {}", r.rule);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -123,6 +130,8 @@ pub fn compare_command(
     }
     let dataset = Arc::new(load(data, val)?);
     let device = runtime::compute_device();
+    let recommendation = recommend(&dataset, &RecommendOptions::default(), &device, |_, _| {})
+        .context("measuring the data for the recommendation")?;
     let rows = compare_all(
         dataset,
         &device,
@@ -145,28 +154,45 @@ pub fn compare_command(
         },
         None,
     )?;
+    let advice = Advice::judge(&rows, recommendation.case);
+    let table = serde_json::json!({
+        "rows": rows,
+        "recommendation": recommendation,
+        "advice": advice,
+    });
     let table_path = out.join("compare.json");
-    crate::fsutil::write_atomic(&table_path, &serde_json::to_vec_pretty(&rows)?)
+    crate::fsutil::write_atomic(&table_path, &serde_json::to_vec_pretty(&table)?)
         .with_context(|| format!("writing {}", table_path.display()))?;
     if json {
-        println!("{}", serde_json::json!({"event": "compared", "rows": rows}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "compared", "rows": rows, "advice": advice})
+        );
     } else {
-        print_table(&rows);
+        print_table(&rows, recommendation.case);
+        if let Some(advice) = &advice {
+            println!("{}", advice.sentence());
+        }
         println!("models and compare.json in {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(rows: &[CompareRow]) {
+fn print_table(rows: &[CompareRow], recommended: Case) {
     println!(
-        "{:16} {:22} {:>9} {:>9} {:>12}",
+        "{:16} {:26} {:>9} {:>9} {:>12}",
         "case", "", "val acc", "time", "trainable"
     );
     for r in rows {
+        let title = if r.case == recommended {
+            format!("{} (recommended)", r.title)
+        } else {
+            r.title.clone()
+        };
         println!(
-            "{:16} {:22} {:>9} {:>8.1}s {:>12}",
+            "{:16} {:26} {:>9} {:>8.1}s {:>12}",
             r.case.to_string(),
-            r.title,
+            title,
             r.val_accuracy
                 .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0)),
             r.train_secs,

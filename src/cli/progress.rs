@@ -112,6 +112,27 @@ impl Observer for TerminalObserver {
             TrainEvent::Loading { done, total } => {
                 self.progress(*done, *total, "decoding images".into());
             }
+            TrainEvent::ChoosingCut { done, total } => self.progress(
+                *done,
+                *total,
+                "choosing the cut: features of the training images".into(),
+            ),
+            TrainEvent::CutChosen(choice) => {
+                for p in &choice.points {
+                    let mark = if p.unit == choice.chosen {
+                        "  <- cut"
+                    } else {
+                        ""
+                    };
+                    self.say(format!(
+                        "  {:<8} {:>5} features  {:5.1} % cross-validated{mark}",
+                        p.unit.to_string(),
+                        p.features,
+                        p.cv_accuracy * 100.0
+                    ));
+                }
+                self.say(choice.sentence());
+            }
             TrainEvent::Started { .. } => self.started(event),
             TrainEvent::CachingFeatures { done, total } => self.progress(
                 *done,

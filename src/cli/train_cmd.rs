@@ -45,9 +45,11 @@ pub struct TrainArgs {
     /// Backbone learning rate as a fraction of --lr.
     #[arg(long)]
     pub backbone_lr_mult: Option<f64>,
-    /// Last backbone unit kept: stem, a block number (Lite0: 0-15), head, fc6/fc7 (VGG).
+    /// Last backbone unit kept: stem, a block number (Lite0: 0-15), head, fc6/fc7 (VGG), or
+    /// auto: chosen by a cross-validated probe on the training images (small-different's
+    /// default).
     #[arg(long)]
-    pub cut_after: Option<Unit>,
+    pub cut_after: Option<CutArg>,
     /// Backbone units that train, counted down from the cut (0: classifier only).
     #[arg(long)]
     pub trainable_blocks: Option<usize>,
@@ -106,7 +108,6 @@ impl TrainArgs {
             batch_size <- batch_size,
             head_lr <- lr,
             backbone_lr_mult <- backbone_lr_mult,
-            cut_after <- cut_after,
             trainable_units <- trainable_blocks,
             init <- init,
             seed <- seed,
@@ -116,7 +117,33 @@ impl TrainArgs {
             dropout <- dropout,
             class_weights <- class_weights,
         );
+        match self.cut_after {
+            Some(CutArg::Auto) => plan.auto_cut = true,
+            Some(CutArg::After(unit)) => {
+                plan.cut_after = unit;
+                plan.auto_cut = false;
+            }
+            None => {}
+        }
         plan
+    }
+}
+
+/// `--cut-after`: a unit, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutArg {
+    Auto,
+    After(Unit),
+}
+
+impl std::str::FromStr for CutArg {
+    type Err = crate::model::unit::UnitParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            Ok(CutArg::Auto)
+        } else {
+            s.parse().map(CutArg::After)
+        }
     }
 }
 

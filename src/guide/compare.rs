@@ -44,6 +44,90 @@ impl CompareRow {
     }
 }
 
+/// The recommended case counts as right when its accuracy is within this of the best's.
+pub const ADVICE_MARGIN: f64 = 0.015;
+
+/// Whether the guide's advice held on this data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Advice {
+    /// The case the recommendation picks for this data.
+    pub recommended: Case,
+    pub recommended_accuracy: Option<f64>,
+    /// The case with the best validation accuracy (the earlier case on a tie).
+    pub best: Case,
+    pub best_accuracy: f64,
+    /// The recommended case is within [`ADVICE_MARGIN`] of the best.
+    pub held: bool,
+    /// How far the recommended case is behind the best (0 when it is the best).
+    pub shortfall: f64,
+}
+
+impl Advice {
+    /// Judges `recommended` against the rows; `None` without validation accuracies.
+    pub fn judge(rows: &[CompareRow], recommended: Case) -> Option<Self> {
+        let accuracies: Vec<(Case, Option<f64>)> =
+            rows.iter().map(|r| (r.case, r.val_accuracy)).collect();
+        Self::judge_accuracies(&accuracies, recommended)
+    }
+
+    /// Judges `recommended` against each case's validation accuracy.
+    pub fn judge_accuracies(accuracies: &[(Case, Option<f64>)], recommended: Case) -> Option<Self> {
+        let (best, best_accuracy) = accuracies
+            .iter()
+            .filter_map(|&(case, a)| a.map(|a| (case, a)))
+            .fold(None, |best: Option<(Case, f64)>, (case, a)| match best {
+                Some((_, b)) if b >= a => best,
+                _ => Some((case, a)),
+            })?;
+        let recommended_accuracy = accuracies
+            .iter()
+            .find(|(case, _)| *case == recommended)
+            .and_then(|(_, a)| *a);
+        let shortfall =
+            recommended_accuracy.map_or(best_accuracy, |a| (best_accuracy - a).max(0.0));
+        Some(Self {
+            recommended,
+            recommended_accuracy,
+            best,
+            best_accuracy,
+            held: recommended_accuracy.is_some() && shortfall <= ADVICE_MARGIN + 1e-9,
+            shortfall,
+        })
+    }
+
+    /// One line for the terminal and the window.
+    pub fn sentence(&self) -> String {
+        let pct = |a: f64| format!("{:.1} %", a * 100.0);
+        let recommended = self
+            .recommended_accuracy
+            .map_or_else(|| "no accuracy".to_owned(), pct);
+        if self.recommended == self.best {
+            format!(
+                "The advice held: the recommended case, {}, was the best ({recommended}).",
+                self.recommended.title()
+            )
+        } else if self.held {
+            format!(
+                "The advice held: the recommended case, {} ({recommended}), is within {:.1} \
+                 points of the best, {} ({}).",
+                self.recommended.title(),
+                ADVICE_MARGIN * 100.0,
+                self.best.title(),
+                pct(self.best_accuracy)
+            )
+        } else {
+            format!(
+                "The advice did not hold: the recommended case, {} ({recommended}), is {:.1} \
+                 points behind the best, {} ({}).",
+                self.recommended.title(),
+                self.shortfall * 100.0,
+                self.best.title(),
+                pct(self.best_accuracy)
+            )
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
     #[error("{case}: {source}")]
@@ -100,4 +184,55 @@ fn save(case: Case, outcome: &TrainOutcome, dir: &Path) -> Result<PathBuf, Compa
         .save(&target, Some(SavedMetrics::from_report(&outcome.report)))
         .map_err(|source| CompareError::Save { case, source })?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(case: Case, accuracy: f64) -> CompareRow {
+        CompareRow {
+            case,
+            title: case.title().into(),
+            val_accuracy: Some(accuracy),
+            train_secs: 1.0,
+            trainable_parameters: 1,
+            epochs_run: 1,
+            model_dir: None,
+        }
+    }
+
+    #[test]
+    fn the_advice_holds_within_one_and_a_half_points_of_the_best() {
+        let rows = [
+            row(Case::SmallSimilar, 0.811),
+            row(Case::SmallDifferent, 0.738),
+            row(Case::LargeSimilar, 0.80),
+            row(Case::LargeDifferent, 0.80),
+        ];
+        let missed = Advice::judge(&rows, Case::SmallDifferent).expect("advice");
+        assert_eq!(missed.best, Case::SmallSimilar);
+        assert!(!missed.held);
+        assert!((missed.shortfall - 0.073).abs() < 1e-9);
+        assert!(
+            missed.sentence().contains("7.3 points behind"),
+            "{}",
+            missed.sentence()
+        );
+        let close = Advice::judge(&rows, Case::LargeSimilar).expect("advice");
+        assert!(close.held, "{close:?}");
+        assert!(
+            Advice::judge(&rows, Case::SmallSimilar)
+                .expect("advice")
+                .held
+        );
+        // A tie goes to the earlier case.
+        let tied = [row(Case::SmallSimilar, 0.9), row(Case::LargeSimilar, 0.9)];
+        assert_eq!(
+            Advice::judge(&tied, Case::LargeSimilar)
+                .expect("advice")
+                .best,
+            Case::SmallSimilar
+        );
+    }
 }

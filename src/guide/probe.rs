@@ -4,16 +4,12 @@
 //! ImageNet should cut early: there, late (ImageNet-specific) features stop helping.
 
 use candle_core::Device;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::dataset::Dataset;
 use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, WeightsSource};
+use crate::train::cut::{CutChoice, ProbeFit, Standardised, choose_cut, fit_probe, standardise};
 use crate::train::features::{FeatureSet, extract_multi};
-use crate::train::head::{AdamWConfig, LinearHead};
-use crate::train::schedule::cosine_factor;
 
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -51,76 +47,14 @@ pub struct ProbePoint {
     pub val_accuracy: Option<f64>,
 }
 
-/// Features standardised with the training set's mean and deviation (depths differ in scale).
-struct Standardised {
-    train: Vec<f32>,
-    val: Vec<f32>,
-    dim: usize,
-}
-
-fn standardise(train: &FeatureSet, val: Option<&FeatureSet>) -> candle_core::Result<Standardised> {
-    let dim = train.dim();
-    let mut t: Vec<f32> = train.features.flatten_all()?.to_vec1()?;
-    let mut v: Vec<f32> = match val {
+/// Standardised rows of a training and an optional validation feature set.
+fn standardised(train: &FeatureSet, val: Option<&FeatureSet>) -> candle_core::Result<Standardised> {
+    let train_rows: Vec<f32> = train.features.flatten_all()?.to_vec1()?;
+    let val_rows: Vec<f32> = match val {
         Some(v) if !v.is_empty() => v.features.flatten_all()?.to_vec1()?,
         _ => Vec::new(),
     };
-    let rows = t.len() / dim.max(1);
-    for d in 0..dim {
-        let mean = (0..rows).map(|r| f64::from(t[r * dim + d])).sum::<f64>() / rows.max(1) as f64;
-        let var = (0..rows)
-            .map(|r| (f64::from(t[r * dim + d]) - mean).powi(2))
-            .sum::<f64>()
-            / rows.max(1) as f64;
-        let inv = 1.0 / (var.sqrt() + 1e-6);
-        for x in t.iter_mut().skip(d).step_by(dim.max(1)) {
-            *x = ((f64::from(*x) - mean) * inv) as f32;
-        }
-        for x in v.iter_mut().skip(d).step_by(dim.max(1)) {
-            *x = ((f64::from(*x) - mean) * inv) as f32;
-        }
-    }
-    Ok(Standardised {
-        train: t,
-        val: v,
-        dim,
-    })
-}
-
-/// Trains a linear head on standardised features (batch 32, AdamW, cosine decay) and returns
-/// (train accuracy, validation accuracy) of the final weights.
-fn fit(
-    data: &Standardised,
-    train_labels: &[usize],
-    val_labels: &[usize],
-    classes: usize,
-    options: &ProbeOptions,
-) -> (f64, Option<f64>) {
-    let mut head = LinearHead::zeros(classes, data.dim, AdamWConfig::new(options.lr, 1e-4));
-    let rows = train_labels.len();
-    let mut order: Vec<usize> = (0..rows).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let steps_total = options.epochs * rows.div_ceil(32);
-    let mut step = 0;
-    let mut x = Vec::with_capacity(32 * data.dim);
-    let mut y = Vec::with_capacity(32);
-    for _ in 0..options.epochs {
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(32) {
-            head.set_learning_rate(options.lr * cosine_factor(step, steps_total));
-            step += 1;
-            x.clear();
-            y.clear();
-            for &i in chunk {
-                x.extend_from_slice(&data.train[i * data.dim..(i + 1) * data.dim]);
-                y.push(train_labels[i]);
-            }
-            head.step(&x, &y);
-        }
-    }
-    let train_acc = head.accuracy(&data.train, train_labels);
-    let val_acc = (!val_labels.is_empty()).then(|| head.accuracy(&data.val, val_labels));
-    (train_acc, val_acc)
+    Ok(standardise(train_rows, val_rows, train.dim()))
 }
 
 /// Runs the probe at every cut the backbone names. `progress(done, total)` while computing
@@ -173,14 +107,19 @@ pub fn depth_probe(
             continue;
         };
         let val = val_sets.get(k);
-        let data = standardise(train, val)?;
+        let data = standardised(train, val)?;
         let val_labels = val.map_or(&[][..], |v| &v.label_values[..]);
-        let (train_accuracy, val_accuracy) = fit(
+        let fit = ProbeFit {
+            epochs: options.epochs,
+            lr: options.lr,
+            seed: options.seed,
+        };
+        let (train_accuracy, val_accuracy) = fit_probe(
             &data,
             &train.label_values,
             val_labels,
             dataset.classes.len(),
-            options,
+            &fit,
         );
         points.push(ProbePoint {
             unit,
@@ -191,4 +130,46 @@ pub fn depth_probe(
         });
     }
     Ok(points)
+}
+
+/// The cross-validated choice of the cut on the dataset's *training* split: what a plan that
+/// chooses its cut from the data (*Start of ConvNet*) does when its run starts. `None`: a class
+/// has fewer than 2 training images.
+pub fn cross_validated_cut(
+    dataset: &Dataset,
+    options: &ProbeOptions,
+    device: &Device,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Option<CutChoice>, ModelError> {
+    let backbone = options.backbone;
+    let source = options
+        .weights
+        .clone()
+        .unwrap_or_else(|| backbone.default_weights());
+    let loaded = backbone.load_weights(&source, device)?;
+    let network = Network::build(
+        NetworkSpec::pretrained(backbone),
+        Some(&loaded.weights),
+        HeadInit::FromWeights,
+        0,
+        device,
+    )?;
+    let fit = ProbeFit {
+        epochs: options.epochs,
+        lr: options.lr,
+        seed: options.seed,
+    };
+    choose_cut::<ModelError>(
+        &dataset.train,
+        dataset.classes.len(),
+        backbone,
+        &network.folded()?,
+        &loaded.preprocessing(backbone, options.image_size_px),
+        device,
+        &fit,
+        |done, total| {
+            progress(done, total);
+            Ok(())
+        },
+    )
 }

@@ -127,6 +127,11 @@ pub struct Recommendation {
     pub thresholds: Thresholds,
     pub images_measured: usize,
     pub layers: Vec<LayerDivergence>,
+    /// What was measured on the data, one fact per line (size, similarity).
+    pub measured: Vec<String>,
+    /// The guide's rule that turns those facts into a case, and why.
+    pub rule: String,
+    /// Both in one paragraph.
     pub explanation: String,
 }
 
@@ -152,7 +157,8 @@ impl Recommendation {
         r.size = size_of(r.images_per_class, &thresholds);
         r.similarity = similarity_of(r.similarity_score, &thresholds);
         r.case = r.case();
-        r.explanation = explain(&r);
+        (r.measured, r.rule) = explain(&r);
+        r.explanation = format!("Measured: {}. Rule: {}", r.measured.join("; "), r.rule);
         r
     }
 }
@@ -173,34 +179,53 @@ fn similarity_of(score: f64, t: &Thresholds) -> Similarity {
     }
 }
 
-fn explain(r: &Recommendation) -> String {
+fn explain(r: &Recommendation) -> (Vec<String>, String) {
     let t = &r.thresholds;
+    let measured = vec![
+        format!(
+            "{} training images per class (large from {}): {}",
+            r.images_per_class,
+            t.large_images_per_class,
+            match r.size {
+                Size::Small => "small",
+                Size::Large => "large",
+            }
+        ),
+        format!(
+            "similarity to ImageNet {:.2} (similar from {:.2}; how the pretrained network's \
+             BatchNorm statistics shift on {} of your images): {}",
+            r.similarity_score,
+            t.similar_min_score,
+            r.images_measured,
+            match r.similarity {
+                Similarity::Similar => "similar",
+                Similarity::Different => "different",
+            }
+        ),
+    ];
     let size = match r.size {
-        Size::Small => format!(
-            "{} images per class is small (fewer than {}): training many weights would overfit",
-            r.images_per_class, t.large_images_per_class
-        ),
-        Size::Large => format!(
-            "{} images per class is large (at least {}): there is enough data to adjust the whole network",
-            r.images_per_class, t.large_images_per_class
-        ),
+        Size::Small => "small data would overfit if many weights trained",
+        Size::Large => "large data can adjust the whole network",
     };
     let sim = match r.similarity {
-        Similarity::Similar => format!(
-            "the pretrained network's layers respond to these images much as they do to ImageNet photos (score {:.2}, similar from {:.2}), so its features fit",
-            r.similarity_score, t.similar_min_score
-        ),
-        Similarity::Different => format!(
-            "the pretrained network's layers respond to these images unlike ImageNet photos (score {:.2}, similar from {:.2}), so its later, more specific features fit less well",
-            r.similarity_score, t.similar_min_score
-        ),
+        Similarity::Similar => "on similar data the pretrained features fit as they are",
+        Similarity::Different => {
+            "on different data the later, ImageNet-specific features fit less well"
+        }
     };
     let case = r.case();
-    format!(
-        "{size}; {sim}. Suggested: {} — {}",
+    let measured_cut = if case == Case::SmallDifferent {
+        " Where to cut is measured on your training images when training starts \
+         (cross-validated depth probe)."
+    } else {
+        ""
+    };
+    let rule = format!(
+        "{size} and {sim}, so {}: {}{measured_cut}",
         case.title(),
         case.rule()
-    )
+    );
+    (measured, rule)
 }
 
 /// KL(N(m, s²) ‖ N(β, γ²)) per channel, with small floors so that a dead channel stays finite.
@@ -302,6 +327,8 @@ pub fn recommend(
         thresholds: options.thresholds,
         images_measured: measured,
         layers,
+        measured: Vec::new(),
+        rule: String::new(),
         explanation: String::new(),
     };
     Ok(partial.with_thresholds(options.thresholds))
@@ -353,6 +380,8 @@ mod tests {
             thresholds: Thresholds::default(),
             images_measured: 10,
             layers: Vec::new(),
+            measured: Vec::new(),
+            rule: String::new(),
             explanation: String::new(),
         };
         let a = r.with_thresholds(Thresholds::default());
@@ -363,6 +392,10 @@ mod tests {
         });
         assert_eq!(b.case, Case::LargeDifferent);
         assert!(b.explanation.contains("Fine-tune or retrain"));
+        assert!(b.rule.starts_with("large data"), "{}", b.rule);
+        assert!(b.measured[0].starts_with("50 training images per class (large from 40)"));
+        assert!(b.measured[1].ends_with(": different"), "{}", b.measured[1]);
+        assert!(a.explanation.starts_with("Measured: "), "{}", a.explanation);
         for explanation in [&a.explanation, &b.explanation] {
             assert!(explanation.ends_with('.'), "{explanation}");
             assert!(!explanation.contains(".."), "{explanation}");

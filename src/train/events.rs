@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::cut::CutChoice;
 use super::metrics::Evaluation;
 use super::plan::{Case, TrainPlan};
 use super::saved::TrainedModel;
@@ -91,6 +92,9 @@ pub struct TrainReport {
     pub stop_reason: StopReason,
     /// Validation results of the kept (best) weights.
     pub evaluation: Option<Evaluation>,
+    /// How the cut was chosen from the data (plans with `auto_cut`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_choice: Option<CutChoice>,
 }
 
 /// The finished run: its report and the trained model.
@@ -115,6 +119,14 @@ pub enum TrainEvent {
         done: usize,
         total: usize,
     },
+    /// Computing the pretrained network's features on the training images for the
+    /// cross-validated choice of the cut (plans with `auto_cut`).
+    ChoosingCut {
+        done: usize,
+        total: usize,
+    },
+    /// The cut chosen from the data, and the probe behind it.
+    CutChosen(CutChoice),
     Started {
         plan: TrainPlan,
         case: Option<Case>,

@@ -7,6 +7,7 @@
 //! (reading a run to its end), and [`saved`] (the saved-model format).
 
 pub mod augment;
+pub mod cut;
 pub mod evaluate;
 pub mod events;
 pub mod features;

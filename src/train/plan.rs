@@ -102,14 +102,18 @@ impl Case {
             seed: 0,
             val_fraction: crate::data::dataset::DEFAULT_VAL_FRACTION,
             class_weights: ClassWeights::Auto,
+            auto_cut: false,
         };
         match self {
             // Only the new FC trains, on features computed once (milliseconds per epoch).
             Case::SmallSimilar => base,
             // Generic low/mid-level features (Lite0: the end of stage 5, block 10). The depth
             // probe shows the trade-off on your data.
+            // The cut where the features stop transferring, measured on the training split
+            // (the generic cut if the data is too small to cross-validate).
             Case::SmallDifferent => TrainPlan {
                 cut_after: backbone.generic_cut(),
+                auto_cut: true,
                 ..base
             },
             // Two phases: the new head on cached features, then every layer with the backbone
@@ -168,7 +172,7 @@ impl Case {
             seed: 0,
             val_fraction: 0.0,
             weights: None,
-            ..p.clone()
+            ..p.as_chosen()
         };
         let target = normalized(plan);
         let backbone = plan.backbone;
@@ -217,8 +221,12 @@ pub struct TrainPlan {
     /// Where the pretrained weights come from (`None`: the backbone's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<WeightsSource>,
-    /// Last backbone unit kept; pooling and the new classifier follow it.
+    /// Last backbone unit kept; pooling and the new classifier follow it. With `auto_cut`, the
+    /// fallback until the run has chosen (then the chosen unit).
     pub cut_after: Unit,
+    /// The run chooses the cut from the training data (cross-validated probe, [`super::cut`]).
+    #[serde(default)]
+    pub auto_cut: bool,
     /// Backbone units that train in the main phase, counted down from the cut
     /// (0: only the classifier trains, on cached features).
     pub trainable_units: usize,
@@ -418,6 +426,9 @@ impl TrainPlan {
 
     pub fn validate(&self) -> Result<(), PlanError> {
         let fail = |m: &str| Err(PlanError(m.into()));
+        if self.auto_cut && self.init == Init::Random {
+            return fail("choosing the cut from the data needs pretrained weights");
+        }
         if !self.backbone.has_unit(self.cut_after) {
             return Err(PlanError(
                 self.backbone.missing_unit(self.cut_after).to_string(),
@@ -453,6 +464,19 @@ impl TrainPlan {
         Ok(())
     }
 
+    /// The plan as chosen, before a run resolved it: a cut chosen from the data is shown as
+    /// the preset's fallback, so that the chosen plan and its model's plan compare equal.
+    pub fn as_chosen(&self) -> TrainPlan {
+        TrainPlan {
+            cut_after: if self.auto_cut {
+                self.backbone.generic_cut()
+            } else {
+                self.cut_after
+            },
+            ..self.clone()
+        }
+    }
+
     /// A one-line description for logs and the window.
     pub fn summary(&self) -> String {
         let training = if self.is_head_only() {
@@ -469,9 +493,13 @@ impl TrainPlan {
                 }
             )
         };
+        let cut = if self.auto_cut {
+            "cut chosen from the data".to_owned()
+        } else {
+            format!("cut after {}", self.cut_after)
+        };
         format!(
-            "cut after {}, {} init, {training}; {} epochs at {} px, batch {}, lr {:.0e}",
-            self.cut_after,
+            "{cut}, {} init, {training}; {} epochs at {} px, batch {}, lr {:.0e}",
             match self.init {
                 Init::Pretrained => "pretrained",
                 Init::Random => "random",

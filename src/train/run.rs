@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cut::{CutChoice, MAX_PROBE_IMAGES, ProbeFit, choose_cut};
 use super::evaluate::{EVAL_BATCH, evaluate_features, evaluate_samples};
 use super::events::{Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
 use super::features::{FeatureSet, extract_features};
@@ -16,7 +17,7 @@ use super::worker::{Ctx, TrainError, load_with_progress};
 use super::{DataSource, TrainJob};
 use crate::data::dataset::{Dataset, SkippedFile};
 use crate::data::preprocess::Preprocessing;
-use crate::model::{Init, LoadedWeights, Network};
+use crate::model::{HeadInit, Init, LoadedWeights, Network, NetworkSpec};
 
 /// What every phase of a run shares.
 struct Setup {
@@ -28,6 +29,7 @@ struct Setup {
     network: Network,
     case: Option<Case>,
     pretrained: Option<PretrainedInfo>,
+    cut_choice: Option<CutChoice>,
 }
 
 pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainError> {
@@ -85,6 +87,11 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         return Err(TrainError::NoTrainingImages(dataset.root.clone()));
     }
     let weights = loaded.as_ref().map(|l| &l.weights);
+    let mut plan = plan;
+    let cut_choice = match (plan.auto_cut, weights) {
+        (true, Some(weights)) => choose_cut_for(&mut plan, &dataset, weights, &pre, &device, ctx)?,
+        _ => None,
+    };
     let network = plan.build_network(dataset.classes.len(), weights, &device)?;
     let pretrained = loaded.map(|l| PretrainedInfo {
         source: l.source,
@@ -129,7 +136,63 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         network,
         case,
         pretrained,
+        cut_choice,
     })
+}
+
+/// Chooses the plan's cut from the training images (see [`super::cut`]) and announces it; too
+/// few images per class to cross-validate keep the plan's fallback, with a warning.
+fn choose_cut_for(
+    plan: &mut TrainPlan,
+    dataset: &Dataset,
+    weights: &crate::model::Weights,
+    pre: &Preprocessing,
+    device: &candle_core::Device,
+    ctx: &mut Ctx,
+) -> Result<Option<CutChoice>, TrainError> {
+    let full = Network::build(
+        NetworkSpec {
+            num_classes: 1,
+            ..NetworkSpec::pretrained(plan.backbone)
+        },
+        Some(weights),
+        HeadInit::Random,
+        0,
+        device,
+    )?;
+    let folded = full.folded()?;
+    let total = dataset.train.len().min(MAX_PROBE_IMAGES);
+    let fit = ProbeFit {
+        seed: plan.seed,
+        ..ProbeFit::default()
+    };
+    let choice = choose_cut(
+        &dataset.train,
+        dataset.classes.len(),
+        plan.backbone,
+        &folded,
+        pre,
+        device,
+        &fit,
+        |done, _| {
+            ctx.poll()?;
+            ctx.batch_event(TrainEvent::ChoosingCut { done, total }, done >= total)
+        },
+    )?;
+    match &choice {
+        Some(choice) => {
+            plan.cut_after = choice.chosen;
+            plan.trainable_units = plan.trainable_units.min(plan.kept_units());
+            ctx.emit(TrainEvent::CutChosen(choice.clone()))?;
+        }
+        None => ctx.emit(TrainEvent::Warning {
+            message: format!(
+                "too few images per class to cross-validate the cut: cutting after {}",
+                plan.cut_after
+            ),
+        })?,
+    }
+    Ok(choice)
 }
 
 /// The plan's pretrained weights, a download's progress reported as events (a stop request
@@ -226,6 +289,7 @@ fn finish(
         network,
         case,
         pretrained,
+        cut_choice,
         ..
     } = setup;
     let Some(best) = tracker.best() else {
@@ -260,6 +324,7 @@ fn finish(
         images_per_sec: tracker.images_per_sec(),
         stop_reason: tracker.stop.clone(),
         evaluation,
+        cut_choice,
     };
     let model = TrainedModel {
         network,

@@ -185,6 +185,10 @@ impl StudioApp {
         match apply_event(run, &mut state.progress, event) {
             Effect::None => {}
             Effect::Notice(message) => state.notices.push(message),
+            Effect::CutChosen(choice) => {
+                state.notices.push(choice.sentence());
+                state.probe = Some(Ok(*choice));
+            }
             Effect::Finished(outcome) => self.on_finished(*outcome),
             Effect::Failed(error) => {
                 state.compare_queue.clear();

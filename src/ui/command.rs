@@ -264,13 +264,14 @@ impl StudioApp {
 
     fn probe(&mut self) {
         let state = self.state();
-        if let Some(d) = state.dataset.clone()
+        if let Some(d) = state.training_dataset()
             && !state.probing
         {
+            let plan = state.settings.plan.clone();
             let state = self.state_mut();
             state.probing = true;
             state.probe = None;
-            self.jobs.probe(d, self.device.clone());
+            self.jobs.probe(d, plan, self.device.clone());
         }
     }
 

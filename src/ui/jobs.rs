@@ -11,10 +11,11 @@ use image::RgbImage;
 use super::browser::PathRequest;
 use crate::data::dataset::{Dataset, DatasetError, LoadOptions, LoadProgress, load_dataset};
 use crate::data::decode::{DecodeError, decode_rgb};
-use crate::guide::probe::{ProbeOptions, ProbePoint, depth_probe};
+use crate::guide::probe::{ProbeOptions, cross_validated_cut};
 use crate::guide::recommend::{RecommendError, RecommendOptions, Recommendation, recommend};
 use crate::model::ModelError;
 use crate::predict::{ClassProb, Predictor};
+use crate::train::cut::CutChoice;
 use crate::train::{SavedMetrics, StoreError, TrainPlan, TrainedModel, Waker};
 
 /// Why background work failed (the window shows the message).
@@ -34,6 +35,8 @@ pub enum JobError {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Inspect(#[from] crate::inspect::InspectError),
+    #[error("every class needs at least 2 training images to cross-validate the cut")]
+    TooFewToProbe,
     #[error("cannot write the demo pack under {path}: {source}")]
     Demo {
         path: PathBuf,
@@ -71,7 +74,7 @@ pub enum JobResult {
     Exported(Result<PathBuf, JobError>),
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
-    Probed(Result<Vec<ProbePoint>, JobError>),
+    Probed(Result<CutChoice, JobError>),
     Inspected(Result<Inspection, JobError>),
     Explained(Explained),
 }
@@ -433,11 +436,20 @@ impl Jobs {
         });
     }
 
-    /// Linear probes at several depths.
-    pub fn probe(&self, dataset: Arc<Dataset>, device: Device) {
+    /// The cross-validated choice of the cut on the training split, as a run of `plan`
+    /// choosing its cut would make it.
+    pub fn probe(&self, dataset: Arc<Dataset>, plan: TrainPlan, device: Device) {
         self.spawn("depth-probe", move |tx| {
-            let result = depth_probe(&dataset, &ProbeOptions::default(), &device, |_, _| {})
-                .map_err(JobError::from);
+            let options = ProbeOptions {
+                backbone: plan.backbone,
+                weights: plan.weights.clone(),
+                image_size_px: plan.image_size_px,
+                seed: plan.seed,
+                ..ProbeOptions::default()
+            };
+            let result = cross_validated_cut(&dataset, &options, &device, |_, _| {})
+                .map_err(JobError::from)
+                .and_then(|choice| choice.ok_or(JobError::TooFewToProbe));
             Self::send(tx, JobResult::Probed(result));
         });
     }

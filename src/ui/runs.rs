@@ -10,6 +10,8 @@ pub enum Effect {
     None,
     /// A warning to show.
     Notice(String),
+    /// The cut was chosen from the data.
+    CutChosen(Box<crate::train::cut::CutChoice>),
     /// The run ended with a model.
     Finished(Box<TrainOutcome>),
     /// The run failed (the message says why).
@@ -35,7 +37,7 @@ pub fn apply_event(run: &mut Run, progress: &mut Progress, event: TrainEvent) ->
             progress.epochs_total = plan.total_epochs();
             run.status = RunStatus::Running;
         }
-        TrainEvent::CachingFeatures { done, total } => {
+        TrainEvent::ChoosingCut { done, total } | TrainEvent::CachingFeatures { done, total } => {
             run.status = RunStatus::Caching { done, total };
             progress.fraction = done as f32 / total.max(1) as f32;
         }
@@ -65,6 +67,7 @@ pub fn apply_event(run: &mut Run, progress: &mut Progress, event: TrainEvent) ->
         TrainEvent::Epoch(m) => run.epochs.push(m),
         TrainEvent::Paused => run.status = RunStatus::Paused,
         TrainEvent::Warning { message } => return Effect::Notice(message),
+        TrainEvent::CutChosen(choice) => return Effect::CutChosen(Box::new(choice)),
         TrainEvent::Finished(outcome) => {
             run.status = RunStatus::Finished;
             run.report = Some(outcome.report.clone());

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::guide::probe::ProbePoint;
 use crate::guide::recommend::{Recommendation, Thresholds};
 use crate::model::Unit;
 use crate::predict::ClassProb;
+use crate::train::cut::CutChoice;
 use crate::train::{Case, EpochMetrics, TrainPlan, TrainReport, TrainedModel};
 
 /// Thumbnails decoded and shown for one cell of the confusion matrix.
@@ -189,7 +189,8 @@ pub struct AppState {
     /// The measurement classified for the data training would use (size slider, thresholds).
     pub shown_recommendation: Option<Recommendation>,
     pub recommending: bool,
-    pub probe: Option<Result<Vec<ProbePoint>, String>>,
+    /// The cross-validated choice of the cut (the Guide's probe, or the last run's).
+    pub probe: Option<Result<CutChoice, String>>,
     pub probing: bool,
     /// The data of the run in progress, and of the model it made (`None`: opened from disk).
     pub training_data: Option<DataChoice>,
@@ -266,7 +267,7 @@ impl AppState {
         let (model, data) = (self.trained.as_ref()?, self.trained_data.as_ref()?);
         if *data != self.settings.data_choice() {
             Some("the training data changed since")
-        } else if model.plan != self.settings.plan {
+        } else if model.plan.as_chosen() != self.settings.plan.as_chosen() {
             Some("the plan changed since")
         } else {
             None

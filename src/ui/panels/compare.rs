@@ -7,15 +7,31 @@ use egui_plot::{Bar, BarChart, Plot};
 use super::super::command::Command;
 use super::super::state::Run;
 use super::{run_colour, tag};
+use crate::guide::compare::Advice;
+use crate::train::Case;
 
 const SMALL_MATRIX_PX: f32 = 150.0;
 
 pub(super) fn compare_summary_ui(
     ui: &mut egui::Ui,
     runs: &[(usize, &Run)],
+    recommended: Option<Case>,
     out: &mut Vec<Command>,
 ) {
     ui.strong("Compare all four");
+    let accuracies: Vec<(Case, Option<f64>)> = runs
+        .iter()
+        .filter_map(|(_, r)| Some((r.case?, r.report.as_ref()?.best_val_accuracy)))
+        .collect();
+    if let Some(advice) = recommended.and_then(|c| Advice::judge_accuracies(&accuracies, c)) {
+        let colour = if advice.held {
+            Color32::from_rgb(70, 170, 90)
+        } else {
+            Color32::from_rgb(200, 140, 30)
+        };
+        let response = ui.colored_label(colour, advice.sentence());
+        tag(ui, &response, "compare-advice");
+    }
     let title = |run: &Run| {
         run.case
             .map_or_else(|| run.label.clone(), |c| c.title().to_owned())

@@ -1,7 +1,9 @@
 //! The Guide panel: the 2×2 grid, the measured recommendation and the depth probe.
 
 use egui::{Color32, RichText, Vec2};
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use crate::train::cut::CutChoice;
 
 use super::super::command::Command;
 use super::super::state::AppState;
@@ -129,7 +131,14 @@ pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mu
                 .strong()
                 .color(NEW_HEAD),
         );
-        ui.label(&r.explanation);
+        ui.label(RichText::new("Measured on your data:").strong());
+        for fact in &r.measured {
+            ui.label(format!("  - {fact}"));
+        }
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("The guide's rule:").strong());
+            ui.label(&r.rule);
+        });
         if ui.button("Use this case").clicked() {
             out.push(Command::SelectCase(r.case()));
         }
@@ -161,18 +170,22 @@ pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mu
     });
 }
 
-/// Linear-probe accuracy after several depths of the pretrained network.
+/// The cross-validated probe: where the pretrained features stop transferring to this data
+/// (what *Start of ConvNet* cuts by), as a curve with the chosen cut marked.
 pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         ui.strong("Depth probe");
-        if ui
+        let response = ui
             .add_enabled(
                 app.dataset.is_some() && !app.probing,
                 egui::Button::new("Run"),
             )
-            .on_hover_text("Train a linear classifier on the features after several blocks")
-            .clicked()
-        {
+            .on_hover_text(
+                "A linear classifier on the features after several depths, each scored by \
+                 cross-validation on the training images only",
+            );
+        tag(ui, &response, "probe-run");
+        if response.clicked() {
             out.push(Command::RunProbe);
         }
         if app.probing {
@@ -180,62 +193,58 @@ pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
         }
     });
     match &app.probe {
-        Some(Ok(points)) if !points.is_empty() => {
-            let val: PlotPoints<'_> = points
-                .iter()
-                .filter_map(|p| p.val_accuracy.map(|a| [p.unit_index as f64, a]))
-                .collect();
-            let train: PlotPoints<'_> = points
-                .iter()
-                .map(|p| [p.unit_index as f64, p.train_accuracy])
-                .collect();
-            let names: Vec<(f64, String)> = points
-                .iter()
-                .map(|p| (p.unit_index as f64, p.unit.to_string()))
-                .collect();
-            Plot::new("depth-probe")
-                .height(180.0)
-                .legend(Legend::default())
-                .include_y(0.0)
-                .include_y(1.0)
-                .x_axis_formatter(move |mark, _| {
-                    names
-                        .iter()
-                        .find(|(x, _)| (x - mark.value).abs() < 0.01)
-                        .map(|(_, n)| n.clone())
-                        .unwrap_or_default()
-                })
-                .show(ui, |plot| {
-                    plot.line(Line::new("validation accuracy", val).color(NEW_HEAD));
-                    plot.line(
-                        Line::new("training accuracy", train)
-                            .color(FROZEN)
-                            .style(LineStyle::dashed_loose()),
-                    );
-                });
-            let best = points
-                .iter()
-                .filter_map(|p| p.val_accuracy.map(|a| (a, p)))
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((acc, p)) = best {
-                ui.label(format!(
-                    "Best linear probe: after {} ({} features), {:.1} % validation accuracy.",
-                    p.unit,
-                    p.features,
-                    acc * 100.0
-                ));
-            }
-        }
-        Some(Ok(_)) => {
-            ui.label("The probe needs validation images.");
-        }
+        Some(Ok(choice)) => probe_curve_ui(ui, app, choice),
         Some(Err(e)) => {
             ui.colored_label(Color32::RED, e);
         }
         None => {
-            ui.label("How well do the features after each depth separate your classes?");
+            ui.label(
+                "Where do the pretrained features stop helping with your classes? (Start of \
+                 ConvNet cuts there.)",
+            );
         }
     }
+}
+
+fn probe_curve_ui(ui: &mut egui::Ui, app: &AppState, choice: &CutChoice) {
+    let backbone = app.settings.plan.backbone;
+    let x = |unit| backbone.index_of(unit) as f64;
+    let curve: PlotPoints<'_> = choice
+        .points
+        .iter()
+        .map(|p| [x(p.unit), p.cv_accuracy])
+        .collect();
+    let names: Vec<(f64, String)> = choice
+        .points
+        .iter()
+        .map(|p| (x(p.unit), p.unit.to_string()))
+        .collect();
+    let chosen = choice.points.iter().find(|p| p.unit == choice.chosen);
+    Plot::new("depth-probe")
+        .height(180.0)
+        .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
+        .include_y(0.0)
+        .include_y(1.0)
+        .x_axis_formatter(move |mark, _| {
+            names
+                .iter()
+                .find(|(x, _)| (x - mark.value).abs() < 0.01)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default()
+        })
+        .show(ui, |plot| {
+            plot.line(Line::new("cross-validated accuracy", curve).color(NEW_HEAD));
+            if let Some(p) = chosen {
+                plot.points(
+                    egui_plot::Points::new("the cut", vec![[x(p.unit), p.cv_accuracy]])
+                        .radius(6.0)
+                        .color(FROZEN),
+                );
+                plot.vline(egui_plot::VLine::new("", x(p.unit)).color(FROZEN));
+            }
+        });
+    let sentence = ui.label(choice.sentence());
+    tag(ui, &sentence, "probe-sentence");
 }
 
 /// The network the plans train, and where its weights come from.

@@ -10,7 +10,8 @@ use crate::train::Evaluation;
 pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     ui.heading("Results");
     if let (Some(runs), None) = (app.last_comparison(), app.results_run) {
-        super::compare::compare_summary_ui(ui, &runs, out);
+        let recommended = app.shown_recommendation.as_ref().map(|r| r.case);
+        super::compare::compare_summary_ui(ui, &runs, recommended, out);
         ui.separator();
     }
     run_selector_ui(ui, app, out);

@@ -48,6 +48,7 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             if response.clicked() {
                 let plan = TrainPlan {
                     cut_after: unit,
+                    auto_cut: false,
                     ..app.settings.plan.clone()
                 };
                 out.push(Command::SetPlan(plan));
@@ -85,6 +86,21 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
                     .text("cut after"),
             )
             .changed();
+        let mut auto = app.settings.plan.auto_cut;
+        let changed_auto = ui
+            .checkbox(&mut auto, "choose the cut from the data")
+            .on_hover_text(
+                "When training starts, a cross-validated linear probe on the training images \
+                 picks the cut where the pretrained features stop helping (ties: the earlier \
+                 cut); the strip shows the fallback until then",
+            )
+            .changed();
+        if changed_auto {
+            out.push(Command::SetPlan(TrainPlan {
+                auto_cut: auto,
+                ..app.settings.plan.clone()
+            }));
+        }
         let kept = cut_index + 1;
         let changed_trainable = ui
             .add(egui::Slider::new(&mut trainable_units, 0..=kept).text("trainable blocks"))
@@ -92,6 +108,7 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
         if changed_cut || changed_trainable {
             out.push(Command::SetPlan(TrainPlan {
                 cut_after: backbone.unit_at(cut_index),
+                auto_cut: app.settings.plan.auto_cut && !changed_cut,
                 trainable_units: trainable_units.min(kept),
                 ..app.settings.plan.clone()
             }));
