@@ -76,6 +76,18 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             ui.label(name);
         }
     });
+    cut_controls_ui(ui, app, cut_index, trainable, out);
+}
+
+/// The cut and trainable-blocks sliders, and the switch for choosing the cut from the data.
+fn cut_controls_ui(
+    ui: &mut egui::Ui,
+    app: &AppState,
+    cut_index: usize,
+    trainable: usize,
+    out: &mut Vec<Command>,
+) {
+    let backbone = app.settings.plan.backbone;
     let mut cut_index = cut_index;
     let mut trainable_units = trainable;
     ui.horizontal(|ui| {
