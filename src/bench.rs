@@ -10,7 +10,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::dataset::Sample;
-use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Weights, WeightsSource};
+use crate::model::{Backbone, ModelError, Network, Weights, WeightsSource};
 use crate::train::features::{FeatureSet, extract_features};
 use crate::train::{Case, TrainPlan};
 
@@ -225,13 +225,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
         ..
     } = *options;
     let weights = backbone.load_weights(&options.weights, device)?.weights;
-    let imagenet = Network::build(
-        NetworkSpec::pretrained(backbone),
-        Some(&weights),
-        HeadInit::FromWeights,
-        0,
-        device,
-    )?;
+    let imagenet = Network::pretrained_from(backbone, &weights, device)?;
     let forward = forward_images_per_sec(&imagenet, batch_size, image_size_px, repeats)?;
     let caching =
         feature_caching_images_per_sec(&imagenet, batch_size, image_size_px, 2 * batch_size)?;

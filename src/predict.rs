@@ -10,8 +10,7 @@ use serde::Serialize;
 use crate::data::decode::decode_rgb;
 use crate::data::preprocess::{PRETRAINED_IMAGE_SIZE_PX, Preprocessing};
 use crate::model::{
-    Backbone, FoldedNetwork, HeadInit, ModelError, Network, NetworkSpec, Unit, WeightsSource,
-    imagenet_labels, softmax,
+    Backbone, FoldedNetwork, ModelError, Network, Unit, WeightsSource, imagenet_labels, softmax,
 };
 
 /// Images per forward pass when classifying files.
@@ -53,13 +52,7 @@ impl Predictor {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let loaded = backbone.load_weights(source, device)?;
-        let network = Network::build(
-            NetworkSpec::pretrained(backbone),
-            Some(&loaded.weights),
-            HeadInit::FromWeights,
-            0,
-            device,
-        )?;
+        let network = Network::pretrained_from(backbone, &loaded.weights, device)?;
         Self::from_network(
             &network,
             imagenet_labels().to_vec(),

@@ -2,23 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_transfer-studio"))
-}
-
-/// Runs a command that must succeed (its stderr shown if not) and parses its stdout as one
-/// JSON document.
-fn json_of(command: &mut Command) -> serde_json::Value {
-    let output = command.output().expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON document")
-}
+use common::{binary, json_lines, json_of};
 
 #[test]
 fn json_output_lists_each_image_and_reports_bad_ones() {
@@ -75,32 +59,14 @@ fn train_json_then_predict_and_evaluate_the_saved_model() {
     common::write_shapes(data.path(), 2, 8, 40, 5);
     let out = tempfile::tempdir().expect("out");
     let model = out.path().join("model");
-    let output = binary()
-        .args([
-            "train",
-            "--case",
-            "small-similar",
-            "--image-size",
-            "32",
-            "--epochs",
-            "5",
-            "--json",
-        ])
-        .arg("--data")
-        .arg(data.path())
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let lines = json_lines(
+        binary()
+            .args(["train", "--case", "small-similar", "--image-size", "32"])
+            .args(["--epochs", "5", "--json", "--data"])
+            .arg(data.path())
+            .arg("--out")
+            .arg(&model),
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
-        .collect();
     let kinds: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"loading"));
     assert!(kinds.contains(&"started"));
@@ -327,23 +293,14 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     common::write_shapes(data.path(), 3, 8, 40, 11);
     let out = tempfile::tempdir().expect("out");
     let model = out.path().join("model");
-    let output = binary()
-        .args(["train", "--case", "small-different", "--image-size", "32"])
-        .args(["--epochs", "3", "--json", "--data"])
-        .arg(data.path())
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let lines = json_lines(
+        binary()
+            .args(["train", "--case", "small-different", "--image-size", "32"])
+            .args(["--epochs", "3", "--json", "--data"])
+            .arg(data.path())
+            .arg("--out")
+            .arg(&model),
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
     let chosen = lines
         .iter()
         .find(|l| l["event"] == "cut-chosen")

@@ -2,27 +2,14 @@
 
 mod common;
 
+use common::{binary, json_of};
+
 use std::path::Path;
-use std::process::Command;
 
 use candle_core::Device;
 use transfer_studio::inspect::{activation_maps, grad_cam, spatial_units};
 use transfer_studio::model::Unit;
 use transfer_studio::predict::Predictor;
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_transfer-studio"))
-}
-
-fn json_of(command: &mut Command) -> serde_json::Value {
-    let output = command.output().expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON document")
-}
 
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).expect("a PNG was written")

@@ -7,7 +7,8 @@ use candle_core::Device;
 use serde::Serialize;
 
 use crate::data::dataset::Dataset;
-use crate::model::{Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, WeightsSource};
+use crate::data::preprocess::Preprocessing;
+use crate::model::{Backbone, FoldedNetwork, ModelError, Network, Unit, WeightsSource};
 use crate::train::cut::{CutChoice, ProbeFit, Standardised, choose_cut, fit_probe, standardise};
 use crate::train::features::{FeatureSet, extract_multi};
 
@@ -66,31 +67,11 @@ pub fn depth_probe(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<ProbePoint>, ModelError> {
     let backbone = options.backbone;
-    let source = options
-        .weights
-        .clone()
-        .unwrap_or_else(|| backbone.default_weights());
-    let loaded = backbone.load_weights(&source, device)?;
-    let network = Network::build(
-        NetworkSpec::pretrained(backbone),
-        Some(&loaded.weights),
-        HeadInit::FromWeights,
-        0,
-        device,
-    )?;
-    let folded = network.folded()?;
-    let pre = loaded.preprocessing(backbone, options.image_size_px);
+    let (folded, pre) = pretrained(options, device)?;
     let units = backbone.probe_units();
     let indices: Vec<usize> = units.iter().map(|&u| backbone.index_of(u)).collect();
-    let last = indices.iter().copied().max().unwrap_or(0);
     let total = dataset.train.len() + dataset.val.len();
-    let forward = |x: &candle_core::Tensor| {
-        let all = folded.features_at_each_unit(x, last)?;
-        Ok(indices
-            .iter()
-            .filter_map(|&i| all.get(i).cloned())
-            .collect())
-    };
+    let forward = |x: &candle_core::Tensor| folded.features_at_units(x, &indices);
     let (train_sets, _) =
         extract_multi::<ModelError>(&dataset.train, &pre, 32, device, forward, |done, _| {
             progress(done, total);
@@ -132,6 +113,24 @@ pub fn depth_probe(
     Ok(points)
 }
 
+/// The pretrained network of `options`, folded, and its preprocessing at the probe's size.
+fn pretrained(
+    options: &ProbeOptions,
+    device: &Device,
+) -> Result<(FoldedNetwork, Preprocessing), ModelError> {
+    let backbone = options.backbone;
+    let source = options
+        .weights
+        .clone()
+        .unwrap_or_else(|| backbone.default_weights());
+    let loaded = backbone.load_weights(&source, device)?;
+    let network = Network::pretrained_from(backbone, &loaded.weights, device)?;
+    Ok((
+        network.folded()?,
+        loaded.preprocessing(backbone, options.image_size_px),
+    ))
+}
+
 /// The cross-validated choice of the cut on the dataset's *training* split: what a plan that
 /// chooses its cut from the data (*Start of ConvNet*) does when its run starts. `None`: a class
 /// has fewer than 2 training images.
@@ -141,19 +140,7 @@ pub fn cross_validated_cut(
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Option<CutChoice>, ModelError> {
-    let backbone = options.backbone;
-    let source = options
-        .weights
-        .clone()
-        .unwrap_or_else(|| backbone.default_weights());
-    let loaded = backbone.load_weights(&source, device)?;
-    let network = Network::build(
-        NetworkSpec::pretrained(backbone),
-        Some(&loaded.weights),
-        HeadInit::FromWeights,
-        0,
-        device,
-    )?;
+    let (folded, pre) = pretrained(options, device)?;
     let fit = ProbeFit {
         epochs: options.epochs,
         lr: options.lr,
@@ -162,9 +149,9 @@ pub fn cross_validated_cut(
     choose_cut::<ModelError>(
         &dataset.train,
         dataset.classes.len(),
-        backbone,
-        &network.folded()?,
-        &loaded.preprocessing(backbone, options.image_size_px),
+        options.backbone,
+        &folded,
+        &pre,
         device,
         &fit,
         |done, total| {

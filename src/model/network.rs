@@ -172,10 +172,18 @@ impl Network {
 
     /// The pretrained classifier of `backbone`, from its pretrained weights.
     pub fn pretrained(backbone: Backbone, device: &Device) -> Result<Self, ModelError> {
-        let weights = backbone.pretrained_weights(device)?;
+        Self::pretrained_from(backbone, &backbone.pretrained_weights(device)?, device)
+    }
+
+    /// The whole pretrained network of `backbone` with its classifier, from `weights`.
+    pub fn pretrained_from(
+        backbone: Backbone,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         Self::build(
             NetworkSpec::pretrained(backbone),
-            Some(&weights),
+            Some(weights),
             HeadInit::FromWeights,
             0,
             device,
@@ -338,6 +346,20 @@ impl FoldedNetwork {
             out.push(pooled(&h)?);
         }
         Ok(out)
+    }
+
+    /// Pooled features after each unit in `indices`, in that order, from one pass.
+    pub fn features_at_units(
+        &self,
+        images: &Tensor,
+        indices: &[usize],
+    ) -> CandleResult<Vec<Tensor>> {
+        let last = indices.iter().copied().max().unwrap_or(0);
+        let all = self.features_at_each_unit(images, last)?;
+        Ok(indices
+            .iter()
+            .filter_map(|&i| all.get(i).cloned())
+            .collect())
     }
 
     /// Per-channel sums of the outputs and of their squares after each unit in `units`

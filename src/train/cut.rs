@@ -288,15 +288,8 @@ pub fn choose_cut<E: From<candle_core::Error>>(
 ) -> Result<Option<CutChoice>, E> {
     let units = candidate_units(backbone);
     let indices: Vec<usize> = units.iter().map(|&u| backbone.index_of(u)).collect();
-    let last = indices.iter().copied().max().unwrap_or(0);
     let subset = crate::data::dataset::balanced_subset(samples, classes, MAX_PROBE_IMAGES);
-    let forward = |x: &candle_core::Tensor| {
-        let all = folded.features_at_each_unit(x, last)?;
-        Ok(indices
-            .iter()
-            .filter_map(|&i| all.get(i).cloned())
-            .collect())
-    };
+    let forward = |x: &candle_core::Tensor| folded.features_at_units(x, &indices);
     let (sets, _) = extract_multi::<E>(&subset, pre, 32, device, forward, progress)?;
     Ok(choose_from_features(
         &units,

@@ -150,17 +150,12 @@ fn choose_cut_for(
     device: &candle_core::Device,
     ctx: &mut Ctx,
 ) -> Result<Option<CutChoice>, TrainError> {
-    let full = Network::build(
-        NetworkSpec {
-            num_classes: 1,
-            ..NetworkSpec::pretrained(plan.backbone)
-        },
-        Some(weights),
-        HeadInit::Random,
-        0,
-        device,
-    )?;
-    let folded = full.folded()?;
+    // Only the backbone runs: the classifier is a placeholder (the weights may have none).
+    let spec = NetworkSpec {
+        num_classes: 1,
+        ..NetworkSpec::pretrained(plan.backbone)
+    };
+    let folded = Network::build(spec, Some(weights), HeadInit::Random, 0, device)?.folded()?;
     let total = dataset.train.len().min(MAX_PROBE_IMAGES);
     let fit = ProbeFit {
         seed: plan.seed,

@@ -81,3 +81,34 @@ pub fn write_shapes(root: &Path, classes: usize, per_class: usize, size_px: u32,
         }
     }
 }
+
+/// The `transfer-studio` binary of this build.
+pub fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_transfer-studio"))
+}
+
+/// Runs a command that must succeed (its stderr shown if not) and parses its stdout as one
+/// JSON document.
+pub fn json_of(command: &mut std::process::Command) -> serde_json::Value {
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON document")
+}
+
+/// Runs a command that must succeed and parses each line of its stdout as a JSON object.
+pub fn json_lines(command: &mut std::process::Command) -> Vec<serde_json::Value> {
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
+        .collect()
+}
