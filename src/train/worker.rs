@@ -166,8 +166,14 @@ pub(super) fn load_with_progress(
             total: progress.total.load(Ordering::Relaxed),
         })?;
     }
-    loader
+    let dataset = loader
         .join()
         .map_err(|_| TrainError::LoaderCrashed)?
-        .map_err(TrainError::from)
+        .map_err(TrainError::from)?;
+    // The final count, also when loading took less than one poll.
+    ctx.emit(TrainEvent::Loading {
+        done: progress.done.load(Ordering::Relaxed),
+        total: progress.total.load(Ordering::Relaxed),
+    })?;
+    Ok(dataset)
 }
