@@ -308,15 +308,26 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     let points = chosen["points"].as_array().expect("points");
     assert_eq!(points.len(), 7, "Lite0's probe units and its head");
     assert_eq!(points.last().expect("head")["unit"], "head");
+    // The earliest cut tied with the best: accuracy within 0.5 points, then held-out loss
+    // within 0.01 nats of the lowest among those.
+    let value = |p: &serde_json::Value, key: &str| p[key].as_f64().expect("a number");
     let best = points
         .iter()
-        .filter_map(|p| p["cv_accuracy"].as_f64())
+        .map(|p| value(p, "cv_accuracy"))
         .fold(0.0, f64::max);
-    let first_within = points
+    let tied: Vec<&serde_json::Value> = points
         .iter()
-        .find(|p| p["cv_accuracy"].as_f64().is_some_and(|a| a >= best - 0.005))
+        .filter(|p| value(p, "cv_accuracy") >= best - 0.005)
+        .collect();
+    let lowest = tied
+        .iter()
+        .map(|p| value(p, "cv_loss"))
+        .fold(f64::INFINITY, f64::min);
+    let expected = tied
+        .iter()
+        .find(|p| value(p, "cv_loss") <= lowest + 0.01)
         .expect("a best cut");
-    assert_eq!(chosen["chosen"], first_within["unit"]);
+    assert_eq!(chosen["chosen"], expected["unit"]);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).expect("model.json"))
             .expect("manifest");

@@ -125,10 +125,11 @@ impl Observer for TerminalObserver {
                         ""
                     };
                     self.say(format!(
-                        "  {:<8} {:>5} features  {:5.1} % cross-validated{mark}",
+                        "  {:<8} {:>5} features  {:5.1} % cross-validated, loss {:.3}{mark}",
                         p.unit.to_string(),
                         p.features,
-                        p.cv_accuracy * 100.0
+                        p.cv_accuracy * 100.0,
+                        p.cv_loss
                     ));
                 }
                 self.say(choice.sentence());

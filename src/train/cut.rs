@@ -20,9 +20,13 @@ use crate::model::{Backbone, FoldedNetwork, Unit};
 
 /// Folds at most (fewer when the smallest class has fewer training images).
 pub const MAX_FOLDS: usize = 5;
-/// Cross-validated accuracies this close to the best count as tied (the earlier cut wins):
-/// about one image in 200.
+/// Cross-validated accuracies this close to the best count as tied: about one image in 200.
+/// Among tied cuts the held-out cross-entropy decides (accuracy saturates on easy data, the
+/// loss still tells confident features from barely separating ones), and cuts tied on that
+/// too ([`LOSS_TIE`]) go to the earlier cut.
 pub const TIE: f64 = 0.005;
+/// Held-out cross-entropies this close (in nats) count as tied.
+pub const LOSS_TIE: f64 = 0.01;
 /// Training images the probe looks at, at most (spread over the classes).
 pub const MAX_PROBE_IMAGES: usize = 2000;
 
@@ -33,6 +37,8 @@ pub struct CutPoint {
     pub features: usize,
     /// Mean held-out accuracy over the folds.
     pub cv_accuracy: f64,
+    /// Mean held-out cross-entropy over the folds (nats).
+    pub cv_loss: f64,
 }
 
 /// The cut chosen from the data, and the measurements behind it.
@@ -133,6 +139,19 @@ pub fn fit_probe(
     classes: usize,
     fit: &ProbeFit,
 ) -> (f64, Option<f64>) {
+    let head = fit_head(data, train_labels, classes, fit);
+    let train_acc = head.accuracy(&data.train, train_labels);
+    let val_acc = (!val_labels.is_empty()).then(|| head.accuracy(&data.val, val_labels));
+    (train_acc, val_acc)
+}
+
+/// A linear head trained on the standardised training rows.
+fn fit_head(
+    data: &Standardised,
+    train_labels: &[usize],
+    classes: usize,
+    fit: &ProbeFit,
+) -> LinearHead {
     let mut head = LinearHead::zeros(classes, data.dim, AdamWConfig::new(fit.lr, 1e-4));
     let rows = train_labels.len();
     let mut order: Vec<usize> = (0..rows).collect();
@@ -155,9 +174,7 @@ pub fn fit_probe(
             head.step(&x, &y);
         }
     }
-    let train_acc = head.accuracy(&data.train, train_labels);
-    let val_acc = (!val_labels.is_empty()).then(|| head.accuracy(&data.val, val_labels));
-    (train_acc, val_acc)
+    head
 }
 
 /// A fold for each sample: each class's samples shuffled (seeded) and dealt round the folds,
@@ -199,8 +216,8 @@ fn gather(values: &[f32], dim: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Cross-validated probe accuracy of one candidate's features `[N, dim]`.
-fn cv_accuracy(
+/// Cross-validated probe accuracy and cross-entropy of one candidate's features `[N, dim]`.
+fn cross_validate(
     values: &[f32],
     dim: usize,
     labels: &[usize],
@@ -208,18 +225,33 @@ fn cv_accuracy(
     folds: usize,
     classes: usize,
     fit: &ProbeFit,
-) -> f64 {
-    let mut total = 0.0;
+) -> (f64, f64) {
+    let (mut accuracy, mut loss) = (0.0, 0.0);
     for fold in 0..folds {
         let (held, kept): (Vec<usize>, Vec<usize>) =
             (0..labels.len()).partition(|&i| fold_of[i] == fold);
         let data = standardise(gather(values, dim, &kept), gather(values, dim, &held), dim);
         let kept_labels: Vec<usize> = kept.iter().map(|&i| labels[i]).collect();
         let held_labels: Vec<usize> = held.iter().map(|&i| labels[i]).collect();
-        let (_, accuracy) = fit_probe(&data, &kept_labels, &held_labels, classes, fit);
-        total += accuracy.unwrap_or(0.0);
+        let head = fit_head(&data, &kept_labels, classes, fit);
+        accuracy += head.accuracy(&data.val, &held_labels);
+        loss += head.cross_entropy(&data.val, &held_labels);
     }
-    total / folds as f64
+    (accuracy / folds as f64, loss / folds as f64)
+}
+
+/// The earliest of the cuts tied with the best: accuracy within [`TIE`] of the best, then
+/// held-out cross-entropy within [`LOSS_TIE`] of the lowest among those.
+fn earliest_best(points: &[CutPoint]) -> Option<Unit> {
+    let best_accuracy = points.iter().map(|p| p.cv_accuracy).fold(0.0, f64::max);
+    let tied: Vec<&CutPoint> = points
+        .iter()
+        .filter(|p| p.cv_accuracy >= best_accuracy - TIE)
+        .collect();
+    let best_loss = tied.iter().map(|p| p.cv_loss).fold(f64::INFINITY, f64::min);
+    tied.into_iter()
+        .find(|p| p.cv_loss <= best_loss + LOSS_TIE)
+        .map(|p| p.unit)
 }
 
 /// Chooses among candidate cuts from their features (one [`FeatureSet`] per unit, same images
@@ -242,17 +274,16 @@ pub fn choose_from_features(
     for (&unit, set) in units.iter().zip(sets) {
         let dim = set.dim();
         let values: Vec<f32> = set.features.flatten_all()?.to_vec1()?;
+        let (cv_accuracy, cv_loss) =
+            cross_validate(&values, dim, &labels, &fold_of, folds, classes, fit);
         points.push(CutPoint {
             unit,
             features: dim,
-            cv_accuracy: cv_accuracy(&values, dim, &labels, &fold_of, folds, classes, fit),
+            cv_accuracy,
+            cv_loss,
         });
     }
-    let best = points.iter().map(|p| p.cv_accuracy).fold(0.0, f64::max);
-    let chosen = points
-        .iter()
-        .find(|p| p.cv_accuracy >= best - TIE)
-        .map_or(last, |p| p.unit);
+    let chosen = earliest_best(&points).unwrap_or(last);
     Ok(Some(CutChoice {
         chosen,
         last,
@@ -342,10 +373,14 @@ mod tests {
     const UNITS: [Unit; 3] = [Unit::Block(2), Unit::Block(6), Unit::Head];
 
     fn choose(separating: [bool; 3]) -> CutChoice {
+        choose_seeded(separating, [0, 1, 2])
+    }
+
+    fn choose_seeded(separating: [bool; 3], seeds: [u64; 3]) -> CutChoice {
         let sets: Vec<FeatureSet> = separating
             .iter()
-            .enumerate()
-            .map(|(i, &s)| features(3, 12, 16, s, i as u64))
+            .zip(seeds)
+            .map(|(&s, seed)| features(3, 12, 16, s, seed))
             .collect();
         let fit = ProbeFit {
             epochs: 30,
@@ -380,9 +415,35 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_earlier_cut() {
-        // Both the middle and the last features separate perfectly.
-        let choice = choose([false, true, true]);
+        // The middle and the last cut see the same separating features.
+        let choice = choose_seeded([false, true, true], [0, 1, 1]);
         assert_eq!(choice.chosen, Unit::Block(6), "{choice:?}");
+    }
+
+    #[test]
+    fn among_equally_accurate_cuts_the_held_out_loss_decides() {
+        let points = [
+            CutPoint {
+                unit: Unit::Block(2),
+                features: 8,
+                cv_accuracy: 1.0,
+                cv_loss: 0.30,
+            },
+            CutPoint {
+                unit: Unit::Block(6),
+                features: 8,
+                cv_accuracy: 0.998,
+                cv_loss: 0.05,
+            },
+            CutPoint {
+                unit: Unit::Head,
+                features: 8,
+                cv_accuracy: 1.0,
+                cv_loss: 0.045,
+            },
+        ];
+        // Block 6 is within both ties of the best; block 2 is as accurate but less sure.
+        assert_eq!(earliest_best(&points), Some(Unit::Block(6)));
     }
 
     #[test]

@@ -150,6 +150,25 @@ impl LinearHead {
         hits as f64 / labels.len().max(1) as f64
     }
 
+    /// Mean cross-entropy of rows against their labels (unweighted; a held-out score).
+    pub fn cross_entropy(&self, x: &[f32], labels: &[usize]) -> f64 {
+        let logits = self.logits(x);
+        let total: f64 = logits
+            .chunks_exact(self.classes.max(1))
+            .zip(labels)
+            .map(|(row, &label)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_sum = row
+                    .iter()
+                    .map(|&v| f64::from(v - max).exp())
+                    .sum::<f64>()
+                    .ln();
+                log_sum - f64::from(row.get(label).copied().unwrap_or(max) - max)
+            })
+            .sum();
+        total / labels.len().max(1) as f64
+    }
+
     pub fn set_learning_rate(&mut self, lr: f64) {
         self.config.lr = lr;
     }
