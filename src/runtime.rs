@@ -47,14 +47,89 @@ pub unsafe fn init_threads() -> usize {
     threads
 }
 
-/// The device training and inference run on: the first CUDA GPU when the binary was built
-/// with the `cuda` feature and one is present, the CPU otherwise.
-pub fn compute_device() -> Device {
-    #[cfg(feature = "cuda")]
-    if let Ok(device) = Device::new_cuda(0) {
-        return device;
+/// Where to compute: `--device` on the command line, the picker in the window.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when this build has CUDA and one is present, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The first CUDA GPU; an error where there is none or the build lacks CUDA.
+    Cuda,
+}
+
+impl DeviceChoice {
+    pub const ALL: [DeviceChoice; 3] = [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "CPU",
+            DeviceChoice::Cuda => "CUDA GPU",
+        }
     }
-    Device::Cpu
+}
+
+/// Why the chosen device cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "this build has no CUDA support: build with `cargo build --release --features cuda` \
+         (see README: GPU)"
+    )]
+    NoCudaBuild,
+    #[error("no usable CUDA GPU: {0}")]
+    NoGpu(String),
+}
+
+/// The device for `choice`.
+pub fn device_for(choice: DeviceChoice) -> Result<Device, DeviceError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(cuda_device().unwrap_or(Device::Cpu)),
+        DeviceChoice::Cuda => cuda_device(),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device, DeviceError> {
+    Device::new_cuda(0).map_err(|e| DeviceError::NoGpu(e.to_string()))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device, DeviceError> {
+    Err(DeviceError::NoCudaBuild)
+}
+
+/// The device chosen for this process (`--device`), set once before any work starts.
+static CHOSEN: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
+/// Chooses the device for this process's commands; an error if it cannot be used.
+pub fn choose_device(choice: DeviceChoice) -> Result<(), DeviceError> {
+    let device = device_for(choice)?;
+    // A second call keeps the first choice (tests and the window call this at most once).
+    let _ = CHOSEN.set(device);
+    Ok(())
+}
+
+/// The device training and inference run on: the one chosen with [`choose_device`], else
+/// the first CUDA GPU when the build has CUDA and one is present, else the CPU.
+pub fn compute_device() -> Device {
+    match CHOSEN.get() {
+        Some(device) => device.clone(),
+        None => device_for(DeviceChoice::Auto).unwrap_or(Device::Cpu),
+    }
 }
 
 /// A short description of a device for logs and the window.

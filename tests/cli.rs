@@ -383,3 +383,25 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     assert_eq!(table["advice"], *advice);
     assert_eq!(table["recommendation"]["case"], advice["recommended"]);
 }
+
+#[test]
+fn a_device_the_build_cannot_use_is_refused_in_words() {
+    let image = common::fixture("chelsea.png");
+    let output = binary()
+        .args(["--device", "cuda", "predict"])
+        .arg(&image)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    assert!(!output.status.success());
+    assert!(stderr.contains("no CUDA support"), "{stderr}");
+    let json = json_of(
+        binary()
+            .args(["predict", "--device", "cpu", "--json"])
+            .arg(&image),
+    );
+    assert_eq!(json[0]["top"][0]["label"], "Egyptian cat");
+}

@@ -1,5 +1,5 @@
-//! The Guide's measurements in the window: what was measured and the rule, apart; the
-//! cross-validated depth probe with its chosen cut.
+//! The Guide in the window (what was measured and the rule, apart; the
+//! cross-validated depth probe with its chosen cut) and the device picker in the top bar.
 
 mod common;
 mod window;
@@ -34,5 +34,46 @@ fn the_guide_separates_measurements_from_the_rule_and_probes_where_to_cut() {
     let chosen = choice.chosen.to_string();
     h.get_by(|n| {
         n.author_id() == Some("probe-sentence") && n.value().is_some_and(|l| l.contains(&chosen))
+    });
+}
+
+/// The top bar says where training runs and offers the devices; one this build cannot use is
+/// an error in words, and the current device stays.
+#[test]
+fn the_device_picker_shows_where_training_runs() {
+    let mut h = window::harness();
+    h.run();
+    h.get_by(|n| {
+        n.author_id() == Some("device-picker")
+            && n.value().is_some_and(|v| v.starts_with("runs on: CPU"))
+    });
+    h.state_mut().apply(Command::SetDevice(
+        transfer_studio::runtime::DeviceChoice::Cuda,
+    ));
+    h.run();
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let state = h.state().state();
+    assert!(
+        state.errors.iter().any(|e| e.contains("no CUDA support")),
+        "{:?}",
+        state.errors
+    );
+    assert_eq!(
+        state.settings.device,
+        transfer_studio::runtime::DeviceChoice::Auto
+    );
+    h.state_mut().apply(Command::SetDevice(
+        transfer_studio::runtime::DeviceChoice::Cpu,
+    ));
+    h.run();
+    assert_eq!(
+        h.state().state().settings.device,
+        transfer_studio::runtime::DeviceChoice::Cpu
+    );
+    h.get_by(|n| {
+        n.author_id() == Some("device-picker")
+            && n.value().is_some_and(|v| v.starts_with("runs on: CPU"))
     });
 }

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Files to open in the window: images go to Predict, a folder becomes the training data.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Where to compute: auto (a CUDA GPU when the build has CUDA and one is present, else the
+    /// CPU), cpu, or cuda (an error without one).
+    #[arg(long, global = true, value_enum, default_value_t = runtime::DeviceChoice::Auto)]
+    pub device: runtime::DeviceChoice,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -235,6 +239,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    runtime::choose_device(cli.device)?;
     match cli.command {
         Some(Command::Predict {
             model,
@@ -311,7 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             onnx,
         }) => export_command(&model, &network, &onnx),
         None => {
-            crate::ui::run_window(cli.data, cli.paths)
+            crate::ui::run_window(cli.data, cli.paths, cli.device)
                 .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -49,7 +49,9 @@ impl StudioApp {
             .unwrap_or_default();
         let repaint = ctx.clone();
         let waker: Waker = Arc::new(move || repaint.request_repaint());
-        let device = crate::runtime::compute_device();
+        // The remembered choice, where it can still be used.
+        let device = crate::runtime::device_for(settings.device)
+            .unwrap_or_else(|_| crate::runtime::compute_device());
         let mut app = Self {
             state: AppState {
                 settings,

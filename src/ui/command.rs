@@ -79,6 +79,8 @@ pub enum Command {
     InspectSide(usize),
     /// Predict and the mistakes gallery show Grad-CAM overlays (or stop showing them).
     ShowGradCam(bool),
+    /// Trains and predicts on this device from now on (not while training).
+    SetDevice(crate::runtime::DeviceChoice),
 }
 
 impl StudioApp {
@@ -158,6 +160,7 @@ impl StudioApp {
             | Command::ShowCell { .. }
             | Command::ShowRunResults(_)
             | Command::DismissError(_) => self.apply_model_command(command),
+            Command::SetDevice(choice) => self.set_device(choice),
             Command::InspectImage(_)
             | Command::InspectUnit { .. }
             | Command::InspectSide(_)
@@ -259,6 +262,32 @@ impl StudioApp {
             };
             self.state_mut().recommending = true;
             self.jobs.recommend(d, options, self.device.clone());
+        }
+    }
+
+    /// Switches the compute device; the bundled classifier moves with it. A device that
+    /// cannot be used is an error in the window, and the current one stays.
+    fn set_device(&mut self, choice: crate::runtime::DeviceChoice) {
+        if self.is_training() {
+            return;
+        }
+        match crate::runtime::device_for(choice) {
+            Ok(device) => {
+                let moved = !device.same_device(&self.device);
+                self.state_mut().settings.device = choice;
+                self.state_mut().device_label = crate::runtime::describe_device(&device);
+                self.device = device;
+                if moved {
+                    self.imagenet = crate::predict::Predictor::imagenet(&self.device)
+                        .ok()
+                        .map(std::sync::Arc::new);
+                    self.model_changed();
+                }
+            }
+            Err(e) => self
+                .state_mut()
+                .errors
+                .push(format!("cannot use {}: {e}", choice.title())),
         }
     }
 

@@ -35,6 +35,7 @@ fn icon() -> Option<egui::IconData> {
 pub fn run_window(
     data: Option<std::path::PathBuf>,
     paths: Vec<std::path::PathBuf>,
+    device: crate::runtime::DeviceChoice,
 ) -> Result<(), eframe::Error> {
     let (folders, images): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.is_dir());
     let data = data.or_else(|| folders.into_iter().next());
@@ -56,6 +57,10 @@ pub fn run_window(
         options,
         Box::new(move |cc| {
             let mut app = StudioApp::new(&cc.egui_ctx, cc.storage);
+            // `--device` other than auto wins over the remembered choice.
+            if device != crate::runtime::DeviceChoice::Auto {
+                app.apply(Command::SetDevice(device));
+            }
             if let Some(dir) = data {
                 app.apply(Command::SetTrainFolder(dir));
                 app.apply(Command::ShowTab(Tab::Data));

@@ -66,6 +66,8 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// Predict and the mistakes gallery show where the model looked (Grad-CAM).
     pub show_grad_cam: bool,
+    /// Where training and inference run.
+    pub device: crate::runtime::DeviceChoice,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             tab: Tab::Guide,
             thresholds: Thresholds::default(),
             show_grad_cam: false,
+            device: crate::runtime::DeviceChoice::Auto,
         }
     }
 }

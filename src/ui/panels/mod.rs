@@ -54,6 +54,27 @@ pub(super) fn stale_model_ui(ui: &mut egui::Ui, app: &AppState) {
     }
 }
 
+/// Where training runs, and a choice of device (not while training).
+fn device_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+    ui.add_enabled_ui(!app.training, |ui| {
+        let response = egui::ComboBox::from_id_salt("device-picker")
+            .selected_text(format!("runs on: {}", app.device_label))
+            .show_ui(ui, |ui| {
+                for choice in crate::runtime::DeviceChoice::ALL {
+                    let item = ui.selectable_label(app.settings.device == choice, choice.title());
+                    tag(ui, &item, &format!("device-{choice:?}"));
+                    if item.clicked() {
+                        out.push(Command::SetDevice(choice));
+                    }
+                }
+            });
+        tag(ui, &response.response, "device-picker");
+        response.response.on_hover_text(
+            "Where training and predictions run; auto picks a CUDA GPU when there is one",
+        );
+    });
+}
+
 /// The whole window.
 pub fn show(ui: &mut egui::Ui, app: &AppState) -> Vec<Command> {
     let mut out = Vec::new();
@@ -70,7 +91,7 @@ pub fn show(ui: &mut egui::Ui, app: &AppState) -> Vec<Command> {
                 }
             }
             ui.separator();
-            ui.label(RichText::new(&app.device_label).weak());
+            device_picker_ui(ui, app, &mut out);
             if let Some(secs) = app.frame_secs {
                 ui.label(RichText::new(format!("frame {:.1} ms", secs * 1000.0)).weak())
                     .on_hover_text("CPU time of the last frame's layout");
