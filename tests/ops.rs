@@ -119,6 +119,31 @@ fn depthwise_conv_matches_grouped_conv2d() {
     }
 }
 
+/// The path off the CPU (k² shifted multiply-adds, no per-channel launches) gives the CPU
+/// kernel's outputs and gradients.
+#[test]
+fn the_shifted_depthwise_composition_matches_the_cpu_kernel() {
+    common::init();
+    for &(n, h, w, c, k, s) in &[
+        (1, 7, 9, 3, 3, 1),
+        (2, 8, 8, 5, 3, 2),
+        (1, 11, 6, 4, 5, 2),
+        (3, 5, 5, 16, 5, 1),
+        (1, 1, 3, 2, 5, 2),
+        (1, 14, 14, 1152, 5, 1),
+    ] {
+        let x = var(&[n, h, w, c], 3, 1.0);
+        let wt = var(&[c, 1, k, k], 4, 0.5);
+        check(
+            &format!("shifted depthwise {n}x{h}x{w}x{c} k{k} s{s}"),
+            &[&x, &wt],
+            || ops::depthwise_conv(x.as_tensor(), wt.as_tensor(), s).expect("cpu kernel"),
+            || reference::depthwise_shifted(x.as_tensor(), wt.as_tensor(), s).expect("shifted"),
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn dense_same_conv_matches_conv2d() {
     common::init();

@@ -91,7 +91,7 @@ pub fn depthwise_conv(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, DepthwiseConv { stride })
     } else {
-        reference::depthwise_conv(x, w, stride)
+        reference::depthwise_shifted(x, w, stride)
     }
 }
 
@@ -157,7 +157,7 @@ pub fn depthwise_conv_bias_act(
             },
         )
     } else {
-        let y = reference::depthwise_conv(x, w, stride)?.broadcast_add(bias)?;
+        let y = reference::depthwise_shifted(x, w, stride)?.broadcast_add(bias)?;
         if relu6 { reference::relu6(&y) } else { Ok(y) }
     }
 }

@@ -24,6 +24,41 @@ pub fn depthwise_conv(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
         .permute((0, 2, 3, 1))
 }
 
+/// Depthwise convolution ("SAME" padding) as k² shifted multiply-adds over the whole NHWC
+/// tensor: a fixed number of launches whatever the channel count, where candle's grouped
+/// `conv2d` launches one convolution per channel (1152 for Lite0's widest layer). This is the
+/// path off the CPU; every op in it has candle's own backward.
+pub fn depthwise_shifted(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, h, wd, c) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let (out_h, top, bottom) = same_padding(h, k, stride);
+    let (out_w, left, right) = same_padding(wd, k, stride);
+    let padded = x
+        .pad_with_zeros(1, top, bottom)?
+        .pad_with_zeros(2, left, right)?;
+    let taps = |offset: usize, count: usize| -> Result<Tensor> {
+        let index: Vec<u32> = (0..count).map(|i| (offset + i * stride) as u32).collect();
+        Tensor::from_vec(index, count, x.device())
+    };
+    let mut sum: Option<Tensor> = None;
+    for dy in 0..k {
+        let rows = padded.index_select(&taps(dy, out_h)?, 1)?;
+        for dx in 0..k {
+            let shifted = rows.index_select(&taps(dx, out_w)?, 2)?;
+            let weight = w
+                .narrow(2, dy, 1)?
+                .narrow(3, dx, 1)?
+                .reshape((1, 1, 1, c))?;
+            let term = shifted.broadcast_mul(&weight)?;
+            sum = Some(match sum {
+                Some(s) => (s + term)?,
+                None => term,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("depthwise kernel of size 0".into()))
+}
+
 /// Dense convolution with "SAME" padding via candle's `conv2d`.
 pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
     let (_, _, k, _) = w.dims4()?;
