@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the CUDA variant (`cargo build --release --features cuda`) on a machine without a GPU.
+# The CUDA toolkit comes from NVIDIA's PyPI wheels (nvcc, the runtime, cuBLAS, cuRAND and CCCL
+# headers and libraries) installed into a venv. The CUDA 13 wheels are used: the cu12 nvcc
+# wheels ship ptxas only, without the nvcc driver. They all unpack into one CUDA root
+# (site-packages/nvidia/cu13: bin/, include/, lib/, nvvm/).
+#
+#   scripts/check-cuda-build.sh                        # compute capability 8.0 (A100)
+#   CUDA_COMPUTE_CAP=90 scripts/check-cuda-build.sh    # H100
+#
+# Needs python3 with venv, a C++ compiler and access to PyPI and crates.io. The build log goes
+# to target/cuda-build.log, the binary to target/release/transfer-studio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# cudarc 0.19 (candle 0.11) knows CUDA up to 13.4.
+CUDA_SERIES=${CUDA_SERIES:-13.0}
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80}
+VENV=${CUDA_VENV:-target/cuda-venv}
+
+if [ ! -x "$VENV/bin/pip" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+  "nvidia-cuda-nvcc==${CUDA_SERIES}.*" \
+  "nvidia-cuda-runtime==${CUDA_SERIES}.*" \
+  "nvidia-cuda-cccl==${CUDA_SERIES}.*" \
+  "nvidia-cublas==${CUDA_SERIES}.*" \
+  "nvidia-curand"
+ROOT=$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')
+[ -x "$ROOT/bin/nvcc" ] || { echo "no nvcc under $ROOT" >&2; exit 1; }
+# The linker wants unversioned names (libcudart.so); some wheels ship only libcudart.so.13.
+for lib in "$ROOT"/lib/lib*.so.*; do
+  base=${lib%%.so.*}.so
+  [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
+done
+[ -e "$ROOT/lib64" ] || ln -s lib "$ROOT/lib64"
+
+export CUDA_ROOT=$ROOT CUDA_PATH=$ROOT CUDA_HOME=$ROOT CUDA_TOOLKIT_ROOT_DIR=$ROOT
+export PATH=$ROOT/bin:$PATH
+export LIBRARY_PATH=$ROOT/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+nvcc --version | tail -2
+echo "building with CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
+cargo build --release --locked --features cuda 2>&1 | tee target/cuda-build.log
+echo "built target/release/transfer-studio; on a GPU machine run it with LD_LIBRARY_PATH=$ROOT/lib"
