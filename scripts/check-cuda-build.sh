@@ -3,7 +3,9 @@
 # The CUDA toolkit comes from NVIDIA's PyPI wheels (nvcc, the runtime, cuBLAS, cuRAND and CCCL
 # headers and libraries) installed into a venv. The CUDA 13 wheels are used: the cu12 nvcc
 # wheels ship ptxas only, without the nvcc driver. They all unpack into one CUDA root
-# (site-packages/nvidia/cu13: bin/, include/, lib/, nvvm/).
+# (site-packages/nvidia/cu13: bin/, include/, lib/, nvvm/). Every piece is pinned to one
+# series: nvcc's own dependencies (crt, nvvm) are not, and a newer cicc writes PTX that the
+# series' ptxas refuses.
 #
 #   scripts/check-cuda-build.sh                        # compute capability 8.0 (A100)
 #   CUDA_COMPUTE_CAP=90 scripts/check-cuda-build.sh    # H100
@@ -23,6 +25,8 @@ if [ ! -x "$VENV/bin/pip" ]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
   "nvidia-cuda-nvcc==${CUDA_SERIES}.*" \
+  "nvidia-cuda-crt==${CUDA_SERIES}.*" \
+  "nvidia-nvvm==${CUDA_SERIES}.*" \
   "nvidia-cuda-runtime==${CUDA_SERIES}.*" \
   "nvidia-cuda-cccl==${CUDA_SERIES}.*" \
   "nvidia-cublas==${CUDA_SERIES}.*" \

@@ -101,9 +101,9 @@ impl Advice {
         let recommended = self
             .recommended_accuracy
             .map_or_else(|| "no accuracy".to_owned(), pct);
-        if self.recommended == self.best {
+        if self.recommended == self.best || self.shortfall <= f64::EPSILON {
             format!(
-                "The advice held: the recommended case, {}, was the best ({recommended}).",
+                "The advice held: the recommended case, {}, was among the best ({recommended}).",
                 self.recommended.title()
             )
         } else if self.held {

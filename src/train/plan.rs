@@ -116,11 +116,15 @@ impl Case {
                 auto_cut: true,
                 ..base
             },
-            // Two phases: the new head on cached features, then every layer with the backbone
-            // at a tenth of the head's learning rate. 160 px keeps CPU training practical.
+            // Two phases: the new head trained on cached features until it has converged (a
+            // linear probe, milliseconds per epoch), then every layer with the backbone at a
+            // tenth of the head's learning rate. Starting fine-tuning from a converged head
+            // keeps it from distorting the pretrained features (Kumar et al., 2022, LP-FT),
+            // and the best epoch of either phase is kept, so fine-tuning that does not help
+            // costs nothing. 160 px keeps CPU training practical.
             Case::LargeSimilar => TrainPlan {
                 trainable_units: all_units,
-                head_epochs: 3,
+                head_epochs: HEAD_EPOCHS_BEFORE_FINE_TUNING,
                 epochs: 6,
                 image_size_px: 160,
                 head_lr: 1e-3,
@@ -132,7 +136,7 @@ impl Case {
             // Features must move further from ImageNet's: a larger backbone rate, more epochs.
             Case::LargeDifferent => TrainPlan {
                 trainable_units: all_units,
-                head_epochs: 2,
+                head_epochs: HEAD_EPOCHS_BEFORE_FINE_TUNING,
                 epochs: 8,
                 image_size_px: 160,
                 head_lr: 1e-3,
@@ -259,6 +263,10 @@ pub struct TrainPlan {
     #[serde(default)]
     pub class_weights: ClassWeights,
 }
+
+/// Classifier-only epochs (on cached features) before the fine-tuning presets unfreeze the
+/// backbone: enough for the head to converge.
+pub const HEAD_EPOCHS_BEFORE_FINE_TUNING: usize = 20;
 
 /// The largest class having more than this many times the training images of the smallest
 /// makes the data imbalanced (and `ClassWeights::Auto` weight the loss).

@@ -43,8 +43,9 @@ pub(super) fn run(job: TrainJob, ctx: &mut Ctx) -> Result<TrainOutcome, TrainErr
     }
     let plan = &setup.plan;
     if !plan.is_head_only() && plan.epochs > 0 && !tracker.stopped() {
-        // Fine-tuning starts from the best classifier of phase 1.
+        // Fine-tuning starts from the best classifier of phase 1, with the full patience.
         tracker.restore_best(&setup.network)?;
+        tracker.start_phase();
         ctx.emit(TrainEvent::PhaseStarted {
             phase: Phase::FineTune,
             epochs: plan.epochs,

@@ -54,6 +54,11 @@ impl EarlyStopping {
     pub fn best(&self) -> Option<BestScore> {
         self.best
     }
+
+    /// A new phase starts: its epochs get the full patience (the best so far stays best).
+    pub fn restart_patience(&mut self) {
+        self.epochs_since_best = 0;
+    }
 }
 
 /// A run's progress across phases: epochs, history, the best weights, why it stopped, and
@@ -84,6 +89,12 @@ impl Default for Tracker {
 }
 
 impl Tracker {
+    /// Fine-tuning starts: it gets the full patience, whatever the classifier-only epochs
+    /// before it did.
+    pub fn start_phase(&mut self) {
+        self.early.restart_patience();
+    }
+
     /// Starts the next epoch and returns its number (from 1, across phases).
     pub fn next_epoch(&mut self) -> usize {
         self.epoch += 1;
@@ -172,6 +183,21 @@ mod tests {
         assert!(!e.should_stop(0), "patience 0 never stops");
         e.observe(4, Some(0.95), Some(0.3));
         assert!(!e.should_stop(2));
+    }
+
+    #[test]
+    fn a_new_phase_gets_the_full_patience_and_keeps_the_best() {
+        let mut e = EarlyStopping::default();
+        e.observe(1, Some(0.9), Some(0.1));
+        for epoch in 2..=4 {
+            e.observe(epoch, Some(0.8), Some(0.2));
+        }
+        assert!(e.should_stop(3));
+        e.restart_patience();
+        assert!(!e.should_stop(3));
+        e.observe(5, Some(0.85), Some(0.2));
+        assert!(!e.should_stop(3));
+        assert_eq!(e.best().map(|b| b.epoch), Some(1));
     }
 
     #[test]
