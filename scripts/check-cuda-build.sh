@@ -28,6 +28,7 @@ fi
   "nvidia-cuda-crt==${CUDA_SERIES}.*" \
   "nvidia-nvvm==${CUDA_SERIES}.*" \
   "nvidia-cuda-runtime==${CUDA_SERIES}.*" \
+  "nvidia-cuda-nvrtc==${CUDA_SERIES}.*" \
   "nvidia-cuda-cccl==${CUDA_SERIES}.*" \
   "nvidia-cublas==${CUDA_SERIES}.*" \
   "nvidia-curand"
@@ -40,9 +41,20 @@ for lib in "$ROOT"/lib/lib*.so.*; do
 done
 [ -e "$ROOT/lib64" ] || ln -s lib "$ROOT/lib64"
 
+# libcuda comes with the GPU driver, not the toolkit wheels. Like the toolkit's own
+# lib/stubs/libcuda.so, a stub with the driver API's names (those cudarc declares) lets the
+# binary link; its soname is the driver's, so a GPU machine loads the real library.
+CUDARC_SYS=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$(
+  sed -n '/^name = "cudarc"/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)"/src/driver/sys/mod.rs | head -1)
+mkdir -p "$ROOT/lib/stubs"
+grep -oE '^\s+fn cu[A-Za-z0-9_]+\(' "$CUDARC_SYS" | sed -E 's/^\s+fn //; s/\($//' | sort -u \
+  | sed 's/.*/void &(void) {}/' > "$ROOT/lib/stubs/libcuda_stub.c"
+cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib/stubs/libcuda.so" \
+  "$ROOT/lib/stubs/libcuda_stub.c"
+
 export CUDA_ROOT=$ROOT CUDA_PATH=$ROOT CUDA_HOME=$ROOT CUDA_TOOLKIT_ROOT_DIR=$ROOT
 export PATH=$ROOT/bin:$PATH
-export LIBRARY_PATH=$ROOT/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+export LIBRARY_PATH=$ROOT/lib:$ROOT/lib/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}
 nvcc --version | tail -2
 echo "building with CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
 cargo build --release --locked --features cuda 2>&1 | tee target/cuda-build.log
