@@ -96,17 +96,19 @@ fn check(
     }
 }
 
+/// Depthwise shapes checked: (batch, height, width, channels, kernel, stride).
+const DEPTHWISE_CASES: [(usize, usize, usize, usize, usize, usize); 5] = [
+    (1, 7, 9, 3, 3, 1),
+    (2, 8, 8, 5, 3, 2),
+    (1, 11, 6, 4, 5, 2),
+    (3, 5, 5, 16, 5, 1),
+    (1, 1, 3, 2, 5, 2),
+];
+
 #[test]
 fn depthwise_conv_matches_grouped_conv2d() {
     common::init();
-    // (batch, height, width, channels, kernel, stride)
-    for &(n, h, w, c, k, s) in &[
-        (1, 7, 9, 3, 3, 1),
-        (2, 8, 8, 5, 3, 2),
-        (1, 11, 6, 4, 5, 2),
-        (3, 5, 5, 16, 5, 1),
-        (1, 1, 3, 2, 5, 2),
-    ] {
+    for &(n, h, w, c, k, s) in &DEPTHWISE_CASES {
         let x = var(&[n, h, w, c], 1, 1.0);
         let wt = var(&[c, 1, k, k], 2, 0.5);
         check(
@@ -124,14 +126,8 @@ fn depthwise_conv_matches_grouped_conv2d() {
 #[test]
 fn the_shifted_depthwise_composition_matches_the_cpu_kernel() {
     common::init();
-    for &(n, h, w, c, k, s) in &[
-        (1, 7, 9, 3, 3, 1),
-        (2, 8, 8, 5, 3, 2),
-        (1, 11, 6, 4, 5, 2),
-        (3, 5, 5, 16, 5, 1),
-        (1, 1, 3, 2, 5, 2),
-        (1, 14, 14, 1152, 5, 1),
-    ] {
+    // Lite0's widest depthwise layer too.
+    for &(n, h, w, c, k, s) in DEPTHWISE_CASES.iter().chain(&[(1, 14, 14, 1152, 5, 1)]) {
         let x = var(&[n, h, w, c], 3, 1.0);
         let wt = var(&[c, 1, k, k], 4, 0.5);
         check(
