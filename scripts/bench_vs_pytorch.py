@@ -36,7 +36,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(REPO, "assets", "models", "efficientnet_lite0.safetensors")
-BINARY = os.path.join(REPO, "target", "release", "transfer-studio")
+# TRANSFER_STUDIO_BIN: another build (e.g. a separate CARGO_TARGET_DIR).
+BINARY = os.environ.get("TRANSFER_STUDIO_BIN", os.path.join(REPO, "target", "release", "transfer-studio"))
 
 # (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-Lite0.
 STAGES = [
@@ -160,14 +161,19 @@ def torch_worker(args):
     labels = torch.arange(batch) % 10
     out = {}
 
+    def compiled(m):
+        # torch.compile (inductor) when asked: PyTorch's strongest CPU path.
+        return torch.compile(m) if args.torch_compile else m
+
     # Forward (inference).
     model = build(1000).eval()
+    forward_model = compiled(model)
     with torch.inference_mode():
-        model(images)
+        forward_model(images)
         rates = []
         for _ in range(reps):
             t = time.perf_counter()
-            model(images)
+            forward_model(images)
             rates.append(batch / (time.perf_counter() - t))
     out["forward_images_per_sec"] = statistics.median(rates)
 
@@ -219,20 +225,44 @@ def torch_worker(args):
     reset = reset_peak_rss()
     model = build(10).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    train_model = compiled(model)
     times = []
-    for step in range(reps + 1):
+    # Compiled: the first step compiles forward and backward; two warm-up steps then.
+    warmup = 2 if args.torch_compile else 1
+    for step in range(reps + warmup):
         t = time.perf_counter()
-        loss = F.cross_entropy(model(images), labels)
+        loss = F.cross_entropy(train_model(images), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss.item()
-        if step:
+        if step >= warmup:
             times.append(time.perf_counter() - t)
     out["fine_tune_images_per_sec"] = batch / statistics.median(times)
     if reset:
         out["fine_tune_peak_rss_bytes"] = peak_rss_bytes()
     print(json.dumps(out))
+
+
+def ort_worker(args):
+    """ONNX Runtime forward on transfer-studio's own ONNX export of the same network."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(args.ort_worker, options, providers=["CPUExecutionProvider"])
+    batch, px = args.batch_size, args.image_size
+    images = np.random.default_rng(0).random((batch, 3, px, px), dtype=np.float32)
+    session.run(None, {"image": images})
+    rates = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        session.run(None, {"image": images})
+        rates.append(batch / (time.perf_counter() - t))
+    print(json.dumps({"forward_images_per_sec": statistics.median(rates)}))
 
 
 def run_json(cmd, env):
@@ -257,10 +287,20 @@ def main():
         "big tensors to the OS after each op: millions of page faults); e.g. "
         "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 from Debian's libjemalloc2",
     )
+    p.add_argument("--torch-compile", action="store_true", help="PyTorch through torch.compile (inductor)")
+    p.add_argument(
+        "--ort",
+        action="store_true",
+        help="also ONNX Runtime (pip install onnxruntime): forward on `transfer-studio export`'s ONNX file",
+    )
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ort-worker", metavar="ONNX", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.torch_worker:
         torch_worker(args)
+        return
+    if args.ort_worker:
+        ort_worker(args)
         return
     if not os.path.exists(BINARY):
         sys.exit(f"{BINARY} is missing: run `cargo build --release` first")
@@ -270,6 +310,13 @@ def main():
     torch_cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--threads", str(args.threads)] + common
     if args.channels_last:
         torch_cmd.append("--channels-last")
+    if args.torch_compile:
+        torch_cmd.append("--torch-compile")
+    ort_cmd = None
+    if args.ort:
+        onnx = os.path.join(REPO, "target", "bench-lite0.onnx")
+        subprocess.run([BINARY, "export", "--model", "builtin", "--onnx", onnx], check=True, capture_output=True)
+        ort_cmd = [sys.executable, os.path.abspath(__file__), "--ort-worker", onnx, "--threads", str(args.threads)] + common
     keys = [
         ("forward_images_per_sec", "forward (images/s)", True),
         ("fine_tune_images_per_sec", "full fine-tune step (images/s)", True),
@@ -281,10 +328,12 @@ def main():
     if args.torch_jemalloc:
         torch_env["LD_PRELOAD"] = args.torch_jemalloc
         torch_env["MALLOC_CONF"] = "background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1"
-    results = {"transfer-studio": [], "pytorch": []}
+    results = {"transfer-studio": [], "pytorch": [], "onnxruntime": []}
     for r in range(args.rounds):
         # Alternate which side goes first, so that drift in the machine's load hits both.
         order = [("transfer-studio", ours_cmd, env), ("pytorch", torch_cmd, torch_env)]
+        if ort_cmd:
+            order.append(("onnxruntime", ort_cmd, env))
         if r % 2:
             order.reverse()
         for name, cmd, cmd_env in order:
@@ -297,6 +346,8 @@ def main():
         return statistics.median(values) if values else float("nan")
 
     layout = "channels_last" if args.channels_last else "default NCHW"
+    if args.torch_compile:
+        layout = "torch.compile, " + layout
     if args.torch_jemalloc:
         layout += ", jemalloc"
     print(f"\n{args.image_size} px, batch {args.batch_size}, {args.threads} threads, {args.rounds} alternating rounds; PyTorch eager ({layout})")
@@ -309,6 +360,10 @@ def main():
         ratio = ours / theirs if higher_better else theirs / ours
         summary[key] = {"ours": ours, "pytorch": theirs, "ratio": ratio}
         print(f"{label:40} {ours / scale:10.2f} {theirs / scale:10.2f} {ratio:7.2f}x")
+    if ort_cmd:
+        ours, theirs = med("transfer-studio", "forward_images_per_sec"), med("onnxruntime", "forward_images_per_sec")
+        summary["forward_vs_onnxruntime"] = {"ours": ours, "onnxruntime": theirs, "ratio": ours / theirs}
+        print(f"{'forward vs ONNX Runtime (images/s)':40} {ours:10.2f} {theirs:10.2f} {ours / theirs:7.2f}x")
     print("(ratio > 1: transfer-studio faster, or lighter for RSS)")
     print(json.dumps(summary))
 
