@@ -26,6 +26,9 @@ pub struct StudioApp {
     pub(super) waker: Waker,
     pub(super) session: Option<Session>,
     pub(super) imagenet: Option<Arc<Predictor>>,
+    /// The predictor in use (the trained model's, else `imagenet`), rebuilt only when the model
+    /// changes: folding a network copies its weights (VGG16: 138 M).
+    pub(super) predictor: Option<Arc<Predictor>>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
     pending_preview: Option<Vec<super::jobs::PreviewRow<egui::ColorImage>>>,
     pub(super) pending_images: Vec<super::inspect::PendingImages>,
@@ -63,6 +66,7 @@ impl StudioApp {
             waker,
             session: None,
             imagenet: None,
+            predictor: None,
             pending_thumbnails: Vec::new(),
             pending_preview: None,
             pending_images: Vec::new(),
@@ -97,7 +101,14 @@ impl StudioApp {
 
     /// The predictor the Predict panel uses: the trained head if any, else ImageNet's.
     pub(super) fn active_predictor(&self) -> Option<Arc<Predictor>> {
-        match &self.state.trained {
+        self.predictor.clone()
+    }
+
+    /// After the model in use changed (trained, opened, or moved to another device): the
+    /// predictor is rebuilt once, Predict's images are classified again (they showed the
+    /// previous model's answers), and the Inspect view and the Grad-CAM overlays follow.
+    pub(super) fn model_changed(&mut self) {
+        self.predictor = match &self.state.trained {
             Some(model) => Predictor::from_network(
                 &model.network,
                 model.classes.clone(),
@@ -106,7 +117,9 @@ impl StudioApp {
             .ok()
             .map(Arc::new),
             None => self.imagenet.clone(),
-        }
+        };
+        self.rerun_predictions();
+        self.inspection_follows_model();
     }
 
     /// Drains the training session's and the background jobs' channels. Called every frame.
@@ -207,8 +220,6 @@ impl StudioApp {
         self.state.results_run = None;
         self.state.selected_cell = None;
         self.queue_mistake_thumbnails();
-        // Predict showed the previous model's answers: ask the new one.
-        self.rerun_predictions();
         self.model_changed();
     }
 
@@ -285,7 +296,6 @@ impl StudioApp {
                 state.trained_report = None;
                 state.trained_data = None;
                 state.results_run = None;
-                self.rerun_predictions();
                 self.model_changed();
             }
             JobResult::ModelOpened(Err(e)) => state.errors.push(format!("cannot open: {e}")),

@@ -102,9 +102,9 @@ impl StudioApp {
         }
     }
 
-    /// After the model in use changed: the units on offer follow it, old overlays go, and what
-    /// is shown is computed again.
-    pub(super) fn model_changed(&mut self) {
+    /// The model in use changed: the units on offer follow it, old overlays go, and what is
+    /// shown is computed again.
+    pub(super) fn inspection_follows_model(&mut self) {
         self.explain_generation += 1;
         let available = self
             .active_predictor()
