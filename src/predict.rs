@@ -111,24 +111,32 @@ impl Predictor {
         &self.preprocessing
     }
 
+    /// The network's input for evaluation crops (`image_size_px` squares), on its device.
+    pub fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, ModelError> {
+        Ok(self
+            .preprocessing
+            .batch_tensor(crops, self.fc_weight.device())?)
+    }
+
     /// Class probabilities for already preprocessed crops (`image_size_px` squares).
     pub fn probabilities(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
         if crops.is_empty() {
             return Ok(Vec::new());
         }
-        let input = self
-            .preprocessing
-            .batch_tensor(crops, self.fc_weight.device())?;
-        let logits = self.logits(&input)?;
+        let logits = self.logits(&self.input_tensor(crops)?)?;
         Ok(softmax(&logits)?.to_vec2::<f32>()?)
     }
 
     /// Logits for an NHWC batch of normalised images.
     pub fn logits(&self, input: &Tensor) -> Result<Tensor, ModelError> {
-        let features = self.backbone.features(input)?;
+        self.logits_of_features(&self.backbone.features(input)?)
+    }
+
+    /// The classifier's logits for pooled features `[N, features]` (gradients kept).
+    pub fn logits_of_features(&self, features: &Tensor) -> Result<Tensor, ModelError> {
         Ok(
             candle_nn::Linear::new(self.fc_weight.clone(), Some(self.fc_bias.clone()))
-                .forward(&features)?,
+                .forward(features)?,
         )
     }
 

@@ -80,10 +80,7 @@ fn class_gradient(
     crop: &RgbImage,
     class: Option<usize>,
 ) -> Result<ClassGradient, InspectError> {
-    let input = predictor.preprocessing().batch_tensor(
-        std::slice::from_ref(crop),
-        predictor.classifier().0.device(),
-    )?;
+    let input = predictor.input_tensor(std::slice::from_ref(crop))?;
     let map_unit = last_map_index(predictor);
     let map = predictor
         .folded()
@@ -119,21 +116,15 @@ fn logits_from_map(
     map: &Tensor,
     map_unit: usize,
 ) -> Result<Tensor, InspectError> {
-    let (weight, bias) = predictor.classifier();
     let features = predictor.folded().pooled_from_unit(map, map_unit + 1)?;
-    Ok(features
-        .matmul(&weight.to_dtype(DType::F32)?.t()?)?
-        .broadcast_add(&bias.to_dtype(DType::F32)?)?)
+    Ok(predictor.logits_of_features(&features)?)
 }
 
 /// The index of the last kept unit with a spatial output.
 fn last_map_index(predictor: &Predictor) -> usize {
-    let network = predictor.network();
-    let cut = network.index_of(predictor.cut_after());
-    (0..=cut)
-        .rev()
-        .find(|&i| !matches!(network.unit_at(i), Unit::Fc(_)))
-        .unwrap_or(0)
+    super::spatial_units(predictor)
+        .last()
+        .map_or(0, |&unit| predictor.network().index_of(unit))
 }
 
 fn top1(probs: &[f32]) -> usize {

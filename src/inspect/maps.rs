@@ -80,10 +80,7 @@ pub fn activation_maps(
         wanted.push(index);
     }
     let folded = predictor.folded();
-    let device = predictor.classifier().0.device();
-    let mut h = predictor
-        .preprocessing()
-        .batch_tensor(std::slice::from_ref(crop), device)?;
+    let mut h = predictor.input_tensor(std::slice::from_ref(crop))?;
     let last = wanted.iter().copied().max().unwrap_or(0);
     let mut found = vec![None; units.len()];
     for index in 0..=last {
