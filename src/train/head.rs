@@ -137,15 +137,7 @@ impl LinearHead {
         let hits = logits
             .chunks_exact(self.classes.max(1))
             .zip(labels)
-            .filter(|(row, label)| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    })
-                    .0
-                    == **label
-            })
+            .filter(|(row, label)| arg_max(row).0 == **label)
             .count();
         hits as f64 / labels.len().max(1) as f64
     }
@@ -157,7 +149,7 @@ impl LinearHead {
             .chunks_exact(self.classes.max(1))
             .zip(labels)
             .map(|(row, &label)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let (_, max) = arg_max(row);
                 let log_sum = row
                     .iter()
                     .map(|&v| f64::from(v - max).exp())
@@ -218,12 +210,7 @@ impl LinearHead {
         let mut loss = 0.0f64;
         let mut hits = 0;
         for (row, &label) in probs.chunks_exact_mut(classes).zip(labels) {
-            let (argmax, max) =
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    });
+            let (argmax, max) = arg_max(row);
             hits += usize::from(argmax == label);
             let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
             let log_sum = max + sum.ln();
@@ -284,6 +271,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// The index and value of a row's largest logit (the first on a tie).
+fn arg_max(row: &[f32]) -> (usize, f32) {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
 }
 
 #[cfg(test)]
