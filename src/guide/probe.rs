@@ -37,6 +37,17 @@ impl Default for ProbeOptions {
     }
 }
 
+impl ProbeOptions {
+    /// How each linear probe trains.
+    fn fit(&self) -> ProbeFit {
+        ProbeFit {
+            epochs: self.epochs,
+            lr: self.lr,
+            seed: self.seed,
+        }
+    }
+}
+
 /// The linear probe's result at one cut.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbePoint {
@@ -90,17 +101,12 @@ pub fn depth_probe(
         let val = val_sets.get(k);
         let data = standardised(train, val)?;
         let val_labels = val.map_or(&[][..], |v| &v.label_values[..]);
-        let fit = ProbeFit {
-            epochs: options.epochs,
-            lr: options.lr,
-            seed: options.seed,
-        };
         let (train_accuracy, val_accuracy) = fit_probe(
             &data,
             &train.label_values,
             val_labels,
             dataset.classes.len(),
-            &fit,
+            &options.fit(),
         );
         points.push(ProbePoint {
             unit,
@@ -141,11 +147,6 @@ pub fn cross_validated_cut(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Option<CutChoice>, ModelError> {
     let (folded, pre) = pretrained(options, device)?;
-    let fit = ProbeFit {
-        epochs: options.epochs,
-        lr: options.lr,
-        seed: options.seed,
-    };
     choose_cut::<ModelError>(
         &dataset.train,
         dataset.classes.len(),
@@ -153,7 +154,7 @@ pub fn cross_validated_cut(
         &folded,
         &pre,
         device,
-        &fit,
+        &options.fit(),
         |done, total| {
             progress(done, total);
             Ok(())

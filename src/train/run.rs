@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cut::{CutChoice, MAX_PROBE_IMAGES, ProbeFit, choose_cut};
+use super::cut::{CutChoice, ProbeFit, choose_cut};
 use super::evaluate::{EVAL_BATCH, evaluate_features, evaluate_samples};
 use super::events::{Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
 use super::features::{FeatureSet, extract_features};
@@ -157,7 +157,6 @@ fn choose_cut_for(
         ..NetworkSpec::pretrained(plan.backbone)
     };
     let folded = Network::build(spec, Some(weights), HeadInit::Random, 0, device)?.folded()?;
-    let total = dataset.train.len().min(MAX_PROBE_IMAGES);
     let fit = ProbeFit {
         seed: plan.seed,
         ..ProbeFit::default()
@@ -170,7 +169,7 @@ fn choose_cut_for(
         pre,
         device,
         &fit,
-        |done, _| {
+        |done, total| {
             ctx.poll()?;
             ctx.batch_event(TrainEvent::ChoosingCut { done, total }, done >= total)
         },
