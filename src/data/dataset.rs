@@ -445,6 +445,14 @@ fn stratified_split(
 }
 
 impl Dataset {
+    /// The first `count` training samples of `class` (the examples thumbnails show).
+    pub fn examples(&self, class: usize, count: usize) -> impl Iterator<Item = &Sample> {
+        self.train
+            .iter()
+            .filter(move |s| s.label == class)
+            .take(count)
+    }
+
     /// Images per class in each split.
     pub fn counts(&self) -> Vec<ClassCount> {
         let mut counts: Vec<ClassCount> = self

@@ -274,13 +274,7 @@ impl Jobs {
             let result = load_dataset(&root, &options, &progress).map_err(JobError::from);
             let thumbs: Vec<PathBuf> = match &result {
                 Ok(d) => (0..d.classes.len())
-                    .flat_map(|c| {
-                        d.train
-                            .iter()
-                            .filter(move |s| s.label == c)
-                            .take(thumbs_per_class)
-                            .map(|s| s.path.clone())
-                    })
+                    .flat_map(|c| d.examples(c, thumbs_per_class).map(|s| s.path.clone()))
                     .collect(),
                 Err(_) => Vec::new(),
             };

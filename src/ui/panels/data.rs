@@ -122,12 +122,7 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
                 );
                 ui.label(count.val.to_string());
                 ui.horizontal(|ui| {
-                    for sample in dataset
-                        .train
-                        .iter()
-                        .filter(|s| s.label == c)
-                        .take(THUMBNAILS_PER_CLASS)
-                    {
+                    for sample in dataset.examples(c, THUMBNAILS_PER_CLASS) {
                         if let Some(t) = app.thumbnails.get(&sample.path) {
                             ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(48.0)));
                         }

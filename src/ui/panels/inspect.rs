@@ -68,10 +68,11 @@ pub(super) fn inspect_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
 fn image_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     let mut paths: Vec<&std::path::PathBuf> = app.predictions.iter().map(|i| &i.path).collect();
     if let Some(dataset) = &app.dataset {
-        for class in 0..dataset.classes.len() {
-            let samples = dataset.train.iter().filter(|s| s.label == class);
-            paths.extend(samples.take(IMAGES_PER_CLASS).map(|s| &s.path));
-        }
+        // Classes only until the picker is full: a large folder is not scanned every frame.
+        let examples = (0..dataset.classes.len())
+            .flat_map(|class| dataset.examples(class, IMAGES_PER_CLASS))
+            .map(|s| &s.path);
+        paths.extend(examples.take(MAX_IMAGES.saturating_sub(paths.len())));
     }
     paths.truncate(MAX_IMAGES);
     if paths.is_empty() {
