@@ -308,31 +308,60 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     let points = chosen["points"].as_array().expect("points");
     assert_eq!(points.len(), 7, "Lite0's probe units and its head");
     assert_eq!(points.last().expect("head")["unit"], "head");
-    // The earliest cut tied with the best: accuracy within 0.5 points, then held-out loss
-    // within 0.01 nats of the lowest among those.
+    // The earliest cut tied with the best (the most accurate, then the lowest loss): its
+    // fold-by-fold accuracy deficit and loss excess both within one standard error.
     let value = |p: &serde_json::Value, key: &str| p[key].as_f64().expect("a number");
+    let folds = |p: &serde_json::Value, key: &str| -> Vec<f64> {
+        p[key]
+            .as_array()
+            .expect("per-fold values")
+            .iter()
+            .map(|v| v.as_f64().expect("a number"))
+            .collect()
+    };
     let best = points
         .iter()
-        .map(|p| value(p, "cv_accuracy"))
-        .fold(0.0, f64::max);
-    let tied: Vec<&serde_json::Value> = points
-        .iter()
-        .filter(|p| value(p, "cv_accuracy") >= best - 0.005)
-        .collect();
-    let lowest = tied
-        .iter()
-        .map(|p| value(p, "cv_loss"))
-        .fold(f64::INFINITY, f64::min);
-    let expected = tied
-        .iter()
-        .find(|p| value(p, "cv_loss") <= lowest + 0.01)
+        .max_by(|a, b| {
+            value(a, "cv_accuracy")
+                .total_cmp(&value(b, "cv_accuracy"))
+                .then(value(b, "cv_loss").total_cmp(&value(a, "cv_loss")))
+        })
         .expect("a best cut");
+    let within_one_se = |d: Vec<f64>| {
+        let k = d.len() as f64;
+        let mean = d.iter().sum::<f64>() / k;
+        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0);
+        mean <= (var / k).sqrt()
+    };
+    let expected = points
+        .iter()
+        .find(|p| {
+            let accuracy = folds(best, "fold_accuracy")
+                .iter()
+                .zip(folds(p, "fold_accuracy"))
+                .map(|(b, a)| b - a)
+                .collect();
+            let loss = folds(p, "fold_loss")
+                .iter()
+                .zip(folds(best, "fold_loss"))
+                .map(|(a, b)| a - b)
+                .collect();
+            within_one_se(accuracy) && within_one_se(loss)
+        })
+        .expect("the best is tied with itself");
     assert_eq!(chosen["chosen"], expected["unit"]);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).expect("model.json"))
             .expect("manifest");
     assert_eq!(manifest["cut_after"], chosen["chosen"]);
+    // model.json keeps the measurement behind the cut.
+    let saved = &manifest["metrics"]["cut_choice"];
+    assert_eq!(saved["chosen"], chosen["chosen"]);
+    assert_eq!(saved["points"], chosen["points"]);
 
+    // A held-out test folder: other images of the same classes.
+    let test = tempfile::tempdir().expect("test");
+    common::write_shapes(test.path(), 3, 4, 40, 99);
     let compared = out.path().join("compare");
     let output = binary()
         .args([
@@ -345,6 +374,8 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
             "--data",
         ])
         .arg(data.path())
+        .arg("--test")
+        .arg(test.path())
         .arg("--out")
         .arg(&compared)
         .output()
@@ -367,9 +398,16 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
             .expect("rows")
             .iter()
             .find(|r| &r["case"] == case)
-            .and_then(|r| r["val_accuracy"].as_f64())
+            .and_then(|r| r["test_accuracy"].as_f64())
             .expect("accuracy")
     };
+    // Every model was evaluated on the 12 test images, and the advice judged on them.
+    assert_eq!(advice["basis"], "test");
+    for row in summary["rows"].as_array().expect("rows") {
+        let accuracy = row["test_accuracy"].as_f64().expect("a test accuracy");
+        let images = accuracy * 12.0;
+        assert!((images - images.round()).abs() < 1e-6, "{row}");
+    }
     let recommended = accuracy_of(&advice["recommended"]);
     let best = accuracy_of(&advice["best"]);
     assert_eq!(

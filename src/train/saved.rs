@@ -12,6 +12,7 @@ use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::cut::CutChoice;
 use super::metrics::ClassMetrics;
 use super::{TrainPlan, TrainReport};
 use crate::data::preprocess::Preprocessing;
@@ -92,6 +93,9 @@ pub struct SavedMetrics {
     pub wall_secs: f64,
     pub per_class: Vec<ClassMetrics>,
     pub confusion: Vec<Vec<usize>>,
+    /// How Start of ConvNet chose its cut, when it measured it (absent in older models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_choice: Option<CutChoice>,
 }
 
 impl SavedMetrics {
@@ -113,6 +117,7 @@ impl SavedMetrics {
                 .as_ref()
                 .map(|e| e.confusion.clone())
                 .unwrap_or_default(),
+            cut_choice: report.cut_choice.clone(),
         }
     }
 }
