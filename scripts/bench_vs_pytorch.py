@@ -12,6 +12,12 @@ then, from the repository root:
     cargo build --release
     /tmp/torchenv/bin/python scripts/bench_vs_pytorch.py --rounds 3
 
+Stronger peers: `--torch-compile` (inductor; compiling takes minutes) and `--ort` (ONNX Runtime
+on `transfer-studio export`'s file; pip install onnxruntime). Other networks: `--backbone
+resnet18 --weights resnet18.pth` (or vgg16; torchvision's ImageNet checkpoint, read by both
+sides; PyTorch builds torchvision's model, pip install torchvision), `--no-fine-tune` to time
+only inference (VGG16's fine-tune step is slow on a CPU).
+
 Both sides use the same bundled weights (assets/models/efficientnet_lite0.safetensors), the
 same synthetic inputs, 224 px, batch 32, the same number of threads (2 unless --threads), and
 the same workloads:
@@ -141,10 +147,42 @@ def torch_worker(args):
         def forward(self, x):
             return self._fc(self._dropout(self.features(x)))
 
-    state = {k: v.float() for k, v in load_file(WEIGHTS).items()}
+    class Torchvision(nn.Module):
+        """torchvision's ResNet or VGG, with `features` = what transfer-studio caches: the
+        pooled map (ResNet) or fc7 after its ReLU (VGG16)."""
+
+        def __init__(self, name, classes):
+            super().__init__()
+            import torchvision
+
+            self.name = name
+            self.net = getattr(torchvision.models, name)(num_classes=classes)
+
+        def features(self, x):
+            n = self.net
+            if self.name.startswith("vgg"):
+                x = torch.flatten(n.avgpool(n.features(x)), 1)
+                return n.classifier[:-1](x)
+            x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+            x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+            return torch.flatten(n.avgpool(x), 1)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def load_state_dict(self, state, strict=False):
+            return self.net.load_state_dict(state, strict=strict)
+
+        def state_dict(self):
+            return self.net.state_dict()
+
+    if args.backbone == "efficientnet-lite0":
+        state = {k: v.float() for k, v in load_file(WEIGHTS).items()}
+    else:
+        state = {k: v.float() for k, v in torch.load(args.weights, map_location="cpu").items()}
 
     def build(classes):
-        m = Lite0(classes)
+        m = Lite0(classes) if args.backbone == "efficientnet-lite0" else Torchvision(args.backbone, classes)
         own = m.state_dict()
         load = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         m.load_state_dict(load, strict=False)
@@ -199,12 +237,14 @@ def torch_worker(args):
     t = time.perf_counter()
     cache(pics)
     out["feature_caching_images_per_sec"] = len(pics) / (time.perf_counter() - t)
-    del model
 
     # Head-only epoch over 1000 cached features.
-    feats = torch.rand(1000, 1280, generator=g) * 6
+    with torch.inference_mode():
+        dim = model.features(images[:1]).shape[1]
+    del model
+    feats = torch.rand(1000, dim, generator=g) * 6
     flabels = torch.arange(1000) % 10
-    head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 10))
+    head = nn.Sequential(nn.Dropout(0.2), nn.Linear(dim, 10))
     opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-4)
     times = []
     for epoch in range(max(reps, 5) + 1):
@@ -221,6 +261,9 @@ def torch_worker(args):
             times.append(time.perf_counter() - t)
     out["head_epoch_ms"] = statistics.median(times) * 1e3
 
+    if args.no_fine_tune:
+        print(json.dumps(out))
+        return
     # Full fine-tune step.
     reset = reset_peak_rss()
     model = build(10).train()
@@ -293,6 +336,14 @@ def main():
         action="store_true",
         help="also ONNX Runtime (pip install onnxruntime): forward on `transfer-studio export`'s ONNX file",
     )
+    p.add_argument(
+        "--backbone",
+        default="efficientnet-lite0",
+        choices=["efficientnet-lite0", "resnet18", "resnet50", "vgg16"],
+        help="the network (default: the bundled Lite0)",
+    )
+    p.add_argument("--weights", help="torchvision checkpoint (.pth) for --backbone other than Lite0")
+    p.add_argument("--no-fine-tune", action="store_true", help="skip the fine-tune step")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ort-worker", metavar="ONNX", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -302,12 +353,19 @@ def main():
     if args.ort_worker:
         ort_worker(args)
         return
+    if args.backbone != "efficientnet-lite0" and not args.weights:
+        sys.exit(f"--backbone {args.backbone} needs --weights (torchvision's checkpoint)")
+    if args.ort and args.backbone != "efficientnet-lite0":
+        sys.exit("--ort times the bundled Lite0 only")
     if not os.path.exists(BINARY):
         sys.exit(f"{BINARY} is missing: run `cargo build --release` first")
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     common = ["--batch-size", str(args.batch_size), "--image-size", str(args.image_size), "--repeats", str(args.repeats)]
-    ours_cmd = [BINARY, "bench", "--json"] + common
-    torch_cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--threads", str(args.threads)] + common
+    network = ["--backbone", args.backbone] + (["--weights", os.path.abspath(args.weights)] if args.weights else [])
+    skip = ["--no-fine-tune"] if args.no_fine_tune else []
+    ours_cmd = [BINARY, "bench", "--json"] + common + network + skip
+    torch_cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--threads", str(args.threads)]
+    torch_cmd += common + network + skip
     if args.channels_last:
         torch_cmd.append("--channels-last")
     if args.torch_compile:
@@ -350,7 +408,7 @@ def main():
         layout = "torch.compile, " + layout
     if args.torch_jemalloc:
         layout += ", jemalloc"
-    print(f"\n{args.image_size} px, batch {args.batch_size}, {args.threads} threads, {args.rounds} alternating rounds; PyTorch eager ({layout})")
+    print(f"\n{args.backbone}, {args.image_size} px, batch {args.batch_size}, {args.threads} threads, {args.rounds} alternating rounds; PyTorch eager ({layout})")
     print(f"{'workload':40} {'ours':>10} {'pytorch':>10} {'ratio':>8}")
     summary = {}
     for key, label, higher_better in keys:

@@ -14,6 +14,20 @@ use crate::guide::recommend::{RecommendOptions, Thresholds, recommend};
 use crate::runtime;
 use crate::train::{Case, TrainEvent, TrainPlan};
 
+/// A folder of test images: every image is evaluated (no validation split).
+fn load_test(dir: &Path) -> anyhow::Result<Dataset> {
+    let options = LoadOptions {
+        val_fraction: 0.0,
+        ..LoadOptions::default()
+    };
+    let dataset = load_dataset(dir, &options, &LoadProgress::default())
+        .with_context(|| format!("loading the test images in {}", dir.display()))?;
+    for s in &dataset.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    Ok(dataset)
+}
+
 fn load(data: &Path, val: Option<PathBuf>) -> anyhow::Result<Dataset> {
     let options = LoadOptions {
         val_dir: val,
@@ -111,10 +125,16 @@ impl CompareArgs {
     }
 }
 
+/// Where `compare` reads and writes.
+pub struct CompareFolders<'a> {
+    pub data: &'a Path,
+    pub val: Option<PathBuf>,
+    pub test: Option<&'a Path>,
+    pub out: &'a Path,
+}
+
 pub fn compare_command(
-    data: &Path,
-    val: Option<PathBuf>,
-    out: &Path,
+    folders: &CompareFolders<'_>,
     network: &NetworkArgs,
     quick: &CompareArgs,
     json: bool,
@@ -128,12 +148,18 @@ pub fn compare_command(
     for case in Case::ALL {
         plan_of(case).validate()?;
     }
-    let dataset = Arc::new(load(data, val)?);
+    let out = folders.out;
+    let dataset = Arc::new(load(folders.data, folders.val.clone())?);
+    let test = match folders.test {
+        Some(dir) => Some(load_test(dir)?),
+        None => None,
+    };
     let device = runtime::compute_device();
     let recommendation = recommend(&dataset, &RecommendOptions::default(), &device, |_, _| {})
         .context("measuring the data for the recommendation")?;
     let rows = compare_all(
         dataset,
+        test.as_ref(),
         &device,
         Some(out),
         plan_of,
@@ -179,9 +205,16 @@ pub fn compare_command(
 }
 
 fn print_table(rows: &[CompareRow], recommended: Case) {
+    let tested = rows.iter().any(|r| r.test_accuracy.is_some());
+    let pct = |a: Option<f64>| a.map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0));
     println!(
-        "{:16} {:26} {:>9} {:>9} {:>12}",
-        "case", "", "val acc", "time", "trainable"
+        "{:16} {:26} {:>9} {:>9} {:>9} {:>12}",
+        "case",
+        "",
+        "val acc",
+        if tested { "test acc" } else { "" },
+        "time",
+        "trainable"
     );
     for r in rows {
         let title = if r.case == recommended {
@@ -190,11 +223,15 @@ fn print_table(rows: &[CompareRow], recommended: Case) {
             r.title.clone()
         };
         println!(
-            "{:16} {:26} {:>9} {:>8.1}s {:>12}",
+            "{:16} {:26} {:>9} {:>9} {:>8.1}s {:>12}",
             r.case.to_string(),
             title,
-            r.val_accuracy
-                .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0)),
+            pct(r.val_accuracy),
+            if tested {
+                pct(r.test_accuracy)
+            } else {
+                String::new()
+            },
             r.train_secs,
             r.trainable_parameters
         );

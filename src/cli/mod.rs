@@ -119,6 +119,11 @@ pub enum Command {
         data: PathBuf,
         #[arg(long)]
         val: Option<PathBuf>,
+        /// A held-out test folder (classes as in --data), used for nothing else: every model
+        /// is evaluated on it and the advice is judged on it (validation chose each run's best
+        /// epoch, so its accuracy flatters).
+        #[arg(long)]
+        test: Option<PathBuf>,
         /// Directory for the four models and compare.json.
         #[arg(long)]
         out: PathBuf,
@@ -295,11 +300,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Compare {
             data,
             val,
+            test,
             out,
             network,
             quick,
             json,
-        }) => guide_cmd::compare_command(&data, val, &out, &network, &quick, json),
+        }) => guide_cmd::compare_command(
+            &guide_cmd::CompareFolders {
+                data: &data,
+                val,
+                test: test.as_deref(),
+                out: &out,
+            },
+            &network,
+            &quick,
+            json,
+        ),
         Some(Command::Probe {
             data,
             val,

@@ -1,6 +1,8 @@
 //! Compare all four: the four presets trained one after the other on the same data (the
 //! frozen ones on features computed once per run), each saved, with a table of validation
-//! accuracy, training time and trainable parameters.
+//! accuracy, training time and trainable parameters — and, given a held-out test folder, each
+//! model's accuracy on it (validation accuracy chose each run's best epoch, so it flatters;
+//! the test folder was used for nothing).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +14,8 @@ use crossbeam_channel::Receiver;
 
 use crate::data::dataset::Dataset;
 use crate::train::{
-    Case, DataSource, RunError, SavedMetrics, TrainCommand, TrainEvent, TrainJob, TrainOutcome,
-    TrainPlan, run_to_end, spawn_training,
+    Case, DataSource, EvaluateError, RunError, SavedMetrics, TrainCommand, TrainEvent, TrainJob,
+    TrainOutcome, TrainPlan, evaluate_dataset, run_to_end, spawn_training,
 };
 
 /// One row of the comparison table.
@@ -22,6 +24,8 @@ pub struct CompareRow {
     pub case: Case,
     pub title: String,
     pub val_accuracy: Option<f64>,
+    /// Accuracy on the held-out test folder, when one was given.
+    pub test_accuracy: Option<f64>,
     pub train_secs: f64,
     pub trainable_parameters: usize,
     pub epochs_run: usize,
@@ -36,6 +40,7 @@ impl CompareRow {
             case,
             title: case.title().to_string(),
             val_accuracy: r.best_val_accuracy,
+            test_accuracy: None,
             train_secs: r.wall_secs,
             trainable_parameters: r.trainable_parameters,
             epochs_run: r.epochs_run,
@@ -47,9 +52,20 @@ impl CompareRow {
 /// The recommended case counts as right when its accuracy is within this of the best's.
 pub const ADVICE_MARGIN: f64 = 0.015;
 
+/// Which accuracies the advice was judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// The validation images, which also chose each run's best epoch.
+    Validation,
+    /// A held-out test folder, used for nothing else.
+    Test,
+}
+
 /// Whether the guide's advice held on this data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Advice {
+    pub basis: Basis,
     /// The case the recommendation picks for this data.
     pub recommended: Case,
     pub recommended_accuracy: Option<f64>,
@@ -63,15 +79,26 @@ pub struct Advice {
 }
 
 impl Advice {
-    /// Judges `recommended` against the rows; `None` without validation accuracies.
+    /// Judges `recommended` against the rows: on their test accuracies when every row has one,
+    /// else on validation; `None` without accuracies.
     pub fn judge(rows: &[CompareRow], recommended: Case) -> Option<Self> {
-        let accuracies: Vec<(Case, Option<f64>)> =
-            rows.iter().map(|r| (r.case, r.val_accuracy)).collect();
-        Self::judge_accuracies(&accuracies, recommended)
+        let tested = !rows.is_empty() && rows.iter().all(|r| r.test_accuracy.is_some());
+        let (basis, accuracies): (Basis, Vec<(Case, Option<f64>)>) = if tested {
+            let of_row = rows.iter().map(|r| (r.case, r.test_accuracy));
+            (Basis::Test, of_row.collect())
+        } else {
+            let of_row = rows.iter().map(|r| (r.case, r.val_accuracy));
+            (Basis::Validation, of_row.collect())
+        };
+        Self::judge_accuracies(&accuracies, recommended, basis)
     }
 
-    /// Judges `recommended` against each case's validation accuracy.
-    pub fn judge_accuracies(accuracies: &[(Case, Option<f64>)], recommended: Case) -> Option<Self> {
+    /// Judges `recommended` against each case's accuracy (measured on `basis`).
+    pub fn judge_accuracies(
+        accuracies: &[(Case, Option<f64>)],
+        recommended: Case,
+        basis: Basis,
+    ) -> Option<Self> {
         let (best, best_accuracy) = accuracies
             .iter()
             .filter_map(|&(case, a)| a.map(|a| (case, a)))
@@ -86,6 +113,7 @@ impl Advice {
         let shortfall =
             recommended_accuracy.map_or(best_accuracy, |a| (best_accuracy - a).max(0.0));
         Some(Self {
+            basis,
             recommended,
             recommended_accuracy,
             best,
@@ -97,6 +125,13 @@ impl Advice {
 
     /// One line for the terminal and the window.
     pub fn sentence(&self) -> String {
+        match self.basis {
+            Basis::Validation => self.verdict(),
+            Basis::Test => format!("On the held-out test images: {}", self.verdict()),
+        }
+    }
+
+    fn verdict(&self) -> String {
         let pct = |a: f64| format!("{:.1} %", a * 100.0);
         let recommended = self
             .recommended_accuracy
@@ -136,6 +171,8 @@ pub enum CompareError {
     Cancelled,
     #[error("cannot start the trainer: {0}")]
     Spawn(#[from] std::io::Error),
+    #[error("{case} on the test images: {source}")]
+    Test { case: Case, source: EvaluateError },
     #[error("cannot save {case}: {source}")]
     Save {
         case: Case,
@@ -145,10 +182,12 @@ pub enum CompareError {
 
 /// Trains the four presets on `dataset` in turn, each with the plan `plan_of(case)` gives
 /// (`Case::plan` for the presets as they are on the default backbone). `on_event(case, event)` sees every trainer event (to
-/// draw or print progress); each model is saved to `out/<case>` when `out` is given. Commands
-/// on `control` go to the run in progress (a stop ends the comparison).
+/// draw or print progress); each model is saved to `out/<case>` when `out` is given and
+/// evaluated on `test` when that is given. Commands on `control` go to the run in progress (a
+/// stop ends the comparison).
 pub fn compare_all(
     dataset: Arc<Dataset>,
+    test: Option<&Dataset>,
     device: &Device,
     out: Option<&Path>,
     plan_of: impl Fn(Case) -> TrainPlan,
@@ -172,7 +211,13 @@ pub fn compare_all(
             Some(dir) => Some(save(case, &outcome, dir)?),
             None => None,
         };
-        rows.push(CompareRow::from_outcome(case, &outcome, model_dir));
+        let mut row = CompareRow::from_outcome(case, &outcome, model_dir);
+        if let Some(test) = test {
+            let evaluation = evaluate_dataset(&outcome.model, test)
+                .map_err(|source| CompareError::Test { case, source })?;
+            row.test_accuracy = Some(evaluation.accuracy);
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -195,6 +240,7 @@ mod tests {
             case,
             title: case.title().into(),
             val_accuracy: Some(accuracy),
+            test_accuracy: None,
             train_secs: 1.0,
             trainable_parameters: 1,
             epochs_run: 1,
@@ -234,5 +280,32 @@ mod tests {
                 .best,
             Case::SmallSimilar
         );
+    }
+
+    #[test]
+    fn with_test_accuracies_the_advice_is_judged_on_them() {
+        let tested = |case, val, test| CompareRow {
+            test_accuracy: Some(test),
+            ..row(case, val)
+        };
+        // Validation says End of ConvNet; the held-out test images say Fine-tune.
+        let rows = [
+            tested(Case::SmallSimilar, 0.95, 0.80),
+            tested(Case::LargeSimilar, 0.90, 0.86),
+        ];
+        let advice = Advice::judge(&rows, Case::SmallSimilar).expect("advice");
+        assert_eq!(advice.basis, Basis::Test);
+        assert_eq!(advice.best, Case::LargeSimilar);
+        assert!(!advice.held);
+        assert!(
+            advice.sentence().starts_with("On the held-out test images"),
+            "{}",
+            advice.sentence()
+        );
+        // A row without a test accuracy: judged on validation, as before.
+        let mixed = [rows[0].clone(), row(Case::LargeSimilar, 0.90)];
+        let advice = Advice::judge(&mixed, Case::SmallSimilar).expect("advice");
+        assert_eq!(advice.basis, Basis::Validation);
+        assert!(advice.held);
     }
 }

@@ -60,6 +60,7 @@ impl Session {
         Self::spawn(waker, move |control, relay| {
             let result = compare_all(
                 dataset,
+                None,
                 &device,
                 None,
                 plan_of,

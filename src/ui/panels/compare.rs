@@ -7,7 +7,7 @@ use egui_plot::{Bar, BarChart, Plot};
 use super::super::command::Command;
 use super::super::state::Run;
 use super::{run_colour, tag};
-use crate::guide::compare::Advice;
+use crate::guide::compare::{Advice, Basis};
 use crate::train::Case;
 
 const SMALL_MATRIX_PX: f32 = 150.0;
@@ -23,7 +23,9 @@ pub(super) fn compare_summary_ui(
         .iter()
         .filter_map(|(_, r)| Some((r.case?, r.report.as_ref()?.best_val_accuracy)))
         .collect();
-    if let Some(advice) = recommended.and_then(|c| Advice::judge_accuracies(&accuracies, c)) {
+    if let Some(advice) =
+        recommended.and_then(|c| Advice::judge_accuracies(&accuracies, c, Basis::Validation))
+    {
         let colour = if advice.held {
             Color32::from_rgb(70, 170, 90)
         } else {
