@@ -135,6 +135,7 @@ fn compare_trains_the_four_presets_and_saves_each() {
     let mut events = 0;
     let rows = compare_all(
         dataset,
+        None,
         &Device::Cpu,
         Some(out.path()),
         |case: Case| shrink(case.plan()),
