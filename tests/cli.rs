@@ -308,7 +308,7 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     let points = chosen["points"].as_array().expect("points");
     assert_eq!(points.len(), 7, "Lite0's probe units and its head");
     assert_eq!(points.last().expect("head")["unit"], "head");
-    // The earliest cut tied with the best (the most accurate, then the lowest loss): its
+    // The latest cut tied with the best (the most accurate, then the lowest loss): its
     // fold-by-fold accuracy deficit and loss excess both within one standard error.
     let value = |p: &serde_json::Value, key: &str| p[key].as_f64().expect("a number");
     let folds = |p: &serde_json::Value, key: &str| -> Vec<f64> {
@@ -335,6 +335,7 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     };
     let expected = points
         .iter()
+        .rev()
         .find(|p| {
             let accuracy = folds(best, "fold_accuracy")
                 .iter()
