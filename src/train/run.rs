@@ -261,7 +261,7 @@ fn head_only_phase(
         &train_set,
         &val_set,
         epochs,
-        plan,
+        &plan.head_phase_plan(),
         early_stopping,
         setup.class_weights.as_deref(),
         ctx,
