@@ -578,6 +578,14 @@ mod tests {
         let ld = Case::LargeDifferent.plan();
         assert_eq!(ld.init, Init::Pretrained);
         assert_eq!(Case::retrain_plan().init, Init::Random);
+        // Phase 1 of fine-tuning is End of ConvNet's classifier; fine-tuning keeps its rate.
+        for plan in [&ls, &ld] {
+            let phase_1 = plan.head_phase_plan();
+            assert_eq!(phase_1.head_lr, ss.head_lr);
+            assert_eq!(plan.head_only_epochs(), ss.head_only_epochs());
+            assert!(plan.head_lr < ss.head_lr);
+        }
+        assert_eq!(ss.head_phase_plan(), ss);
         for case in Case::ALL {
             case.plan().validate().expect("valid preset");
             assert_eq!(Case::matching(&case.plan()), Some(case));
