@@ -127,7 +127,11 @@ impl Advice {
     pub fn sentence(&self) -> String {
         match self.basis {
             Basis::Validation => self.verdict(),
-            Basis::Test => format!("On the held-out test images: {}", self.verdict()),
+            Basis::Test => {
+                let verdict = self.verdict();
+                let rest = verdict.strip_prefix("The advice").unwrap_or(&verdict);
+                format!("On the held-out test images the advice{rest}")
+            }
         }
     }
 
@@ -298,7 +302,9 @@ mod tests {
         assert_eq!(advice.best, Case::LargeSimilar);
         assert!(!advice.held);
         assert!(
-            advice.sentence().starts_with("On the held-out test images"),
+            advice
+                .sentence()
+                .starts_with("On the held-out test images the advice did not hold"),
             "{}",
             advice.sentence()
         );
