@@ -116,13 +116,12 @@ impl Case {
                 auto_cut: true,
                 ..base
             },
-            // Two phases: the new head trained on cached features exactly as End of ConvNet
-            // trains it (a converged linear probe, milliseconds per epoch; see
-            // `head_phase_plan`), then every layer with the backbone at a tenth of the head's
-            // learning rate. Starting fine-tuning from a converged head keeps it from
-            // distorting the pretrained features (Kumar et al., 2022, LP-FT), and the best
-            // epoch of either phase is kept, so fine-tuning that does not help costs nothing.
-            // 160 px keeps CPU training practical.
+            // Two phases: the new head trained on cached features as End of ConvNet trains
+            // it (`head_phase_plan`), then every layer with the backbone at a tenth of the
+            // head's rate. A converged head keeps fine-tuning from distorting the pretrained
+            // features (Kumar et al., 2022, LP-FT); the best epoch of either phase is kept,
+            // so fine-tuning that does not help costs nothing. 160 px keeps CPU training
+            // practical.
             Case::LargeSimilar => TrainPlan {
                 trainable_units: all_units,
                 head_epochs: HEAD_EPOCHS_BEFORE_FINE_TUNING,
@@ -377,11 +376,8 @@ impl TrainPlan {
         self.kept_units() - self.effective_trainable_units()
     }
 
-    /// The plan phase 1 trains the classifier with: a fine-tuning plan's phase 1 is End of
-    /// ConvNet's classifier ([`HEAD_ONLY_LR`]); its own `head_lr` is for fine-tuning, where
-    /// the classifier trains beside the backbone. (Phase 1 at the fine-tuning rate, 1e-3 for
-    /// 20 epochs, left the classifier short of End of ConvNet's: on held-out glyphs, Fine-tune
-    /// ended 1.4 points below End of ConvNet.)
+    /// The plan phase 1 trains the classifier with: End of ConvNet's ([`HEAD_ONLY_LR`]); a
+    /// fine-tuning plan's own `head_lr` is for the classifier beside the backbone.
     pub fn head_phase_plan(&self) -> TrainPlan {
         if self.has_head_phase() {
             TrainPlan {
