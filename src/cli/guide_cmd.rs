@@ -20,12 +20,8 @@ fn load_test(dir: &Path) -> anyhow::Result<Dataset> {
         val_fraction: 0.0,
         ..LoadOptions::default()
     };
-    let dataset = load_dataset(dir, &options, &LoadProgress::default())
-        .with_context(|| format!("loading the test images in {}", dir.display()))?;
-    for s in &dataset.skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
-    }
-    Ok(dataset)
+    load_with(dir, &options)
+        .with_context(|| format!("loading the test images in {}", dir.display()))
 }
 
 fn load(data: &Path, val: Option<PathBuf>) -> anyhow::Result<Dataset> {
@@ -33,8 +29,12 @@ fn load(data: &Path, val: Option<PathBuf>) -> anyhow::Result<Dataset> {
         val_dir: val,
         ..LoadOptions::default()
     };
-    let dataset = load_dataset(data, &options, &LoadProgress::default())
-        .with_context(|| format!("loading {}", data.display()))?;
+    load_with(data, &options).with_context(|| format!("loading {}", data.display()))
+}
+
+/// Loads a folder, reporting each skipped file in one line.
+fn load_with(dir: &Path, options: &LoadOptions) -> anyhow::Result<Dataset> {
+    let dataset = load_dataset(dir, options, &LoadProgress::default())?;
     for s in &dataset.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
