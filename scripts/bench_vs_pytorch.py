@@ -397,7 +397,8 @@ def main():
         for name, cmd, cmd_env in order:
             res = run_json(cmd, cmd_env)
             results[name].append(res)
-            print(f"round {r + 1} {name}: " + ", ".join(f"{k}={res.get(k, float('nan')):.4g}" for k, _, _ in keys), file=sys.stderr)
+            shown = {k: res.get(k) if res.get(k) is not None else float("nan") for k, _, _ in keys}
+            print(f"round {r + 1} {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()), file=sys.stderr)
 
     def med(name, key):
         values = [r[key] for r in results[name] if r.get(key) is not None]
