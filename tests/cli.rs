@@ -360,6 +360,22 @@ fn the_cut_is_chosen_from_the_data_and_compare_judges_the_advice() {
     assert_eq!(saved["chosen"], chosen["chosen"]);
     assert_eq!(saved["points"], chosen["points"]);
 
+    // A test folder with a class the training data lacks is refused in words, at once.
+    let test = tempfile::tempdir().expect("test");
+    common::write_shapes(test.path(), 4, 2, 40, 99);
+    let refused = binary()
+        .args(["compare", "--image-size", "32", "--data"])
+        .arg(data.path())
+        .arg("--test")
+        .arg(test.path())
+        .arg("--out")
+        .arg(out.path().join("refused"))
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the test folder has a class"), "{stderr}");
+    assert!(!out.path().join("refused").exists());
     // A held-out test folder: other images of the same classes.
     let test = tempfile::tempdir().expect("test");
     common::write_shapes(test.path(), 3, 4, 40, 99);

@@ -154,6 +154,16 @@ pub fn compare_command(
         Some(dir) => Some(load_test(dir)?),
         None => None,
     };
+    // Refused before minutes of training, not after the first model.
+    if let Some(unknown) = test
+        .iter()
+        .flat_map(|t| &t.classes)
+        .find(|c| !dataset.classes.contains(c))
+    {
+        anyhow::bail!(
+            "the test folder has a class {unknown:?} that the training data does not have"
+        );
+    }
     let device = runtime::compute_device();
     let recommendation = recommend(&dataset, &RecommendOptions::default(), &device, |_, _| {})
         .context("measuring the data for the recommendation")?;
