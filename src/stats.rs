@@ -6,6 +6,11 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The arithmetic mean of `values`; 0 when empty.
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -13,5 +18,11 @@ mod tests {
         assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(super::median(&mut [4.0, 1.0, 3.0, 2.0]), 3.0);
         assert_eq!(super::median(&mut []), 0.0);
+    }
+
+    #[test]
+    fn mean_averages_and_is_zero_when_empty() {
+        assert_eq!(super::mean(&[1.0, 2.0, 6.0]), 3.0);
+        assert_eq!(super::mean(&[]), 0.0);
     }
 }

@@ -12,7 +12,7 @@ use crate::guide::compare::{Advice, CompareRow, compare_all};
 use crate::guide::probe::{ProbeOptions, depth_probe};
 use crate::guide::recommend::{RecommendOptions, Thresholds, recommend};
 use crate::runtime;
-use crate::train::{Case, TrainEvent, TrainPlan};
+use crate::train::{Case, TrainEvent, TrainPlan, unknown_class};
 
 /// A folder of test images: every image is evaluated (no validation split).
 fn load_test(dir: &Path) -> anyhow::Result<Dataset> {
@@ -156,9 +156,8 @@ pub fn compare_command(
     };
     // Refused before minutes of training, not after the first model.
     if let Some(unknown) = test
-        .iter()
-        .flat_map(|t| &t.classes)
-        .find(|c| !dataset.classes.contains(c))
+        .as_ref()
+        .and_then(|t| unknown_class(&t.classes, &dataset.classes))
     {
         anyhow::bail!(
             "the test folder has a class {unknown:?} that the training data does not have"

@@ -125,29 +125,27 @@ impl Advice {
 
     /// One line for the terminal and the window.
     pub fn sentence(&self) -> String {
-        match self.basis {
-            Basis::Validation => self.verdict(),
-            Basis::Test => {
-                let verdict = self.verdict();
-                let rest = verdict.strip_prefix("The advice").unwrap_or(&verdict);
-                format!("On the held-out test images the advice{rest}")
-            }
-        }
+        let opening = match self.basis {
+            Basis::Validation => "The advice",
+            Basis::Test => "On the held-out test images the advice",
+        };
+        self.verdict(opening)
     }
 
-    fn verdict(&self) -> String {
+    /// The verdict after `opening` ("The advice" and how it was judged).
+    fn verdict(&self, opening: &str) -> String {
         let pct = |a: f64| format!("{:.1} %", a * 100.0);
         let recommended = self
             .recommended_accuracy
             .map_or_else(|| "no accuracy".to_owned(), pct);
         if self.recommended == self.best || self.shortfall <= f64::EPSILON {
             format!(
-                "The advice held: the recommended case, {}, was among the best ({recommended}).",
+                "{opening} held: the recommended case, {}, was among the best ({recommended}).",
                 self.recommended.title()
             )
         } else if self.held {
             format!(
-                "The advice held: the recommended case, {} ({recommended}), is within {:.1} \
+                "{opening} held: the recommended case, {} ({recommended}), is within {:.1} \
                  points of the best, {} ({}).",
                 self.recommended.title(),
                 ADVICE_MARGIN * 100.0,
@@ -156,7 +154,7 @@ impl Advice {
             )
         } else {
             format!(
-                "The advice did not hold: the recommended case, {} ({recommended}), is {:.1} \
+                "{opening} did not hold: the recommended case, {} ({recommended}), is {:.1} \
                  points behind the best, {} ({}).",
                 self.recommended.title(),
                 self.shortfall * 100.0,

@@ -18,6 +18,7 @@ use super::schedule::cosine_factor;
 use crate::data::dataset::Sample;
 use crate::data::preprocess::Preprocessing;
 use crate::model::{Backbone, FoldedNetwork, Unit};
+use crate::stats::mean;
 
 /// Folds at most (fewer when the smallest class has fewer training images).
 pub const MAX_FOLDS: usize = 5;
@@ -238,10 +239,6 @@ fn cross_validate(
         loss.push(head.cross_entropy(&data.val, &held_labels));
     }
     (accuracy, loss)
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// Whether `worse`'s fold-by-fold deficits (`worse[f] - better[f]`, positive when `worse` is

@@ -76,26 +76,27 @@ pub(super) fn evaluate_samples(
 
 /// Evaluates a trained model on every image of a dataset (train and validation splits
 /// together, classes matched by name).
+/// The first of `classes` that is not among `known` (a model's classes): such data cannot be
+/// evaluated.
+pub fn unknown_class<'a>(classes: &'a [String], known: &[String]) -> Option<&'a String> {
+    classes.iter().find(|c| !known.contains(c))
+}
+
 pub fn evaluate_dataset(
     model: &TrainedModel,
     dataset: &Dataset,
 ) -> Result<Evaluation, EvaluateError> {
+    if let Some(class) = unknown_class(&dataset.classes, &model.classes) {
+        return Err(EvaluateError::UnknownClass {
+            class: class.clone(),
+            model_classes: model.classes.join(", "),
+        });
+    }
     let mapping: Vec<Option<usize>> = dataset
         .classes
         .iter()
         .map(|c| model.classes.iter().position(|m| m == c))
         .collect();
-    if let Some(unknown) = dataset
-        .classes
-        .iter()
-        .zip(&mapping)
-        .find(|(_, m)| m.is_none())
-    {
-        return Err(EvaluateError::UnknownClass {
-            class: unknown.0.clone(),
-            model_classes: model.classes.join(", "),
-        });
-    }
     let samples: Vec<Sample> = dataset
         .train
         .iter()

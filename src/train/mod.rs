@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-pub use evaluate::{EvaluateError, evaluate_dataset, network_features};
+pub use evaluate::{EvaluateError, evaluate_dataset, network_features, unknown_class};
 pub use events::{EpochMetrics, Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
 pub use fine_tune::time_fine_tune_steps;
 pub use head_phase::time_head_epochs;
