@@ -119,9 +119,8 @@ impl Case {
             // Two phases: the new head trained on cached features as End of ConvNet trains
             // it (`head_phase_plan`), then every layer with the backbone at a tenth of the
             // head's rate. A converged head keeps fine-tuning from distorting the pretrained
-            // features (Kumar et al., 2022, LP-FT); the best epoch of either phase is kept,
-            // so fine-tuning that does not help costs nothing. 160 px keeps CPU training
-            // practical.
+            // features (Kumar et al., 2022, LP-FT); the best epoch of either phase is kept
+            // (fine-tuning that does not help costs nothing). 160 px: practical on a CPU.
             Case::LargeSimilar => TrainPlan {
                 trainable_units: all_units,
                 head_epochs: HEAD_EPOCHS_BEFORE_FINE_TUNING,
