@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use transfer_studio::ops::{self, reference};
+use transfer_studio::ops::{self, Act, reference};
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -156,6 +156,33 @@ fn dense_same_conv_matches_conv2d() {
     }
 }
 
+/// torchvision's paddings: ResNet's 7×7 stem (stride 2, padding 3), its 3×3 (padding 1, stride
+/// 1 and 2) and strided 1×1 shortcut, on shapes that span several blocks of output pixels.
+#[test]
+fn dense_symmetric_conv_matches_conv2d() {
+    common::init();
+    let cases = [
+        (2, 17, 15, 3, 4, 7, 2, 3),
+        (3, 40, 40, 6, 5, 3, 1, 1),
+        // Odd sizes under stride 2: candle's own conv2d backward gets the input gradient's
+        // shape wrong when stride 2 drops a pixel.
+        (1, 9, 13, 5, 7, 3, 2, 1),
+        (2, 9, 9, 4, 6, 1, 2, 0),
+    ];
+    for (n, h, w, c_in, c_out, k, s, p) in cases {
+        let x = var(&[n, h, w, c_in], 7, 1.0);
+        let wt = var(&[c_out, c_in, k, k], 8, 0.5);
+        let padding = ops::Padding::Symmetric(p);
+        check(
+            &format!("dense conv k{k} s{s} p{p}"),
+            &[&x, &wt],
+            || ops::conv2d(x.as_tensor(), wt.as_tensor(), s, padding).expect("fast"),
+            || reference::conv2d(x.as_tensor(), wt.as_tensor(), s, padding).expect("stock"),
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn pointwise_conv_as_matmul_matches_conv2d() {
     common::init();
@@ -173,10 +200,11 @@ fn pointwise_conv_as_matmul_matches_conv2d() {
 #[test]
 fn train_batch_norm_matches_the_composition() {
     common::init();
-    for &(shape, relu6) in &[
-        (&[2usize, 5, 3, 7][..], false),
-        (&[1, 4, 4, 3][..], true),
-        (&[3, 17, 13, 11][..], true),
+    for &(shape, act) in &[
+        (&[2usize, 5, 3, 7][..], Act::None),
+        (&[1, 4, 4, 3][..], Act::Relu6),
+        (&[3, 17, 13, 11][..], Act::Relu6),
+        (&[2, 6, 5, 9][..], Act::Relu),
     ] {
         // Offset and scaled inputs so that ReLU6 clips on both sides.
         let x = var(shape, 7, 4.0);
@@ -184,7 +212,7 @@ fn train_batch_norm_matches_the_composition() {
         let gamma = var(&[c], 8, 2.0);
         let beta = var(&[c], 9, 3.0);
         check(
-            &format!("bn train {shape:?} relu6={relu6}"),
+            &format!("bn train {shape:?} {act:?}"),
             &[&x, &gamma, &beta],
             || {
                 ops::batch_norm_train(
@@ -192,7 +220,7 @@ fn train_batch_norm_matches_the_composition() {
                     gamma.as_tensor(),
                     beta.as_tensor(),
                     1e-3,
-                    relu6,
+                    act,
                 )
                 .expect("fast")
                 .0
@@ -203,7 +231,7 @@ fn train_batch_norm_matches_the_composition() {
                     gamma.as_tensor(),
                     beta.as_tensor(),
                     1e-3,
-                    relu6,
+                    act,
                 )
                 .expect("stock")
                 .0
@@ -216,10 +244,11 @@ fn train_batch_norm_matches_the_composition() {
 #[test]
 fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
     common::init();
-    // (batch, height, width, in channels, out channels, conv, relu6)
+    // (batch, height, width, in channels, out channels, conv, activation)
     let cases = [
-        (2, 5, 3, 7, 6, ops::RecomputedConv::Pointwise, true),
-        (1, 4, 4, 3, 5, ops::RecomputedConv::Pointwise, false),
+        (2, 5, 3, 7, 6, ops::RecomputedConv::Pointwise, Act::Relu6),
+        (1, 4, 4, 3, 5, ops::RecomputedConv::Pointwise, Act::None),
+        (2, 4, 5, 3, 6, ops::RecomputedConv::Pointwise, Act::Relu),
         (
             2,
             9,
@@ -227,7 +256,7 @@ fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
             5,
             5,
             ops::RecomputedConv::Depthwise { stride: 2 },
-            true,
+            Act::Relu6,
         ),
         (
             1,
@@ -236,10 +265,10 @@ fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
             4,
             4,
             ops::RecomputedConv::Depthwise { stride: 1 },
-            false,
+            Act::None,
         ),
     ];
-    for (n, h, w, c_in, c_out, conv, relu6) in cases {
+    for (n, h, w, c_in, c_out, conv, act) in cases {
         let x = var(&[n, h, w, c_in], 13, 2.0);
         let (weight_shape, kernel) = match conv {
             ops::RecomputedConv::Pointwise => (vec![c_out, c_in, 1, 1], 1),
@@ -253,7 +282,7 @@ fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
             ops::RecomputedConv::Depthwise { stride } => reference::depthwise_conv(x, w, stride),
         };
         check(
-            &format!("conv+bn {conv:?} k{kernel} {n}x{h}x{w}x{c_in} relu6={relu6}"),
+            &format!("conv+bn {conv:?} k{kernel} {n}x{h}x{w}x{c_in} {act:?}"),
             &[&x, &wt, &gamma, &beta],
             || {
                 ops::conv_bn_train(
@@ -263,14 +292,14 @@ fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
                     beta.as_tensor(),
                     conv,
                     1e-3,
-                    relu6,
+                    act,
                 )
                 .expect("fast")
                 .0
             },
             || {
                 let y = stock_conv(x.as_tensor(), wt.as_tensor()).expect("stock conv");
-                reference::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 1e-3, relu6)
+                reference::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 1e-3, act)
                     .expect("stock")
                     .0
             },
@@ -290,7 +319,7 @@ fn train_batch_norm_reports_batch_statistics() {
         gamma.as_tensor(),
         beta.as_tensor(),
         1e-3,
-        false,
+        Act::None,
     )
     .expect("fast");
     let (_, slow) = reference::batch_norm_train(
@@ -298,7 +327,7 @@ fn train_batch_norm_reports_batch_statistics() {
         gamma.as_tensor(),
         beta.as_tensor(),
         1e-3,
-        false,
+        Act::None,
     )
     .expect("stock");
     assert_eq!(fast.count, 30);
@@ -319,9 +348,9 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
     let residual = var(&[2, 3, 5, 6], 14, 1.0);
     let scale = var(&[6], 15, 2.0);
     let shift = var(&[6], 16, 2.0);
-    for relu6 in [false, true] {
+    for act in [Act::None, Act::Relu6, Act::Relu] {
         check(
-            &format!("scale-shift relu6={relu6}"),
+            &format!("scale-shift {act:?}"),
             &[&x],
             || {
                 ops::scale_shift_act(
@@ -329,7 +358,7 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
                     scale.as_tensor(),
                     shift.as_tensor(),
                     None,
-                    relu6,
+                    act,
                 )
                 .expect("fast")
             },
@@ -339,14 +368,14 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
                     scale.as_tensor(),
                     shift.as_tensor(),
                     None,
-                    relu6,
+                    act,
                 )
                 .expect("stock")
             },
             1e-6,
         );
         check(
-            &format!("scale-shift + residual relu6={relu6}"),
+            &format!("scale-shift + residual {act:?}"),
             &[&x, &residual],
             || {
                 ops::scale_shift_act(
@@ -354,7 +383,7 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
                     scale.as_tensor(),
                     shift.as_tensor(),
                     Some(residual.as_tensor()),
-                    relu6,
+                    act,
                 )
                 .expect("fast")
             },
@@ -364,7 +393,7 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
                     scale.as_tensor(),
                     shift.as_tensor(),
                     Some(residual.as_tensor()),
-                    relu6,
+                    act,
                 )
                 .expect("stock")
             },
@@ -374,16 +403,29 @@ fn eval_batch_norm_scale_shift_matches_the_composition() {
 }
 
 #[test]
-fn relu6_matches_clamp() {
+fn activations_match_stock_ops() {
     common::init();
     let x = var(&[3, 4, 5, 2], 17, 8.0);
-    check(
-        "relu6",
-        &[&x],
-        || ops::relu6(x.as_tensor()).expect("fast"),
-        || reference::relu6(x.as_tensor()).expect("stock"),
-        0.0,
-    );
+    let r = var(&[3, 4, 5, 2], 18, 2.0);
+    for act in [Act::Relu6, Act::Relu, Act::None] {
+        check(
+            &format!("{act:?}"),
+            &[&x],
+            || ops::activate(x.as_tensor(), act).expect("fast"),
+            || reference::activate(x.as_tensor().clone(), act).expect("stock"),
+            0.0,
+        );
+        check(
+            &format!("add then {act:?}"),
+            &[&x, &r],
+            || ops::add_activate(x.as_tensor(), r.as_tensor(), act).expect("fast"),
+            || {
+                let sum = (x.as_tensor() + r.as_tensor()).expect("add");
+                reference::activate(sum, act).expect("stock")
+            },
+            0.0,
+        );
+    }
 }
 
 #[test]
@@ -392,14 +434,20 @@ fn inference_epilogues_match_the_composition() {
     let x = var(&[2, 6, 5, 4], 18, 3.0);
     let w = var(&[4, 1, 5, 5], 19, 0.5);
     let bias = var(&[4], 20, 2.0);
-    let fused =
-        ops::depthwise_conv_bias_act(x.as_tensor(), w.as_tensor(), bias.as_tensor(), 2, true)
-            .expect("fused");
-    let composed = reference::relu6(
-        &reference::depthwise_conv(x.as_tensor(), w.as_tensor(), 2)
+    let fused = ops::depthwise_conv_bias_act(
+        x.as_tensor(),
+        w.as_tensor(),
+        bias.as_tensor(),
+        2,
+        Act::Relu6,
+    )
+    .expect("fused");
+    let composed = reference::activate(
+        reference::depthwise_conv(x.as_tensor(), w.as_tensor(), 2)
             .expect("conv")
             .broadcast_add(bias.as_tensor())
             .expect("add"),
+        Act::Relu6,
     )
     .expect("relu6");
     assert!(max_abs_diff(&fused, &composed) < 1e-5);
@@ -414,14 +462,14 @@ fn inference_epilogues_match_the_composition() {
         &bias.as_tensor().ones_like().expect("ones"),
         bias.as_tensor(),
         Some(x.as_tensor()),
-        true,
+        Act::Relu6,
     )
     .expect("composed");
     let in_place = ops::bias_act_inplace(
         y.copy().expect("copy"),
         &bias.as_tensor().detach(),
         Some(x.as_tensor()),
-        true,
+        Act::Relu6,
     )
     .expect("in place");
     assert!(max_abs_diff(&in_place, &expected) < 1e-6);

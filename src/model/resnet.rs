@@ -308,7 +308,7 @@ impl BackboneUnit for ResidualBlock {
             Some(d) => d.forward_train(x, momentum)?,
             None => x.clone(),
         };
-        (h + shortcut)?.relu()
+        ops::add_activate(&h, &shortcut, Act::Relu)
     }
 
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {

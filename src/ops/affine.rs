@@ -1,16 +1,17 @@
 //! Inference epilogues: eval-mode BatchNorm folded into scale/shift, bias (+residual) and
-//! ReLU6 in place, and ReLU6 on its own.
+//! activation in place, and an activation on its own.
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, InplaceOp1, Layout, Result, Shape, Tensor, bail,
 };
 
+use super::kernels::Act;
 use super::{is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
 
 struct ScaleShift {
     scale: Vec<f32>,
     shift: Vec<f32>,
-    relu6: bool,
+    act: Act,
 }
 
 impl ScaleShift {
@@ -26,16 +27,16 @@ impl ScaleShift {
     }
 
     fn grad_input(&self, res: &Tensor, grad: &Tensor, with_scale: bool) -> Result<Tensor> {
-        let masked = if self.relu6 {
+        let masked = if self.act != Act::None {
             with_slice(res, |y| {
-                with_slice(grad, |dy| Ok(kernels::relu6_backward(y, dy)))
+                with_slice(grad, |dy| Ok(kernels::activation_backward(y, dy, self.act)))
             })?
         } else {
             grad.flatten_all()?.to_vec1::<f32>()?
         };
         let out = if with_scale {
             let zeros = vec![0f32; self.scale.len()];
-            kernels::scale_shift(&masked, &self.scale, &zeros, None, false)
+            kernels::scale_shift(&masked, &self.scale, &zeros, None, Act::None)
         } else {
             masked
         };
@@ -55,7 +56,7 @@ impl CustomOp1 for ScaleShift {
             &self.scale,
             &self.shift,
             None,
-            self.relu6,
+            self.act,
         );
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -86,7 +87,7 @@ impl CustomOp2 for ScaleShift {
             &self.scale,
             &self.shift,
             Some(storage_slice(s2, l2)?),
-            self.relu6,
+            self.act,
         );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -118,27 +119,27 @@ pub fn scale_shift_act(
     scale: &Tensor,
     shift: &Tensor,
     residual: Option<&Tensor>,
-    relu6: bool,
+    act: Act,
 ) -> Result<Tensor> {
     if is_cpu_f32(x) {
         let op = ScaleShift {
             scale: scale.to_vec1::<f32>()?,
             shift: shift.to_vec1::<f32>()?,
-            relu6,
+            act,
         };
         match residual {
             None => x.contiguous()?.apply_op1(op),
             Some(r) => x.contiguous()?.apply_op2(&r.contiguous()?, op),
         }
     } else {
-        reference::scale_shift_act(x, &scale.detach(), &shift.detach(), residual, relu6)
+        reference::scale_shift_act(x, &scale.detach(), &shift.detach(), residual, act)
     }
 }
 
 struct BiasAct {
     bias: Vec<f32>,
     residual: Option<Tensor>,
-    relu6: bool,
+    act: Act,
 }
 
 impl InplaceOp1 for BiasAct {
@@ -162,12 +163,12 @@ impl InplaceOp1 for BiasAct {
             );
         }
         match &self.residual {
-            None => kernels::bias_act_in_place(data, &self.bias, None, self.relu6),
+            None => kernels::bias_act_in_place(data, &self.bias, None, self.act),
             Some(r) => with_slice(r, |r| {
                 if r.len() != data.len() {
                     bail!("residual has {} elements, expected {}", r.len(), data.len());
                 }
-                kernels::bias_act_in_place(data, &self.bias, Some(r), self.relu6);
+                kernels::bias_act_in_place(data, &self.bias, Some(r), self.act);
                 Ok(())
             })?,
         }
@@ -181,46 +182,94 @@ pub fn bias_act_inplace(
     x: Tensor,
     bias: &Tensor,
     residual: Option<&Tensor>,
-    relu6: bool,
+    act: Act,
 ) -> Result<Tensor> {
     if is_cpu_f32(&x) && x.is_contiguous() && !x.track_op() {
         x.inplace_op1(&BiasAct {
             bias: bias.to_vec1::<f32>()?,
             residual: residual.cloned(),
-            relu6,
+            act,
         })?;
         Ok(x)
     } else {
         let ones = bias.ones_like()?;
-        scale_shift_act(&x, &ones, bias, residual, relu6)
+        scale_shift_act(&x, &ones, bias, residual, act)
     }
 }
 
-struct Relu6;
+/// An activation on its own, with its own backward.
+struct Activation(Act);
 
-impl CustomOp1 for Relu6 {
+impl CustomOp1 for Activation {
     fn name(&self) -> &'static str {
-        "relu6"
+        "activation"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = kernels::relu6(storage_slice(s, l)?);
+        let out = kernels::activate(storage_slice(s, l)?, self.0);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = with_slice(res, |y| {
-            with_slice(grad, |dy| Ok(kernels::relu6_backward(y, dy)))
+            with_slice(grad, |dy| Ok(kernels::activation_backward(y, dy, self.0)))
         })?;
         Ok(Some(vec_tensor(g, res.shape(), res)?))
     }
 }
 
-/// `min(max(x, 0), 6)` in one pass (stock candle's `clamp` takes two, plus two masks back).
-pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    if is_cpu_f32(x) {
-        x.contiguous()?.apply_op1(Relu6)
+/// The activation in one pass, and one back (stock candle's ReLU6 `clamp` takes two passes,
+/// plus two masks back; its ReLU five passes back).
+pub fn activate(x: &Tensor, act: Act) -> Result<Tensor> {
+    match act {
+        Act::None => Ok(x.clone()),
+        _ if is_cpu_f32(x) => x.contiguous()?.apply_op1(Activation(act)),
+        _ => reference::activate(x.clone(), act),
+    }
+}
+
+/// `act(a + b)` with its own backward: the sum that closes a residual block.
+struct AddAct(Act);
+
+impl CustomOp2 for AddAct {
+    fn name(&self) -> &'static str {
+        "add-activation"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.dims() != l2.dims() {
+            bail!("cannot add {:?} to {:?}", l2.dims(), l1.dims());
+        }
+        let out = kernels::add_activate(storage_slice(s1, l1)?, storage_slice(s2, l2)?, self.0);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = with_slice(res, |y| {
+            with_slice(grad, |dy| Ok(kernels::activation_backward(y, dy, self.0)))
+        })?;
+        let g = vec_tensor(g, res.shape(), res)?;
+        Ok((a.track_op().then(|| g.clone()), b.track_op().then_some(g)))
+    }
+}
+
+/// `act(a + b)` in one pass, and one back.
+pub fn add_activate(a: &Tensor, b: &Tensor, act: Act) -> Result<Tensor> {
+    if is_cpu_f32(a) {
+        a.contiguous()?.apply_op2(&b.contiguous()?, AddAct(act))
     } else {
-        reference::relu6(x)
+        reference::activate((a + b)?, act)
     }
 }

@@ -1,9 +1,10 @@
-//! Train-mode BatchNorm (+ReLU6): one statistics pass, one affine pass, analytic backward.
+//! Train-mode BatchNorm (+activation): one statistics pass, one affine pass, analytic backward.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
+use super::kernels::Act;
 use super::{is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
 
 /// Batch statistics a train-mode BatchNorm saw, for the running averages.
@@ -22,7 +23,7 @@ pub(super) struct SavedStats {
     count: usize,
 }
 
-/// Train-mode BatchNorm (+ReLU6) forward on an NHWC slice with `c` channels: the output and
+/// Train-mode BatchNorm (+activation) forward on an NHWC slice with `c` channels: the output and
 /// the statistics its backward needs.
 pub(super) fn bn_train_forward(
     x: &[f32],
@@ -30,7 +31,7 @@ pub(super) fn bn_train_forward(
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
-    relu6: bool,
+    act: Act,
 ) -> Result<(Vec<f32>, SavedStats)> {
     if gamma.len() != c || beta.len() != c {
         bail!("BatchNorm parameters do not match {c} channels");
@@ -43,7 +44,7 @@ pub(super) fn bn_train_forward(
         .collect();
     let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
-    let out = kernels::scale_shift(x, &scale, &shift, None, relu6);
+    let out = kernels::scale_shift(x, &scale, &shift, None, act);
     Ok((
         out,
         SavedStats {
@@ -73,7 +74,7 @@ pub(super) fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
     })
 }
 
-/// Analytic backward of a train-mode BatchNorm (+ReLU6) given its input `x`, output `y` and
+/// Analytic backward of a train-mode BatchNorm (+activation) given its input `x`, output `y` and
 /// output gradient `dy`, with the statistics its forward stored.
 pub(super) fn bn_train_backward(
     x: &Tensor,
@@ -81,7 +82,7 @@ pub(super) fn bn_train_backward(
     dy: &Tensor,
     gamma: &[f32],
     saved: &Mutex<SavedStats>,
-    relu6: bool,
+    act: Act,
     need_input_grad: bool,
 ) -> Result<kernels::BnGrads> {
     let saved = saved
@@ -97,7 +98,7 @@ pub(super) fn bn_train_backward(
                     gamma,
                     &saved.mean,
                     &saved.inv_std,
-                    relu6,
+                    act,
                     need_input_grad,
                 ))
             })
@@ -107,7 +108,7 @@ pub(super) fn bn_train_backward(
 
 struct BatchNormTrain {
     eps: f64,
-    relu6: bool,
+    act: Act,
     saved: Arc<Mutex<SavedStats>>,
 }
 
@@ -128,7 +129,7 @@ impl CustomOp3 for BatchNormTrain {
         let c = *l1.dims().last().unwrap_or(&0);
         let (gamma, beta) = (storage_slice(s2, l2)?, storage_slice(s3, l3)?);
         let (out, stats) =
-            bn_train_forward(storage_slice(s1, l1)?, c, gamma, beta, self.eps, self.relu6)?;
+            bn_train_forward(storage_slice(s1, l1)?, c, gamma, beta, self.eps, self.act)?;
         store_stats(&self.saved, stats)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -148,7 +149,7 @@ impl CustomOp3 for BatchNormTrain {
             grad,
             &gamma_values,
             &self.saved,
-            self.relu6,
+            self.act,
             x.track_op(),
         )?;
         let c = gamma_values.len();
@@ -169,20 +170,20 @@ impl CustomOp3 for BatchNormTrain {
     }
 }
 
-/// Train-mode BatchNorm over all but the last (channel) axis, optionally followed by ReLU6,
+/// Train-mode BatchNorm over all but the last (channel) axis, then an activation,
 /// in two passes, with an analytic backward. Returns the output and the batch statistics.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
-    relu6: bool,
+    act: Act,
 ) -> Result<(Tensor, BatchStats)> {
     if is_cpu_f32(x) {
         let saved = Arc::new(Mutex::new(SavedStats::default()));
         let op = BatchNormTrain {
             eps,
-            relu6,
+            act,
             saved: saved.clone(),
         };
         let y = x
@@ -190,6 +191,6 @@ pub fn batch_norm_train(
             .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
         Ok((y, batch_stats_of(&saved)?))
     } else {
-        reference::batch_norm_train(x, gamma, beta, eps, relu6)
+        reference::batch_norm_train(x, gamma, beta, eps, act)
     }
 }

@@ -1,7 +1,7 @@
-//! Dense convolutions as matrix products (1×1 directly, k×k through im2col), and global
-//! average pooling.
+//! Dense convolutions as matrix products (1×1 directly, k×k as implicit products over
+//! gathered patches), and global average pooling.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::kernels::{ConvGeometry, Padding};
 use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
@@ -16,15 +16,17 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .reshape((n, h, wd, c_out))
 }
 
-struct Im2Col {
+/// Dense k×k convolution over an NHWC input and `[k²·C_in, C_out]` weights (the kernels'
+/// implicit matrix products); backward keeps only the input and the weights.
+struct DenseConv {
     kernel: usize,
     stride: usize,
     padding: Padding,
 }
 
-impl Im2Col {
+impl DenseConv {
     fn geometry(&self, l: &Layout) -> Result<ConvGeometry> {
-        let (n, h, w, c) = dims4(l, "im2col")?;
+        let (n, h, w, c) = dims4(l, "dense convolution")?;
         Ok(ConvGeometry::new(
             n,
             h,
@@ -35,54 +37,98 @@ impl Im2Col {
             self.padding,
         ))
     }
+
+    /// The geometry and `C_out`, checking that the weights fit the input.
+    fn shapes(&self, x: &Layout, w: &Layout) -> Result<(ConvGeometry, usize)> {
+        let g = self.geometry(x)?;
+        match w.dims() {
+            &[patch, c_out] if patch == g.kernel * g.kernel * g.channels => Ok((g, c_out)),
+            other => bail!(
+                "dense convolution: weights {other:?} do not fit {} input channels",
+                g.channels
+            ),
+        }
+    }
 }
 
-impl CustomOp1 for Im2Col {
+impl CustomOp2 for DenseConv {
     fn name(&self) -> &'static str {
-        "im2col-same"
+        "dense-conv"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = self.geometry(l)?;
-        let cols = kernels::im2col(storage_slice(s, l)?, &g);
-        let patch = g.kernel * g.kernel * g.channels;
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, c_out) = self.shapes(l1, l2)?;
+        let out = kernels::dense_conv(storage_slice(s1, l1)?, storage_slice(s2, l2)?, &g, c_out);
         Ok((
-            CpuStorage::F32(cols),
-            Shape::from((g.batch * g.out_h * g.out_w, patch)),
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.out_h, g.out_w, c_out)),
         ))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        if !x.track_op() {
-            return Ok(None);
-        }
-        let g = self.geometry(x.layout())?;
-        let gx = with_slice(grad, |gc| Ok(kernels::col2im(gc, &g)))?;
-        Ok(Some(vec_tensor(gx, x.shape(), x)?))
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (g, c_out) = self.shapes(x.layout(), w.layout())?;
+        let grad_x = x
+            .track_op()
+            .then(|| {
+                let gx = with_slice(grad, |gy| {
+                    with_slice(w, |wv| {
+                        Ok(kernels::dense_conv_input_grad(gy, wv, &g, c_out))
+                    })
+                })?;
+                vec_tensor(gx, x.shape(), x)
+            })
+            .transpose()?;
+        let grad_w = w
+            .track_op()
+            .then(|| {
+                let gw = with_slice(grad, |gy| {
+                    with_slice(x, |xv| {
+                        Ok(kernels::dense_conv_weight_grad(xv, gy, &g, c_out))
+                    })
+                })?;
+                vec_tensor(gw, w.shape(), w)
+            })
+            .transpose()?;
+        Ok((grad_x, grad_w))
     }
 }
 
-/// Dense k×k convolution with "SAME" padding as patches × weights. `w`: `[Cout, Cin, k, k]`.
+/// Dense k×k convolution with "SAME" padding. `w`: `[Cout, Cin, k, k]`.
 pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
     conv2d(x, w, stride, Padding::Same)
 }
 
-/// Dense k×k convolution (any padding) as patches × weights. `w`: `[Cout, Cin, k, k]`.
+/// Dense k×k convolution (any padding). `w`: `[Cout, Cin, k, k]`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
     let (c_out, c_in, k, _) = w.dims4()?;
     if !is_cpu_f32(x) {
         return reference::conv2d(x, w, stride, padding);
     }
-    let (n, h, wd, c) = x.dims4()?;
-    let g = ConvGeometry::new(n, h, wd, c, k, stride, padding);
-    let cols = x.contiguous()?.apply_op1(Im2Col {
-        kernel: k,
-        stride,
-        padding,
-    })?;
     // [Cout, Cin, k, k] -> [k, k, Cin, Cout] to match the patch order (ky, kx, c).
-    let w_mat = w.permute((2, 3, 1, 0))?.reshape((k * k * c_in, c_out))?;
-    cols.matmul(&w_mat)?.reshape((n, g.out_h, g.out_w, c_out))
+    let w_mat = w
+        .permute((2, 3, 1, 0))?
+        .reshape((k * k * c_in, c_out))?
+        .contiguous()?;
+    x.contiguous()?.apply_op2(
+        &w_mat,
+        DenseConv {
+            kernel: k,
+            stride,
+            padding,
+        },
+    )
 }
 
 /// Global average pooling: `[N, H, W, C]` → `[N, C]`.

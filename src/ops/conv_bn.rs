@@ -10,6 +10,7 @@ use super::batch_norm::{
 };
 use super::conv::conv1x1;
 use super::depthwise::{depthwise_backward, depthwise_conv};
+use super::kernels::Act;
 use super::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
 /// A convolution whose output [`conv_bn_train`] recomputes in backward instead of keeping it.
@@ -64,12 +65,12 @@ impl RecomputedConv {
     }
 }
 
-/// Convolution then train-mode BatchNorm (+ReLU6). Arguments: the convolution's input, its
+/// Convolution then train-mode BatchNorm (+activation). Arguments: the convolution's input, its
 /// weights and `[gamma; beta]` stacked as `[2, C]` (custom ops take at most three tensors).
 struct ConvBnTrain {
     conv: RecomputedConv,
     eps: f64,
-    relu6: bool,
+    act: Act,
     /// The convolution's output, computed outside the graph and handed to `cpu_fwd`, which
     /// drops it: the graph never holds it.
     conv_out: Mutex<Option<Tensor>>,
@@ -103,7 +104,7 @@ impl CustomOp3 for ConvBnTrain {
         }
         let (gamma, beta) = gamma_beta.split_at(c);
         let (out, stats) = with_slice(&conv_out, |x| {
-            bn_train_forward(x, c, gamma, beta, self.eps, self.relu6)
+            bn_train_forward(x, c, gamma, beta, self.eps, self.act)
         })?;
         store_stats(&self.saved, stats)?;
         Ok((CpuStorage::F32(out), conv_out.shape().clone()))
@@ -131,7 +132,7 @@ impl CustomOp3 for ConvBnTrain {
             grad,
             &gamma_values,
             &self.saved,
-            self.relu6,
+            self.act,
             true,
         )?;
         let grad_conv_out = vec_tensor(grads.input, conv_out.shape(), &conv_out)?;
@@ -152,7 +153,7 @@ impl CustomOp3 for ConvBnTrain {
     }
 }
 
-/// Convolution then train-mode BatchNorm (+ReLU6), keeping only the convolution's *input* for
+/// Convolution then train-mode BatchNorm (+activation), keeping only the convolution's *input* for
 /// backward and recomputing its output there. Saves one activation-sized tensor per layer (a
 /// third of the live memory of a fine-tune step in the early, wide layers) for the cost of
 /// running the convolution twice: worth it where the convolution is cheap for its output size
@@ -165,10 +166,10 @@ pub fn conv_bn_train(
     beta: &Tensor,
     conv: RecomputedConv,
     eps: f64,
-    relu6: bool,
+    act: Act,
 ) -> Result<(Tensor, BatchStats)> {
     if !is_cpu_f32(x) {
-        return batch_norm_train(&conv.apply(x, w)?, gamma, beta, eps, relu6);
+        return batch_norm_train(&conv.apply(x, w)?, gamma, beta, eps, act);
     }
     let x = x.contiguous()?;
     let w = w.contiguous()?;
@@ -177,7 +178,7 @@ pub fn conv_bn_train(
     let op = ConvBnTrain {
         conv,
         eps,
-        relu6,
+        act,
         conv_out: Mutex::new(Some(conv_out)),
         saved: saved.clone(),
     };

@@ -1,9 +1,9 @@
 //! Depthwise convolution with "SAME" padding: training (hand-written backward) and inference
-//! (BatchNorm folded, bias and ReLU6 in the same pass).
+//! (BatchNorm folded, bias and activation in the same pass).
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::kernels::{ConvGeometry, Epilogue};
+use super::kernels::{Act, ConvGeometry, Epilogue};
 use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
 
 struct DepthwiseConv {
@@ -98,7 +98,7 @@ pub fn depthwise_conv(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
 struct DepthwiseBiasAct {
     stride: usize,
     bias: Vec<f32>,
-    relu6: bool,
+    act: Act,
 }
 
 impl CustomOp2 for DepthwiseBiasAct {
@@ -127,7 +127,7 @@ impl CustomOp2 for DepthwiseBiasAct {
         let w = kernels::depthwise_weights_to_kkc(storage_slice(s2, l2)?, g.channels, g.kernel);
         let epilogue = Epilogue {
             bias: &self.bias,
-            relu6: self.relu6,
+            act: self.act,
         };
         let out = kernels::depthwise_forward(storage_slice(s1, l1)?, &w, &g, Some(epilogue));
         Ok((
@@ -137,27 +137,21 @@ impl CustomOp2 for DepthwiseBiasAct {
     }
 }
 
-/// Inference only: depthwise conv with BatchNorm folded into `w` and `bias`, then ReLU6, in
+/// Inference only: depthwise conv with BatchNorm folded into `w` and `bias`, then the activation, in
 /// one pass. No gradients.
 pub fn depthwise_conv_bias_act(
     x: &Tensor,
     w: &Tensor,
     bias: &Tensor,
     stride: usize,
-    relu6: bool,
+    act: Act,
 ) -> Result<Tensor> {
     if is_cpu_f32(x) {
         let bias = bias.to_vec1::<f32>()?;
-        x.contiguous()?.apply_op2_no_bwd(
-            &w.contiguous()?,
-            &DepthwiseBiasAct {
-                stride,
-                bias,
-                relu6,
-            },
-        )
+        x.contiguous()?
+            .apply_op2_no_bwd(&w.contiguous()?, &DepthwiseBiasAct { stride, bias, act })
     } else {
         let y = reference::depthwise_shifted(x, w, stride)?.broadcast_add(bias)?;
-        if relu6 { reference::relu6(&y) } else { Ok(y) }
+        reference::activate(y, act)
     }
 }

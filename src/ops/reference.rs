@@ -4,7 +4,7 @@
 use candle_core::{D, Result, Tensor};
 
 use super::BatchStats;
-use super::kernels::same_padding;
+use super::kernels::{Act, same_padding};
 
 /// NHWC → NCHW, "SAME"-padded for a k×k kernel at `stride`.
 fn to_padded_nchw(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
@@ -92,9 +92,13 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .permute((0, 2, 3, 1))
 }
 
-/// ReLU6 as `clamp`.
-pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
+/// The activation from stock ops (ReLU6 as `clamp`).
+pub fn activate(x: Tensor, act: Act) -> Result<Tensor> {
+    match act {
+        Act::None => Ok(x),
+        Act::Relu => x.relu(),
+        Act::Relu6 => x.clamp(0f32, 6f32),
+    }
 }
 
 /// Train-mode BatchNorm over all but the channel axis, from means and squares.
@@ -103,7 +107,7 @@ pub fn batch_norm_train(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
-    relu6_after: bool,
+    act: Act,
 ) -> Result<(Tensor, BatchStats)> {
     let c = x.dim(D::Minus1)?;
     let flat = x.reshape(((), c))?;
@@ -115,7 +119,7 @@ pub fn batch_norm_train(
     let y = normed
         .broadcast_mul(&gamma.reshape((1, c))?)?
         .broadcast_add(&beta.reshape((1, c))?)?;
-    let y = if relu6_after { relu6(&y)? } else { y };
+    let y = activate(y, act)?;
     let stats = BatchStats {
         mean: mean.flatten_all()?.to_vec1()?,
         var: var.flatten_all()?.to_vec1()?,
@@ -130,11 +134,11 @@ pub fn scale_shift_act(
     scale: &Tensor,
     shift: &Tensor,
     residual: Option<&Tensor>,
-    relu6_after: bool,
+    act: Act,
 ) -> Result<Tensor> {
     let mut y = x.broadcast_mul(scale)?.broadcast_add(shift)?;
     if let Some(r) = residual {
         y = (y + r)?;
     }
-    if relu6_after { relu6(&y) } else { Ok(y) }
+    activate(y, act)
 }

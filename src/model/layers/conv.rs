@@ -115,17 +115,15 @@ impl ConvBn {
     }
 
     pub fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        let relu6 = self.act.fused();
-        let y = match self.recomputed() {
+        match self.recomputed() {
             Some(conv) => self
                 .bn
-                .train_after(x, self.conv.tensor(), conv, relu6, momentum)?,
+                .train_after(x, self.conv.tensor(), conv, self.act, momentum),
             None => {
                 let y = self.kind.apply(x, self.conv.tensor())?;
-                self.bn.train(&y, relu6, momentum)?
+                self.bn.train(&y, self.act, momentum)
             }
-        };
-        self.act.finish(y)
+        }
     }
 
     pub fn fold(&self) -> CandleResult<FoldedConv> {
@@ -201,7 +199,7 @@ impl ConvBias {
             .kind
             .apply(x, self.conv.tensor())?
             .broadcast_add(self.bias.tensor())?;
-        self.act.apply(y)
+        ops::activate(&y, self.act)
     }
 
     pub fn fold(&self) -> FoldedConv {
@@ -251,17 +249,15 @@ impl FoldedConv {
 
     /// The folded convolution, its bias, `residual` added (if any), then the activation.
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> CandleResult<Tensor> {
-        let relu6 = self.act.fused();
-        let y = match self.kind {
+        match self.kind {
             ConvKind::Depthwise { stride, .. } if residual.is_none() => {
-                ops::depthwise_conv_bias_act(x, &self.weight, &self.bias, stride, relu6)?
+                ops::depthwise_conv_bias_act(x, &self.weight, &self.bias, stride, self.act)
             }
             kind => {
                 let y = kind.apply(x, &self.weight)?;
-                ops::bias_act_inplace(y, &self.bias, residual, relu6)?
+                ops::bias_act_inplace(y, &self.bias, residual, self.act)
             }
-        };
-        self.act.finish(y)
+        }
     }
 }
 

@@ -64,7 +64,7 @@ impl Linear {
             Some(self.bias.tensor().clone()),
         )
         .forward(x)?;
-        self.act.apply(y)
+        crate::ops::activate(&y, self.act)
     }
 
     /// A copy with constant (detached) values, for inference.

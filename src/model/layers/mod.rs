@@ -16,38 +16,9 @@ pub use norm::BatchNorm;
 use super::ModelError;
 use super::weights::Weights;
 
-/// The activation after a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Act {
-    None,
-    Relu,
-    /// `min(max(x, 0), 6)`, fused into the fast kernels.
-    Relu6,
-}
-
-impl Act {
-    /// Whether the kernels apply it (they fuse ReLU6 only).
-    fn fused(self) -> bool {
-        self == Act::Relu6
-    }
-
-    /// Applies the whole activation (layers whose kernels fuse none of it).
-    fn apply(self, y: Tensor) -> CandleResult<Tensor> {
-        match self {
-            Act::None => Ok(y),
-            Act::Relu => y.relu(),
-            Act::Relu6 => crate::ops::relu6(&y),
-        }
-    }
-
-    /// Applies what the kernels did not.
-    fn finish(self, y: Tensor) -> CandleResult<Tensor> {
-        match self {
-            Act::Relu => y.relu(),
-            Act::None | Act::Relu6 => Ok(y),
-        }
-    }
-}
+/// The activation after a layer (the kernels apply it in the pass that writes the layer's
+/// output).
+pub use crate::ops::Act;
 
 /// What the network needs of every layer: its parameters, its other state, its saved form.
 pub trait Layer: std::fmt::Debug + Send + Sync {

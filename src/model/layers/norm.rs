@@ -2,7 +2,7 @@
 
 use candle_core::{Result as CandleResult, Tensor, Var};
 
-use super::{ModelError, Param, ParamSource, RandomInit};
+use super::{Act, ModelError, Param, ParamSource, RandomInit};
 use crate::ops;
 
 /// BatchNorm with learnable affine parameters and running statistics.
@@ -64,9 +64,9 @@ impl BatchNorm {
     }
 
     /// Train mode: normalise with batch statistics and update the running averages.
-    pub(super) fn train(&self, x: &Tensor, relu6: bool, momentum: f64) -> CandleResult<Tensor> {
+    pub(super) fn train(&self, x: &Tensor, act: Act, momentum: f64) -> CandleResult<Tensor> {
         let (y, stats) =
-            ops::batch_norm_train(x, self.weight.tensor(), self.bias.tensor(), self.eps, relu6)?;
+            ops::batch_norm_train(x, self.weight.tensor(), self.bias.tensor(), self.eps, act)?;
         self.update_running_stats(stats, x.device(), momentum)?;
         Ok(y)
     }
@@ -77,7 +77,7 @@ impl BatchNorm {
         x: &Tensor,
         conv_weight: &Tensor,
         conv: ops::RecomputedConv,
-        relu6: bool,
+        act: Act,
         momentum: f64,
     ) -> CandleResult<Tensor> {
         let (y, stats) = ops::conv_bn_train(
@@ -87,7 +87,7 @@ impl BatchNorm {
             self.bias.tensor(),
             conv,
             self.eps,
-            relu6,
+            act,
         )?;
         self.update_running_stats(stats, x.device(), momentum)?;
         Ok(y)

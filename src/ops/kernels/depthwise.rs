@@ -55,11 +55,11 @@ simd_dispatch! {
                 }
             }
         }
-        if let Some(Epilogue { bias, relu6 }) = epilogue {
+        if let Some(Epilogue { bias, act }) = epilogue {
             for acc in out_row.chunks_exact_mut(c) {
                 for (a, &b) in acc.iter_mut().zip(bias) {
                     let v = *a + b;
-                    *a = if relu6 { v.clamp(0.0, 6.0) } else { v };
+                    *a = act.on(v);
                 }
             }
         }

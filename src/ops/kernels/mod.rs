@@ -34,13 +34,17 @@ macro_rules! simd_dispatch {
     };
 }
 
+mod dense;
 mod depthwise;
 mod elementwise;
 mod norm;
+mod pool;
 
+pub use dense::*;
 pub use depthwise::*;
 pub use elementwise::*;
 pub use norm::*;
+pub use pool::*;
 
 /// TensorFlow "SAME" padding along one axis: `(out, pad_before, pad_after)`.
 pub fn same_padding(in_px: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
@@ -136,11 +140,45 @@ impl ConvGeometry {
     }
 }
 
-/// Optional bias + ReLU6 applied to a convolution's output in the same pass.
+/// An activation that the kernels apply in the pass that writes their output (and undo in
+/// the pass that reads their output gradient), instead of as a graph node of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Act {
+    #[default]
+    None,
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+impl Act {
+    /// The activation of `v`.
+    #[inline(always)]
+    pub fn on(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => v.max(0.0),
+            Act::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
+
+    /// The gradient before the activation, from its output `y` and the gradient `dy` after it.
+    #[inline(always)]
+    pub fn grad(self, y: f32, dy: f32) -> f32 {
+        let passes = match self {
+            Act::None => true,
+            Act::Relu => y > 0.0,
+            Act::Relu6 => y > 0.0 && y < 6.0,
+        };
+        if passes { dy } else { 0.0 }
+    }
+}
+
+/// Optional bias + activation applied to a convolution's output in the same pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
     pub bias: &'a [f32],
-    pub relu6: bool,
+    pub act: Act,
 }
 
 /// Sums equally long partial vectors in their given order (deterministic), in parallel
@@ -183,25 +221,5 @@ mod tests {
         assert!((s.var[0] - 8.0 / 3.0).abs() < 1e-6);
         assert!((s.var[1] - 200.0 / 3.0).abs() < 1e-4);
         assert_eq!(s.count, 3);
-    }
-
-    #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
-        // <im2col(x), y> == <x, col2im(y)> for arbitrary x, y.
-        let g = ConvGeometry::same(2, 5, 4, 3, 3, 2);
-        let x: Vec<f32> = (0..g.in_len())
-            .map(|i| ((i * 7) % 11) as f32 - 5.0)
-            .collect();
-        let cols = im2col(&x, &g);
-        let y: Vec<f32> = (0..cols.len())
-            .map(|i| ((i * 5) % 13) as f32 - 6.0)
-            .collect();
-        let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| f64::from(a * b)).sum();
-        let back = col2im(&y, &g);
-        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
-        assert!(
-            (lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0),
-            "{lhs} vs {rhs}"
-        );
     }
 }

@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use super::Act;
+
 /// Rows per chunk in the BatchNorm reductions (a chunk's partial sums stay in f64).
 const BN_CHUNK_ROWS: usize = 256;
 
@@ -69,7 +71,7 @@ simd_dispatch! {
         scale: &[f32],
         shift: &[f32],
         residual: Option<&[f32]>,
-        relu6: bool,
+        act: Act,
     ) {
         let c = scale.len();
         match residual {
@@ -77,7 +79,7 @@ simd_dispatch! {
                 for (o_row, x_row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
                     for (((o, &x), &s), &b) in o_row.iter_mut().zip(x_row).zip(scale).zip(shift) {
                         let v = x * s + b;
-                        *o = if relu6 { v.clamp(0.0, 6.0) } else { v };
+                        *o = act.on(v);
                     }
                 }
             }
@@ -89,7 +91,7 @@ simd_dispatch! {
                         o_row.iter_mut().zip(x_row).zip(scale).zip(shift).zip(r_row)
                     {
                         let v = x * s + b + r;
-                        *o = if relu6 { v.clamp(0.0, 6.0) } else { v };
+                        *o = act.on(v);
                     }
                 }
             }
@@ -97,17 +99,17 @@ simd_dispatch! {
     }
 }
 
-/// `y = x * scale + shift (+ residual)`, optionally clamped to [0, 6], per channel of a
+/// `y = x * scale + shift (+ residual)`, then the activation, per channel of a
 /// `[rows, C]` matrix: eval-mode BatchNorm folded into one pass.
 pub fn scale_shift(
     x: &[f32],
     scale: &[f32],
     shift: &[f32],
     residual: Option<&[f32]>,
-    relu6: bool,
+    act: Act,
 ) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
-    scale_shift_into(&mut out, x, scale, shift, residual, relu6);
+    scale_shift_into(&mut out, x, scale, shift, residual, act);
     out
 }
 
@@ -118,7 +120,7 @@ pub fn scale_shift_into(
     scale: &[f32],
     shift: &[f32],
     residual: Option<&[f32]>,
-    relu6: bool,
+    act: Act,
 ) {
     let c = scale.len().max(1);
     let chunk = BN_CHUNK_ROWS * c;
@@ -126,24 +128,24 @@ pub fn scale_shift_into(
         None => out
             .par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(o, x)| scale_shift_rows(o, x, scale, shift, None, relu6)),
+            .for_each(|(o, x)| scale_shift_rows(o, x, scale, shift, None, act)),
         Some(res) => out
             .par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
             .zip(res.par_chunks(chunk))
-            .for_each(|((o, x), r)| scale_shift_rows(o, x, scale, shift, Some(r), relu6)),
+            .for_each(|((o, x), r)| scale_shift_rows(o, x, scale, shift, Some(r), act)),
     }
 }
 
 simd_dispatch! {
-    fn bias_act_rows(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu6: bool) {
+    fn bias_act_rows(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, act: Act) {
         let c = bias.len();
         match residual {
             None => {
                 for row in data.chunks_exact_mut(c) {
                     for (v, &b) in row.iter_mut().zip(bias) {
                         let y = *v + b;
-                        *v = if relu6 { y.clamp(0.0, 6.0) } else { y };
+                        *v = act.on(y);
                     }
                 }
             }
@@ -151,7 +153,7 @@ simd_dispatch! {
                 for (row, r_row) in data.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
                     for ((v, &b), &r) in row.iter_mut().zip(bias).zip(r_row) {
                         let y = *v + b + r;
-                        *v = if relu6 { y.clamp(0.0, 6.0) } else { y };
+                        *v = act.on(y);
                     }
                 }
             }
@@ -159,18 +161,18 @@ simd_dispatch! {
     }
 }
 
-/// In place: `x += bias (+ residual)`, optionally clamped to [0, 6], per channel of a
+/// In place: `x += bias (+ residual)`, then the activation, per channel of a
 /// `[rows, C]` matrix (the epilogue of a convolution with BatchNorm folded into it).
-pub fn bias_act_in_place(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu6: bool) {
+pub fn bias_act_in_place(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, act: Act) {
     let chunk = BN_CHUNK_ROWS * bias.len().max(1);
     match residual {
         None => data
             .par_chunks_mut(chunk)
-            .for_each(|d| bias_act_rows(d, bias, None, relu6)),
+            .for_each(|d| bias_act_rows(d, bias, None, act)),
         Some(res) => data
             .par_chunks_mut(chunk)
             .zip(res.par_chunks(chunk))
-            .for_each(|(d, r)| bias_act_rows(d, bias, Some(r), relu6)),
+            .for_each(|(d, r)| bias_act_rows(d, bias, Some(r), act)),
     }
 }
 
@@ -182,14 +184,14 @@ simd_dispatch! {
         dy: &[f32],
         mean: &[f32],
         inv_std: &[f32],
-        relu6: bool,
+        act: Act,
         sum_dy: &mut [f64],
         sum_dy_xhat: &mut [f64],
     ) {
         let c = mean.len();
         for ((x_row, y_row), dy_row) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(dy.chunks_exact(c)) {
             for i in 0..c {
-                let g = if relu6 && !(y_row[i] > 0.0 && y_row[i] < 6.0) { 0.0 } else { dy_row[i] };
+                let g = act.grad(y_row[i], dy_row[i]);
                 let xhat = (x_row[i] - mean[i]) * inv_std[i];
                 sum_dy[i] += f64::from(g);
                 sum_dy_xhat[i] += f64::from(g * xhat);
@@ -210,7 +212,7 @@ simd_dispatch! {
         coef_a: &[f32],
         coef_b: &[f32],
         coef_c: &[f32],
-        relu6: bool,
+        act: Act,
     ) {
         let c = mean.len();
         for (((dx_row, x_row), y_row), dy_row) in dx
@@ -220,7 +222,7 @@ simd_dispatch! {
             .zip(dy.chunks_exact(c))
         {
             for i in 0..c {
-                let g = if relu6 && !(y_row[i] > 0.0 && y_row[i] < 6.0) { 0.0 } else { dy_row[i] };
+                let g = act.grad(y_row[i], dy_row[i]);
                 let xhat = (x_row[i] - mean[i]) * inv_std[i];
                 dx_row[i] = coef_a[i] * g - coef_b[i] - coef_c[i] * xhat;
             }
@@ -228,7 +230,7 @@ simd_dispatch! {
     }
 }
 
-/// Gradients of train-mode BatchNorm (+ optional ReLU6 on its output `y`).
+/// Gradients of train-mode BatchNorm (+ an activation on its output `y`).
 #[derive(Debug)]
 pub struct BnGrads {
     pub input: Vec<f32>,
@@ -245,7 +247,7 @@ pub fn bn_train_backward(
     gamma: &[f32],
     mean: &[f32],
     inv_std: &[f32],
-    relu6: bool,
+    act: Act,
     need_input_grad: bool,
 ) -> BnGrads {
     let c = gamma.len();
@@ -258,7 +260,7 @@ pub fn bn_train_backward(
         .map(|((x, y), dy)| {
             let mut s = vec![0f64; c];
             let mut sx = vec![0f64; c];
-            bn_backward_sums_rows(x, y, dy, mean, inv_std, relu6, &mut s, &mut sx);
+            bn_backward_sums_rows(x, y, dy, mean, inv_std, act, &mut s, &mut sx);
             (s, sx)
         })
         .collect();
@@ -286,9 +288,7 @@ pub fn bn_train_backward(
             .zip(y.par_chunks(chunk))
             .zip(dy.par_chunks(chunk))
             .for_each(|(((dx, x), y), dy)| {
-                bn_backward_input_rows(
-                    dx, x, y, dy, mean, inv_std, &coef_a, &coef_b, &coef_c, relu6,
-                );
+                bn_backward_input_rows(dx, x, y, dy, mean, inv_std, &coef_a, &coef_b, &coef_c, act);
             });
         dx
     } else {

@@ -1,0 +1,453 @@
+//! Dense k×k convolutions as implicit matrix products: the patches of a block of output pixels
+//! are gathered into a per-thread scratch matrix and multiplied there, so no patch matrix of
+//! the whole batch (k² times the input: 231 MB for one ResNet `layer1` convolution at batch 32)
+//! is ever allocated, faulted in, or kept for backward. Forward and the input gradient run
+//! blocks in parallel, each product single-threaded; the weight gradient sums a shape-fixed
+//! number of partial products in a fixed order, so results do not depend on the thread count.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::{ConvGeometry, sum_partials};
+
+/// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
+#[derive(Debug, Clone, Copy)]
+struct Blocking {
+    /// Floats of gathered patches per block in forward and the input gradient.
+    block_floats: usize,
+    /// Floats of gathered patches per product in the weight gradient: more, because each
+    /// product reads and writes the whole `[k²·C_in, C_out]` partial gradient.
+    weight_block_floats: usize,
+    /// At least this many output pixels go into one partial weight gradient.
+    min_rows_per_partial: usize,
+}
+
+/// 2 MiB blocks (one core's L2), 8 MiB for the weight gradient.
+const BLOCKING: Blocking = Blocking {
+    block_floats: 1 << 19,
+    weight_block_floats: 1 << 21,
+    min_rows_per_partial: 512,
+};
+/// At most this many partial weight gradients are summed.
+const MAX_PARTIALS: usize = 16;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of `len` floats (grown once, then reused: no fresh
+/// pages per block). `f` must not re-enter rayon.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buffer = cell.borrow_mut();
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        f(&mut buffer[..len])
+    })
+}
+
+/// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl View<'_> {
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]` (`+=` when `accumulate`); `dst` is row-major with row
+/// stride `n`. Single-threaded: callers parallelise over blocks.
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: View<'_>,
+    rhs: View<'_>,
+) {
+    assert!(
+        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        "matrix product out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Strides fit in isize: each is below a slice length.
+    let s = |v: usize| v as isize;
+    // SAFETY: the assert above keeps every element gemm reads (lhs, rhs) or writes (dst,
+    // `m × n` row-major) inside its slice; `dst` is borrowed mutably, so nothing aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            s(n),
+            accumulate,
+            lhs.data.as_ptr(),
+            s(lhs.col_stride),
+            s(lhs.row_stride),
+            rhs.data.as_ptr(),
+            s(rhs.col_stride),
+            s(rhs.row_stride),
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Output pixels per block so that a block's patches take about `budget` floats.
+fn block_rows(patch: usize, budget: usize) -> usize {
+    (budget / patch.max(1)).clamp(1, 4096)
+}
+
+/// Gathers the patches of output pixels `row0..row0 + rows` (counted over the whole batch)
+/// into `out` (`rows × k²·C`, ordered `(ky, kx, c)`); padding reads as zero.
+fn gather(input: &[f32], g: &ConvGeometry, row0: usize, rows: usize, out: &mut [f32]) {
+    let c = g.channels;
+    let patch = g.kernel * g.kernel * c;
+    let per_image = g.out_h * g.out_w;
+    let image_len = g.in_h * g.in_w * c;
+    for (r, dst) in (row0..row0 + rows).zip(out.chunks_exact_mut(patch)) {
+        let (n, pixel) = (r / per_image, r % per_image);
+        let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
+        let image = &input[n * image_len..(n + 1) * image_len];
+        for ky in 0..g.kernel {
+            let iy = g.source(oy, ky, g.pad_top, g.in_h);
+            for kx in 0..g.kernel {
+                let tap = &mut dst[(ky * g.kernel + kx) * c..][..c];
+                match (iy, g.source(ox, kx, g.pad_left, g.in_w)) {
+                    (Some(iy), Some(ix)) => {
+                        tap.copy_from_slice(&image[(iy * g.in_w + ix) * c..][..c]);
+                    }
+                    _ => tap.fill(0.0),
+                }
+            }
+        }
+    }
+}
+
+simd_dispatch! {
+    fn add_into(dst: &mut [f32], src: &[f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    }
+}
+
+/// Adjoint of [`gather`] for pixels of one image: adds patch gradients `cols` of that image's
+/// output pixels `pixel0..` into `image` (its input gradient).
+fn scatter(cols: &[f32], g: &ConvGeometry, pixel0: usize, image: &mut [f32]) {
+    let c = g.channels;
+    let patch = g.kernel * g.kernel * c;
+    for (pixel, src) in (pixel0..).zip(cols.chunks_exact(patch)) {
+        let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
+        for ky in 0..g.kernel {
+            let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else {
+                continue;
+            };
+            for kx in 0..g.kernel {
+                let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) else {
+                    continue;
+                };
+                add_into(
+                    &mut image[(iy * g.in_w + ix) * c..][..c],
+                    &src[(ky * g.kernel + kx) * c..][..c],
+                );
+            }
+        }
+    }
+}
+
+/// The convolution: `input` NHWC, `weights` `[k²·C_in, C_out]` ordered `(ky, kx, c)`; returns
+/// `[N·out_h·out_w, C_out]`.
+pub fn dense_conv(input: &[f32], weights: &[f32], g: &ConvGeometry, c_out: usize) -> Vec<f32> {
+    conv_blocked(input, weights, g, c_out, BLOCKING)
+}
+
+fn conv_blocked(
+    input: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+    blocking: Blocking,
+) -> Vec<f32> {
+    let patch = g.kernel * g.kernel * g.channels;
+    let rows_total = g.batch * g.out_h * g.out_w;
+    let mut out = vec![0f32; rows_total * c_out];
+    let rows = block_rows(patch, blocking.block_floats);
+    if c_out == 0 {
+        return out;
+    }
+    let w = View {
+        data: weights,
+        row_stride: c_out,
+        col_stride: 1,
+    };
+    out.par_chunks_mut(rows * c_out)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let block = dst.len() / c_out;
+            with_scratch(block * patch, |cols| {
+                gather(input, g, b * rows, block, cols);
+                let lhs = View {
+                    data: cols,
+                    row_stride: patch,
+                    col_stride: 1,
+                };
+                matmul(block, c_out, patch, dst, false, lhs, w);
+            });
+        });
+    out
+}
+
+/// Gradient of [`dense_conv`] with respect to its input, from the output gradient `grad`
+/// (`[N·out_h·out_w, C_out]`). Images run in parallel; within one, blocks in order.
+pub fn dense_conv_input_grad(
+    grad: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+) -> Vec<f32> {
+    input_grad_blocked(grad, weights, g, c_out, BLOCKING)
+}
+
+fn input_grad_blocked(
+    grad: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+    blocking: Blocking,
+) -> Vec<f32> {
+    let patch = g.kernel * g.kernel * g.channels;
+    let per_image = g.out_h * g.out_w;
+    let image_len = g.in_h * g.in_w * g.channels;
+    let mut grad_in = vec![0f32; g.in_len()];
+    if image_len == 0 || per_image == 0 {
+        return grad_in;
+    }
+    let rows = block_rows(patch, blocking.block_floats);
+    // Element (co, kk) of the transposed weights.
+    let w_t = View {
+        data: weights,
+        row_stride: 1,
+        col_stride: c_out,
+    };
+    grad_in
+        .par_chunks_mut(image_len)
+        .enumerate()
+        .for_each(|(n, image)| {
+            for pixel0 in (0..per_image).step_by(rows) {
+                let block = rows.min(per_image - pixel0);
+                let lhs = View {
+                    data: &grad[(n * per_image + pixel0) * c_out..][..block * c_out],
+                    row_stride: c_out,
+                    col_stride: 1,
+                };
+                with_scratch(block * patch, |cols| {
+                    matmul(block, patch, c_out, cols, false, lhs, w_t);
+                    scatter(cols, g, pixel0, image);
+                });
+            }
+        });
+    grad_in
+}
+
+/// Gradient of [`dense_conv`] with respect to its weights, `[k²·C_in, C_out]`.
+pub fn dense_conv_weight_grad(
+    input: &[f32],
+    grad: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+) -> Vec<f32> {
+    weight_grad_blocked(input, grad, g, c_out, BLOCKING)
+}
+
+fn weight_grad_blocked(
+    input: &[f32],
+    grad: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+    blocking: Blocking,
+) -> Vec<f32> {
+    let patch = g.kernel * g.kernel * g.channels;
+    let rows_total = g.batch * g.out_h * g.out_w;
+    let len = patch * c_out;
+    let partials_count = rows_total
+        .div_ceil(blocking.min_rows_per_partial)
+        .clamp(1, MAX_PARTIALS);
+    let per_partial = rows_total.div_ceil(partials_count).max(1);
+    let rows = block_rows(patch, blocking.weight_block_floats);
+    let partials: Vec<Vec<f32>> = (0..partials_count)
+        .into_par_iter()
+        .map(|p| {
+            let mut partial = vec![0f32; len];
+            let end = ((p + 1) * per_partial).min(rows_total);
+            for row0 in (p * per_partial..end).step_by(rows) {
+                let block = rows.min(end - row0);
+                let rhs = View {
+                    data: &grad[row0 * c_out..][..block * c_out],
+                    row_stride: c_out,
+                    col_stride: 1,
+                };
+                with_scratch(block * patch, |cols| {
+                    gather(input, g, row0, block, cols);
+                    // Element (kk, r) of the block's transposed patches.
+                    let lhs = View {
+                        data: cols,
+                        row_stride: 1,
+                        col_stride: patch,
+                    };
+                    matmul(patch, c_out, block, &mut partial, true, lhs, rhs);
+                });
+            }
+            partial
+        })
+        .collect();
+    match partials.len() {
+        1 => partials.into_iter().next().unwrap_or_default(),
+        _ => sum_partials(&partials, len),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919) % 23) as f32 / 11.0 - 1.0)
+            .collect()
+    }
+
+    /// Direct convolution, one output value at a time.
+    fn naive(input: &[f32], weights: &[f32], g: &ConvGeometry, c_out: usize) -> Vec<f32> {
+        let c = g.channels;
+        let mut out = Vec::new();
+        for n in 0..g.batch {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    for co in 0..c_out {
+                        let mut sum = 0.0;
+                        for ky in 0..g.kernel {
+                            for kx in 0..g.kernel {
+                                let (Some(iy), Some(ix)) = (
+                                    g.source(oy, ky, g.pad_top, g.in_h),
+                                    g.source(ox, kx, g.pad_left, g.in_w),
+                                ) else {
+                                    continue;
+                                };
+                                for ci in 0..c {
+                                    let x = input[((n * g.in_h + iy) * g.in_w + ix) * c + ci];
+                                    let w = weights[((ky * g.kernel + kx) * c + ci) * c_out + co];
+                                    sum += x * w;
+                                }
+                            }
+                        }
+                        out.push(sum);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum()
+    }
+
+    /// Shapes spanning several blocks and several partial weight gradients.
+    fn geometries() -> Vec<(ConvGeometry, usize)> {
+        vec![
+            (ConvGeometry::same(2, 5, 4, 3, 3, 2), 4),
+            (
+                ConvGeometry::new(3, 23, 19, 5, 3, 1, super::super::Padding::Symmetric(1)),
+                6,
+            ),
+            (
+                ConvGeometry::new(2, 30, 30, 3, 7, 2, super::super::Padding::Symmetric(3)),
+                8,
+            ),
+            (
+                ConvGeometry::new(2, 9, 9, 4, 1, 2, super::super::Padding::Symmetric(0)),
+                3,
+            ),
+        ]
+    }
+
+    /// The default blocking, and blocks of a few rows that split every shape many ways.
+    const BLOCKINGS: [Blocking; 2] = [
+        BLOCKING,
+        Blocking {
+            block_floats: 100,
+            weight_block_floats: 300,
+            min_rows_per_partial: 7,
+        },
+    ];
+
+    #[test]
+    fn the_blocked_convolution_equals_the_direct_sum() {
+        for ((g, c_out), blocking) in geometries()
+            .into_iter()
+            .flat_map(|c| BLOCKINGS.map(|b| (c, b)))
+        {
+            let x = values(g.in_len(), 1);
+            let w = values(g.kernel * g.kernel * g.channels * c_out, 2);
+            let fast = conv_blocked(&x, &w, &g, c_out, blocking);
+            let slow = naive(&x, &w, &g, c_out);
+            assert_eq!(fast.len(), slow.len());
+            let diff = fast
+                .iter()
+                .zip(&slow)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-4, "{g:?} {blocking:?}: {diff}");
+        }
+    }
+
+    #[test]
+    fn the_gradients_are_the_adjoints_of_the_convolution() {
+        // <conv(x, w), y> == <x, grad_input(y, w)> == <w, grad_weight(x, y)>.
+        for ((g, c_out), b) in geometries()
+            .into_iter()
+            .flat_map(|c| BLOCKINGS.map(|b| (c, b)))
+        {
+            let x = values(g.in_len(), 3);
+            let w = values(g.kernel * g.kernel * g.channels * c_out, 4);
+            let y = values(g.batch * g.out_h * g.out_w * c_out, 5);
+            let forward = dot(&conv_blocked(&x, &w, &g, c_out, b), &y);
+            let by_input = dot(&x, &input_grad_blocked(&y, &w, &g, c_out, b));
+            let by_weight = dot(&w, &weight_grad_blocked(&x, &y, &g, c_out, b));
+            let tolerance = 1e-4 * forward.abs().max(1.0);
+            assert!(
+                (forward - by_input).abs() < tolerance,
+                "{g:?}: {forward} vs {by_input}"
+            );
+            assert!(
+                (forward - by_weight).abs() < tolerance,
+                "{g:?}: {forward} vs {by_weight}"
+            );
+        }
+    }
+}
