@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, Epilogue, sum_partials};
+use super::{Act, ConvGeometry, Epilogue, sum_partials};
 
 /// Output rows per chunk in the depthwise weight-gradient reduction.
 const DW_GRAD_CHUNK_ROWS: usize = 4;
@@ -56,12 +56,13 @@ simd_dispatch! {
             }
         }
         if let Some(Epilogue { bias, act }) = epilogue {
-            for acc in out_row.chunks_exact_mut(c) {
-                for (a, &b) in acc.iter_mut().zip(bias) {
-                    let v = *a + b;
-                    *a = act.on(v);
+            per_act!(act, |ACT| {
+                for acc in out_row.chunks_exact_mut(c) {
+                    for (a, &b) in acc.iter_mut().zip(bias) {
+                        *a = ACT.on(*a + b);
+                    }
                 }
-            }
+            })
         }
     }
 }

@@ -6,25 +6,31 @@ use super::Act;
 
 simd_dispatch! {
     fn act_backward_rows(out: &mut [f32], y: &[f32], dy: &[f32], act: Act) {
-        for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
-            *o = act.grad(y, d);
-        }
+        per_act!(act, |ACT| {
+            for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
+                *o = ACT.grad(y, d);
+            }
+        })
     }
 }
 
 simd_dispatch! {
     fn act_rows(out: &mut [f32], x: &[f32], act: Act) {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = act.on(x);
-        }
+        per_act!(act, |ACT| {
+            for (o, &x) in out.iter_mut().zip(x) {
+                *o = ACT.on(x);
+            }
+        })
     }
 }
 
 simd_dispatch! {
     fn add_act_rows(out: &mut [f32], a: &[f32], b: &[f32], act: Act) {
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-            *o = act.on(a + b);
-        }
+        per_act!(act, |ACT| {
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = ACT.on(a + b);
+            }
+        })
     }
 }
 

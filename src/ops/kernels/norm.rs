@@ -74,28 +74,30 @@ simd_dispatch! {
         act: Act,
     ) {
         let c = scale.len();
-        match residual {
-            None => {
-                for (o_row, x_row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    for (((o, &x), &s), &b) in o_row.iter_mut().zip(x_row).zip(scale).zip(shift) {
-                        let v = x * s + b;
-                        *o = act.on(v);
+        per_act!(act, |ACT| {
+            match residual {
+                None => {
+                    for (o_row, x_row) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                        for (((o, &x), &s), &b) in o_row.iter_mut().zip(x_row).zip(scale).zip(shift) {
+                            let v = x * s + b;
+                            *o = ACT.on(v);
+                        }
                     }
                 }
-            }
-            Some(res) => {
-                for ((o_row, x_row), r_row) in
-                    out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(res.chunks_exact(c))
-                {
-                    for ((((o, &x), &s), &b), &r) in
-                        o_row.iter_mut().zip(x_row).zip(scale).zip(shift).zip(r_row)
+                Some(res) => {
+                    for ((o_row, x_row), r_row) in
+                        out.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(res.chunks_exact(c))
                     {
-                        let v = x * s + b + r;
-                        *o = act.on(v);
+                        for ((((o, &x), &s), &b), &r) in
+                            o_row.iter_mut().zip(x_row).zip(scale).zip(shift).zip(r_row)
+                        {
+                            let v = x * s + b + r;
+                            *o = ACT.on(v);
+                        }
                     }
                 }
             }
-        }
+        })
     }
 }
 
@@ -140,24 +142,26 @@ pub fn scale_shift_into(
 simd_dispatch! {
     fn bias_act_rows(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, act: Act) {
         let c = bias.len();
-        match residual {
-            None => {
-                for row in data.chunks_exact_mut(c) {
-                    for (v, &b) in row.iter_mut().zip(bias) {
-                        let y = *v + b;
-                        *v = act.on(y);
+        per_act!(act, |ACT| {
+            match residual {
+                None => {
+                    for row in data.chunks_exact_mut(c) {
+                        for (v, &b) in row.iter_mut().zip(bias) {
+                            let y = *v + b;
+                            *v = ACT.on(y);
+                        }
+                    }
+                }
+                Some(res) => {
+                    for (row, r_row) in data.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
+                        for ((v, &b), &r) in row.iter_mut().zip(bias).zip(r_row) {
+                            let y = *v + b + r;
+                            *v = ACT.on(y);
+                        }
                     }
                 }
             }
-            Some(res) => {
-                for (row, r_row) in data.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
-                    for ((v, &b), &r) in row.iter_mut().zip(bias).zip(r_row) {
-                        let y = *v + b + r;
-                        *v = act.on(y);
-                    }
-                }
-            }
-        }
+        })
     }
 }
 
@@ -189,14 +193,16 @@ simd_dispatch! {
         sum_dy_xhat: &mut [f64],
     ) {
         let c = mean.len();
-        for ((x_row, y_row), dy_row) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(dy.chunks_exact(c)) {
-            for i in 0..c {
-                let g = act.grad(y_row[i], dy_row[i]);
-                let xhat = (x_row[i] - mean[i]) * inv_std[i];
-                sum_dy[i] += f64::from(g);
-                sum_dy_xhat[i] += f64::from(g * xhat);
+        per_act!(act, |ACT| {
+            for ((x_row, y_row), dy_row) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(dy.chunks_exact(c)) {
+                for i in 0..c {
+                    let g = ACT.grad(y_row[i], dy_row[i]);
+                    let xhat = (x_row[i] - mean[i]) * inv_std[i];
+                    sum_dy[i] += f64::from(g);
+                    sum_dy_xhat[i] += f64::from(g * xhat);
+                }
             }
-        }
+        })
     }
 }
 
@@ -215,18 +221,20 @@ simd_dispatch! {
         act: Act,
     ) {
         let c = mean.len();
-        for (((dx_row, x_row), y_row), dy_row) in dx
-            .chunks_exact_mut(c)
-            .zip(x.chunks_exact(c))
-            .zip(y.chunks_exact(c))
-            .zip(dy.chunks_exact(c))
-        {
-            for i in 0..c {
-                let g = act.grad(y_row[i], dy_row[i]);
-                let xhat = (x_row[i] - mean[i]) * inv_std[i];
-                dx_row[i] = coef_a[i] * g - coef_b[i] - coef_c[i] * xhat;
+        per_act!(act, |ACT| {
+            for (((dx_row, x_row), y_row), dy_row) in dx
+                .chunks_exact_mut(c)
+                .zip(x.chunks_exact(c))
+                .zip(y.chunks_exact(c))
+                .zip(dy.chunks_exact(c))
+            {
+                for i in 0..c {
+                    let g = ACT.grad(y_row[i], dy_row[i]);
+                    let xhat = (x_row[i] - mean[i]) * inv_std[i];
+                    dx_row[i] = coef_a[i] * g - coef_b[i] - coef_c[i] * xhat;
+                }
             }
-        }
+        })
     }
 }
 
