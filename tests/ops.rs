@@ -183,6 +183,38 @@ fn dense_symmetric_conv_matches_conv2d() {
     }
 }
 
+/// The inference convolution with its epilogue fused per block (VGG, ResNet) equals the
+/// convolution, the bias, the residual and the activation one after another.
+#[test]
+fn dense_conv_with_fused_epilogue_matches_the_composition() {
+    common::init();
+    let x = var(&[2, 11, 9, 5], 22, 1.0).as_tensor().detach();
+    let w = var(&[6, 5, 3, 3], 23, 0.5).as_tensor().detach();
+    let bias = var(&[6], 24, 1.0).as_tensor().detach();
+    let residual = var(&[2, 6, 5, 6], 25, 1.0).as_tensor().detach();
+    let padding = ops::Padding::Symmetric(1);
+    for (res, act) in [
+        (None, Act::Relu),
+        (Some(&residual), Act::Relu),
+        (Some(&residual), Act::None),
+    ] {
+        let fused = ops::conv2d_bias_act(&x, &w, &bias, 2, padding, res, act).expect("fused");
+        let mut y = reference::conv2d(&x, &w, 2, padding)
+            .expect("conv")
+            .broadcast_add(&bias)
+            .expect("bias");
+        if let Some(r) = res {
+            y = (y + r).expect("residual");
+        }
+        let expected = reference::activate(y, act).expect("act");
+        assert!(
+            max_abs_diff(&fused, &expected) < 1e-5,
+            "{act:?}, residual {}",
+            res.is_some()
+        );
+    }
+}
+
 #[test]
 fn pointwise_conv_as_matmul_matches_conv2d() {
     common::init();

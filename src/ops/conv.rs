@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::kernels::{ConvGeometry, Padding};
+use super::kernels::{Act, ConvGeometry, Epilogue, Padding};
 use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
 
 /// 1×1 convolution as one matrix product: `[N·H·W, Cin] × [Cin, Cout]`. `w`: `[Cout, Cin, 1, 1]`.
@@ -103,6 +103,88 @@ impl CustomOp2 for DenseConv {
             .transpose()?;
         Ok((grad_x, grad_w))
     }
+}
+
+/// Inference only: [`DenseConv`], then `act(y + bias [+ residual])` on each block of output
+/// pixels while it is in cache.
+struct DenseConvBiasAct {
+    conv: DenseConv,
+    bias: Vec<f32>,
+    residual: Option<Tensor>,
+    act: Act,
+}
+
+impl CustomOp2 for DenseConvBiasAct {
+    fn name(&self) -> &'static str {
+        "dense-conv-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, c_out) = self.conv.shapes(l1, l2)?;
+        if self.bias.len() != c_out {
+            bail!("bias has {} values for {c_out} channels", self.bias.len());
+        }
+        let epilogue = Epilogue {
+            bias: &self.bias,
+            act: self.act,
+        };
+        let (x, w) = (storage_slice(s1, l1)?, storage_slice(s2, l2)?);
+        let out_len = g.batch * g.out_h * g.out_w * c_out;
+        let out = match &self.residual {
+            None => kernels::dense_conv_epilogue(x, w, &g, epilogue, None),
+            Some(r) => with_slice(r, |r| {
+                if r.len() != out_len {
+                    bail!("residual has {} elements, expected {out_len}", r.len());
+                }
+                Ok(kernels::dense_conv_epilogue(x, w, &g, epilogue, Some(r)))
+            })?,
+        };
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.out_h, g.out_w, c_out)),
+        ))
+    }
+}
+
+/// Inference only (no gradients): `act(conv2d(x, w) + bias [+ residual])`, the epilogue applied
+/// per block inside the convolution. Anything that needs gradients, or is off the CPU, takes
+/// the composed path.
+pub fn conv2d_bias_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: Padding,
+    residual: Option<&Tensor>,
+    act: Act,
+) -> Result<Tensor> {
+    let tracked = x.track_op() || w.track_op() || residual.is_some_and(Tensor::track_op);
+    if !is_cpu_f32(x) || tracked {
+        let y = conv2d(x, w, stride, padding)?;
+        return super::bias_act_inplace(y, bias, residual, act);
+    }
+    let (c_out, c_in, k, _) = w.dims4()?;
+    let w_mat = w
+        .permute((2, 3, 1, 0))?
+        .reshape((k * k * c_in, c_out))?
+        .contiguous()?;
+    let op = DenseConvBiasAct {
+        conv: DenseConv {
+            kernel: k,
+            stride,
+            padding,
+        },
+        bias: bias.to_vec1::<f32>()?,
+        residual: residual.cloned(),
+        act,
+    };
+    x.contiguous()?.apply_op2_no_bwd(&w_mat, &op)
 }
 
 /// Dense k×k convolution with "SAME" padding. `w`: `[Cout, Cin, k, k]`.

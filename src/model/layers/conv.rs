@@ -253,6 +253,17 @@ impl FoldedConv {
             ConvKind::Depthwise { stride, .. } if residual.is_none() => {
                 ops::depthwise_conv_bias_act(x, &self.weight, &self.bias, stride, self.act)
             }
+            ConvKind::Dense {
+                stride, padding, ..
+            } => ops::conv2d_bias_act(
+                x,
+                &self.weight,
+                &self.bias,
+                stride,
+                padding,
+                residual,
+                self.act,
+            ),
             kind => {
                 let y = kind.apply(x, &self.weight)?;
                 ops::bias_act_inplace(y, &self.bias, residual, self.act)

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, sum_partials};
+use super::{ConvGeometry, Epilogue, bias_act_rows, sum_partials};
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -122,26 +122,40 @@ fn block_rows(patch: usize, budget: usize) -> usize {
     (budget / patch.max(1)).clamp(1, 4096)
 }
 
+/// The first input column of output column `ox`'s window when the whole window lies inside
+/// the image: its `k` taps are then `k·C` contiguous floats of an input row, moved at once.
+fn inner_window(g: &ConvGeometry, ox: usize) -> Option<usize> {
+    (ox * g.stride)
+        .checked_sub(g.pad_left)
+        .filter(|&ix| ix + g.kernel <= g.in_w)
+}
+
 /// Gathers the patches of output pixels `row0..row0 + rows` (counted over the whole batch)
 /// into `out` (`rows × k²·C`, ordered `(ky, kx, c)`); padding reads as zero.
 fn gather(input: &[f32], g: &ConvGeometry, row0: usize, rows: usize, out: &mut [f32]) {
     let c = g.channels;
-    let patch = g.kernel * g.kernel * c;
+    let (k, row_taps) = (g.kernel, g.kernel * c);
     let per_image = g.out_h * g.out_w;
     let image_len = g.in_h * g.in_w * c;
-    for (r, dst) in (row0..row0 + rows).zip(out.chunks_exact_mut(patch)) {
+    for (r, dst) in (row0..row0 + rows).zip(out.chunks_exact_mut(k * row_taps)) {
         let (n, pixel) = (r / per_image, r % per_image);
         let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
         let image = &input[n * image_len..(n + 1) * image_len];
-        for ky in 0..g.kernel {
-            let iy = g.source(oy, ky, g.pad_top, g.in_h);
-            for kx in 0..g.kernel {
-                let tap = &mut dst[(ky * g.kernel + kx) * c..][..c];
-                match (iy, g.source(ox, kx, g.pad_left, g.in_w)) {
-                    (Some(iy), Some(ix)) => {
-                        tap.copy_from_slice(&image[(iy * g.in_w + ix) * c..][..c]);
-                    }
-                    _ => tap.fill(0.0),
+        let inner = inner_window(g, ox);
+        for (ky, dst_row) in dst.chunks_exact_mut(row_taps).enumerate() {
+            let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else {
+                dst_row.fill(0.0);
+                continue;
+            };
+            let line = &image[iy * g.in_w * c..][..g.in_w * c];
+            if let Some(ix) = inner {
+                dst_row.copy_from_slice(&line[ix * c..][..row_taps]);
+                continue;
+            }
+            for (kx, tap) in dst_row.chunks_exact_mut(c).enumerate() {
+                match g.source(ox, kx, g.pad_left, g.in_w) {
+                    Some(ix) => tap.copy_from_slice(&line[ix * c..][..c]),
+                    None => tap.fill(0.0),
                 }
             }
         }
@@ -160,21 +174,23 @@ simd_dispatch! {
 /// output pixels `pixel0..` into `image` (its input gradient).
 fn scatter(cols: &[f32], g: &ConvGeometry, pixel0: usize, image: &mut [f32]) {
     let c = g.channels;
-    let patch = g.kernel * g.kernel * c;
-    for (pixel, src) in (pixel0..).zip(cols.chunks_exact(patch)) {
+    let row_taps = g.kernel * c;
+    for (pixel, src) in (pixel0..).zip(cols.chunks_exact(g.kernel * row_taps)) {
         let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
-        for ky in 0..g.kernel {
+        let inner = inner_window(g, ox);
+        for (ky, src_row) in src.chunks_exact(row_taps).enumerate() {
             let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else {
                 continue;
             };
-            for kx in 0..g.kernel {
-                let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) else {
-                    continue;
-                };
-                add_into(
-                    &mut image[(iy * g.in_w + ix) * c..][..c],
-                    &src[(ky * g.kernel + kx) * c..][..c],
-                );
+            let line = &mut image[iy * g.in_w * c..][..g.in_w * c];
+            if let Some(ix) = inner {
+                add_into(&mut line[ix * c..][..row_taps], src_row);
+                continue;
+            }
+            for (kx, tap) in src_row.chunks_exact(c).enumerate() {
+                if let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) {
+                    add_into(&mut line[ix * c..][..c], tap);
+                }
             }
         }
     }
@@ -183,7 +199,28 @@ fn scatter(cols: &[f32], g: &ConvGeometry, pixel0: usize, image: &mut [f32]) {
 /// The convolution: `input` NHWC, `weights` `[k²·C_in, C_out]` ordered `(ky, kx, c)`; returns
 /// `[N·out_h·out_w, C_out]`.
 pub fn dense_conv(input: &[f32], weights: &[f32], g: &ConvGeometry, c_out: usize) -> Vec<f32> {
-    conv_blocked(input, weights, g, c_out, BLOCKING)
+    conv_blocked(input, weights, g, c_out, None, BLOCKING)
+}
+
+/// [`dense_conv`], then `act(y + bias [+ residual])` on each block while it is still in cache
+/// (inference: a folded BatchNorm's shift, a residual block's sum, ReLU), instead of another
+/// pass over the whole output.
+pub fn dense_conv_epilogue(
+    input: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    epilogue: Epilogue<'_>,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    let c_out = epilogue.bias.len();
+    conv_blocked(
+        input,
+        weights,
+        g,
+        c_out,
+        Some((epilogue, residual)),
+        BLOCKING,
+    )
 }
 
 fn conv_blocked(
@@ -191,6 +228,7 @@ fn conv_blocked(
     weights: &[f32],
     g: &ConvGeometry,
     c_out: usize,
+    epilogue: Option<(Epilogue<'_>, Option<&[f32]>)>,
     blocking: Blocking,
 ) -> Vec<f32> {
     let patch = g.kernel * g.kernel * g.channels;
@@ -218,6 +256,10 @@ fn conv_blocked(
                 };
                 matmul(block, c_out, patch, dst, false, lhs, w);
             });
+            if let Some((Epilogue { bias, act }, residual)) = epilogue {
+                let residual = residual.map(|r| &r[b * rows * c_out..][..dst.len()]);
+                bias_act_rows(dst, bias, residual, act);
+            }
         });
     out
 }
@@ -414,7 +456,7 @@ mod tests {
         {
             let x = values(g.in_len(), 1);
             let w = values(g.kernel * g.kernel * g.channels * c_out, 2);
-            let fast = conv_blocked(&x, &w, &g, c_out, blocking);
+            let fast = conv_blocked(&x, &w, &g, c_out, None, blocking);
             let slow = naive(&x, &w, &g, c_out);
             assert_eq!(fast.len(), slow.len());
             let diff = fast
@@ -436,7 +478,7 @@ mod tests {
             let x = values(g.in_len(), 3);
             let w = values(g.kernel * g.kernel * g.channels * c_out, 4);
             let y = values(g.batch * g.out_h * g.out_w * c_out, 5);
-            let forward = dot(&conv_blocked(&x, &w, &g, c_out, b), &y);
+            let forward = dot(&conv_blocked(&x, &w, &g, c_out, None, b), &y);
             let by_input = dot(&x, &input_grad_blocked(&y, &w, &g, c_out, b));
             let by_weight = dot(&w, &weight_grad_blocked(&x, &y, &g, c_out, b));
             let tolerance = 1e-4 * forward.abs().max(1.0);
@@ -448,6 +490,32 @@ mod tests {
                 (forward - by_weight).abs() < tolerance,
                 "{g:?}: {forward} vs {by_weight}"
             );
+        }
+    }
+
+    #[test]
+    fn the_epilogue_adds_bias_and_residual_then_activates_every_block() {
+        for ((g, c_out), b) in geometries()
+            .into_iter()
+            .flat_map(|c| BLOCKINGS.map(|b| (c, b)))
+        {
+            let x = values(g.in_len(), 6);
+            let w = values(g.kernel * g.kernel * g.channels * c_out, 7);
+            let bias = values(c_out, 8);
+            let residual = values(g.batch * g.out_h * g.out_w * c_out, 9);
+            let epilogue = Epilogue {
+                bias: &bias,
+                act: super::super::Act::Relu,
+            };
+            let fused = conv_blocked(&x, &w, &g, c_out, Some((epilogue, Some(&residual))), b);
+            let plain = conv_blocked(&x, &w, &g, c_out, None, b);
+            for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                let expected = (p + bias[i % c_out] + residual[i]).max(0.0);
+                assert!(
+                    (f - expected).abs() < 1e-5,
+                    "{g:?} {b:?} at {i}: {f} vs {expected}"
+                );
+            }
         }
     }
 }

@@ -140,7 +140,7 @@ pub fn scale_shift_into(
 }
 
 simd_dispatch! {
-    fn bias_act_rows(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, act: Act) {
+    pub(super) fn bias_act_rows(data: &mut [f32], bias: &[f32], residual: Option<&[f32]>, act: Act) {
         let c = bias.len();
         per_act!(act, |ACT| {
             match residual {
