@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, Epilogue, bias_act_rows, sum_partials};
+use super::{ConvGeometry, Epilogue, bias_act_rows, sum_partials, winograd};
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ thread_local! {
 
 /// Runs `f` on this thread's scratch buffer of `len` floats (grown once, then reused: no fresh
 /// pages per block). `f` must not re-enter rayon.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut buffer = cell.borrow_mut();
         if buffer.len() < len {
@@ -50,10 +50,10 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct View<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) row_stride: usize,
+    pub(super) col_stride: usize,
 }
 
 impl View<'_> {
@@ -66,7 +66,7 @@ impl View<'_> {
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]` (`+=` when `accumulate`); `dst` is row-major with row
 /// stride `n`. Single-threaded: callers parallelise over blocks.
-fn matmul(
+pub(super) fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -198,7 +198,11 @@ fn scatter(cols: &[f32], g: &ConvGeometry, pixel0: usize, image: &mut [f32]) {
 
 /// The convolution: `input` NHWC, `weights` `[k²·C_in, C_out]` ordered `(ky, kx, c)`; returns
 /// `[N·out_h·out_w, C_out]`.
+/// 3×3 stride-1 convolutions with enough channels go by Winograd's F(2×2, 3×3).
 pub fn dense_conv(input: &[f32], weights: &[f32], g: &ConvGeometry, c_out: usize) -> Vec<f32> {
+    if winograd::applies(g, c_out) {
+        return winograd::conv(input, weights, g, c_out, None, winograd::BLOCK_FLOATS);
+    }
     conv_blocked(input, weights, g, c_out, None, BLOCKING)
 }
 
@@ -213,6 +217,10 @@ pub fn dense_conv_epilogue(
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let c_out = epilogue.bias.len();
+    if winograd::applies(g, c_out) {
+        let epilogue = Some((epilogue, residual));
+        return winograd::conv(input, weights, g, c_out, epilogue, winograd::BLOCK_FLOATS);
+    }
     conv_blocked(
         input,
         weights,
@@ -490,6 +498,54 @@ mod tests {
                 (forward - by_weight).abs() < tolerance,
                 "{g:?}: {forward} vs {by_weight}"
             );
+        }
+    }
+
+    /// Winograd's F(2×2, 3×3) against the direct sum: odd sizes (partial edge tiles), "valid"
+    /// and "same" padding, channel counts off the 8-lane width, blocks of one tile row to the
+    /// whole batch, and the fused epilogue.
+    #[test]
+    fn winograd_equals_the_direct_convolution() {
+        use super::super::{Act, Padding};
+        for (g, c_out) in [
+            (
+                ConvGeometry::new(2, 7, 7, 19, 3, 1, Padding::Symmetric(1)),
+                21,
+            ),
+            (
+                ConvGeometry::new(3, 9, 6, 16, 3, 1, Padding::Symmetric(0)),
+                16,
+            ),
+            (ConvGeometry::same(1, 5, 11, 33, 3, 1), 17),
+        ] {
+            assert!(winograd::applies(&g, c_out));
+            let x = values(g.in_len(), 10);
+            let w = values(9 * g.channels * c_out, 11);
+            let bias = values(c_out, 12);
+            let residual = values(g.batch * g.out_h * g.out_w * c_out, 13);
+            let direct = naive(&x, &w, &g, c_out);
+            let scale = direct.iter().fold(1f32, |m, v| m.max(v.abs()));
+            for block_floats in [1, 5000, winograd::BLOCK_FLOATS] {
+                let plain = winograd::conv(&x, &w, &g, c_out, None, block_floats);
+                let epilogue = Epilogue {
+                    bias: &bias,
+                    act: Act::Relu6,
+                };
+                let fused = Some((epilogue, Some(&residual[..])));
+                let fused = winograd::conv(&x, &w, &g, c_out, fused, block_floats);
+                for (i, ((p, f), d)) in plain.iter().zip(&fused).zip(&direct).enumerate() {
+                    let expected = (d + bias[i % c_out] + residual[i]).clamp(0.0, 6.0);
+                    assert!(
+                        (p - d).abs() < 1e-5 * scale,
+                        "{g:?} {block_floats} at {i}: {p} vs {d}"
+                    );
+                    assert!(
+                        (f - expected).abs() < 1e-5 * scale,
+                        "{g:?} at {i}: {f} vs {expected}"
+                    );
+                }
+                assert_eq!(plain.len(), direct.len());
+            }
         }
     }
 

@@ -61,6 +61,7 @@ mod depthwise;
 mod elementwise;
 mod norm;
 mod pool;
+mod winograd;
 
 pub use dense::*;
 pub use depthwise::*;
