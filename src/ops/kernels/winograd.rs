@@ -92,6 +92,57 @@ pub(super) fn conv(
     out
 }
 
+/// The input gradient of [`super::dense_conv`] from the output gradient `grad`, by [`conv`]
+/// where that applies to it (see [`input_grad_as_conv`]).
+pub(super) fn input_grad(
+    grad: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+) -> Option<Vec<f32>> {
+    let t = input_grad_as_conv(g, c_out)?;
+    let rotated = rotate_and_transpose(weights, g.channels, c_out);
+    Some(conv(grad, &rotated, &t, g.channels, None, BLOCK_FLOATS))
+}
+
+/// The input gradient of a 3×3 stride-1 convolution is itself a 3×3 stride-1 convolution of the
+/// output gradient (filters rotated by 180°, channels swapped, padding `2 - pad`): its geometry,
+/// where Winograd's algorithm applies to it.
+fn input_grad_as_conv(g: &ConvGeometry, c_out: usize) -> Option<ConvGeometry> {
+    if g.kernel != 3 || g.stride != 1 {
+        return None;
+    }
+    let t = ConvGeometry {
+        batch: g.batch,
+        in_h: g.out_h,
+        in_w: g.out_w,
+        channels: c_out,
+        kernel: 3,
+        stride: 1,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        pad_top: 2usize.checked_sub(g.pad_top)?,
+        pad_left: 2usize.checked_sub(g.pad_left)?,
+    };
+    applies(&t, g.channels).then_some(t)
+}
+
+/// `[9·C_in, C_out]` filters, ordered `(ky, kx, c)`, to the `[9·C_out, C_in]` filters of
+/// [`input_grad_as_conv`]: taps in reverse order, each tap's matrix transposed.
+fn rotate_and_transpose(weights: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
+    let tap_len = c_in * c_out;
+    let mut rotated = vec![0f32; 9 * tap_len];
+    for (tap, src) in weights.chunks_exact(tap_len).take(9).enumerate() {
+        let dst = &mut rotated[(8 - tap) * tap_len..][..tap_len];
+        for (ci, row) in src.chunks_exact(c_out).enumerate() {
+            for (co, &w) in row.iter().enumerate() {
+                dst[co * c_in + ci] = w;
+            }
+        }
+    }
+    rotated
+}
+
 /// The tiles of one block: tile rows `rows` (counted over the batch), `tiles_w` per row.
 struct Block<'a> {
     g: &'a ConvGeometry,
@@ -312,6 +363,88 @@ simd_dispatch! {
                 };
                 output_axis(&row[..c], &row[c..2 * c], &row[2 * c..3 * c], &row[3 * c..], y0, y1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dense::tests::{dot, naive, values};
+    use super::super::{Act, Padding};
+    use super::*;
+
+    /// Winograd's F(2×2, 3×3) against the direct sum: odd sizes (partial edge tiles), "valid"
+    /// and "same" padding, channel counts off the 8-lane width, blocks of one tile row to the
+    /// whole batch, and the fused epilogue.
+    #[test]
+    fn winograd_equals_the_direct_convolution() {
+        for (g, c_out) in [
+            (
+                ConvGeometry::new(2, 7, 7, 19, 3, 1, Padding::Symmetric(1)),
+                21,
+            ),
+            (
+                ConvGeometry::new(3, 9, 6, 16, 3, 1, Padding::Symmetric(0)),
+                16,
+            ),
+            (ConvGeometry::same(1, 5, 11, 33, 3, 1), 17),
+        ] {
+            assert!(applies(&g, c_out));
+            let x = values(g.in_len(), 10);
+            let w = values(9 * g.channels * c_out, 11);
+            let bias = values(c_out, 12);
+            let residual = values(g.batch * g.out_h * g.out_w * c_out, 13);
+            let direct = naive(&x, &w, &g, c_out);
+            let scale = direct.iter().fold(1f32, |m, v| m.max(v.abs()));
+            for block_floats in [1, 5000, BLOCK_FLOATS] {
+                let plain = conv(&x, &w, &g, c_out, None, block_floats);
+                let epilogue = Epilogue {
+                    bias: &bias,
+                    act: Act::Relu6,
+                };
+                let fused = Some((epilogue, Some(&residual[..])));
+                let fused = conv(&x, &w, &g, c_out, fused, block_floats);
+                for (i, ((p, f), d)) in plain.iter().zip(&fused).zip(&direct).enumerate() {
+                    let expected = (d + bias[i % c_out] + residual[i]).clamp(0.0, 6.0);
+                    assert!(
+                        (p - d).abs() < 1e-5 * scale,
+                        "{g:?} {block_floats} at {i}: {p} vs {d}"
+                    );
+                    assert!(
+                        (f - expected).abs() < 1e-5 * scale,
+                        "{g:?} at {i}: {f} vs {expected}"
+                    );
+                }
+                assert_eq!(plain.len(), direct.len());
+            }
+        }
+    }
+
+    /// The input gradient by Winograd (a convolution of the output gradient) is the adjoint
+    /// of the direct convolution, for "same" and "valid" padding: `<x, dx(y)> = <conv(x), y>`.
+    #[test]
+    fn the_input_gradient_as_a_convolution_is_the_adjoint() {
+        for (g, c_out) in [
+            (
+                ConvGeometry::new(2, 7, 9, 17, 3, 1, Padding::Symmetric(1)),
+                19,
+            ),
+            (
+                ConvGeometry::new(1, 8, 5, 24, 3, 1, Padding::Symmetric(0)),
+                16,
+            ),
+        ] {
+            let x = values(g.in_len(), 14);
+            let w = values(9 * g.channels * c_out, 15);
+            let y = values(g.batch * g.out_h * g.out_w * c_out, 16);
+            let dx = input_grad(&y, &w, &g, c_out).expect("applies");
+            assert_eq!(dx.len(), x.len());
+            let (by_input, forward) = (dot(&x, &dx), dot(&naive(&x, &w, &g, c_out), &y));
+            let tolerance = 1e-5 * forward.abs().max(1.0);
+            assert!(
+                (by_input - forward).abs() < tolerance,
+                "{g:?}: {by_input} vs {forward}"
+            );
         }
     }
 }
