@@ -13,6 +13,19 @@ simd_dispatch! {
     }
 }
 
+simd_dispatch! {
+    /// Moves each channel's `pending` gradient into `d` where `x` is the window's maximum
+    /// (`best`), leaving zero pending: later maxima of the window get nothing. Selects, not
+    /// branches, so that the loop vectorises.
+    fn route_to_max(x: &[f32], best: &[f32], pending: &mut [f32], d: &mut [f32]) {
+        for (((&x, &best), p), d) in x.iter().zip(best).zip(pending.iter_mut()).zip(d) {
+            let hit = x == best;
+            *d += if hit { *p } else { 0.0 };
+            *p = if hit { 0.0 } else { *p };
+        }
+    }
+}
+
 /// Input pixels `(iy, ix)` of output pixel `(oy, ox)`'s window, in scan order.
 fn window(g: &ConvGeometry, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
     (0..g.kernel)
@@ -69,20 +82,15 @@ pub fn max_pool_backward(
             let image = &input[n * image_len..][..image_len];
             let pooled = &output[n * out_image_len..][..out_image_len];
             let grad = &grad[n * out_image_len..][..out_image_len];
-            let mut routed = vec![false; c];
+            let mut pending = vec![0f32; c];
             for oy in 0..g.out_h {
                 for ox in 0..g.out_w {
                     let at = (oy * g.out_w + ox) * c;
-                    let (best, dy) = (&pooled[at..][..c], &grad[at..][..c]);
-                    routed.fill(false);
+                    let best = &pooled[at..][..c];
+                    pending.copy_from_slice(&grad[at..][..c]);
                     for pixel in window(g, oy, ox) {
                         let (x, d) = (&image[pixel * c..][..c], &mut dst[pixel * c..][..c]);
-                        for ch in 0..c {
-                            if !routed[ch] && x[ch] == best[ch] {
-                                d[ch] += dy[ch];
-                                routed[ch] = true;
-                            }
-                        }
+                        route_to_max(x, best, &mut pending, d);
                     }
                 }
             }
