@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use candle_core::{D, Device, Tensor};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::optim::ParamsAdamW;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::adamw::AdamW;
 use super::augment::{DROPOUT_STREAM, at_least, sample_rng, train_crop};
 use super::evaluate::evaluate_samples;
 use super::events::{EpochMetrics, Phase, TrainEvent};

@@ -10,60 +10,8 @@ use candle_core::{Device, Tensor};
 
 use crate::model::layers::Classifier;
 
-/// AdamW hyper-parameters (candle's defaults for the betas and eps).
-#[derive(Debug, Clone, Copy)]
-pub struct AdamWConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Applied to the weight matrix only, not to the bias.
-    pub weight_decay: f64,
-}
-
-impl AdamWConfig {
-    pub fn new(lr: f64, weight_decay: f64) -> Self {
-        Self {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-        }
-    }
-}
-
-/// First and second moments of one parameter tensor.
-#[derive(Debug, Clone)]
-struct Moments {
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl Moments {
-    fn new(len: usize) -> Self {
-        Self {
-            m: vec![0.0; len],
-            v: vec![0.0; len],
-        }
-    }
-
-    /// One AdamW update of `theta` with gradient `grad`, exactly as `candle_nn::AdamW::step`.
-    fn update(&mut self, theta: &mut [f32], grad: &[f32], c: &AdamWConfig, decay: f64, t: i32) {
-        let (b1, b2) = (c.beta1, c.beta2);
-        let scale_m = 1.0 / (1.0 - b1.powi(t));
-        let scale_v = 1.0 / (1.0 - b2.powi(t));
-        let keep = (1.0 - c.lr * decay) as f32;
-        let (b1, b2, scale_m, scale_v) = (b1 as f32, b2 as f32, scale_m as f32, scale_v as f32);
-        let (lr, eps) = (c.lr as f32, c.eps as f32);
-        for (((w, g), m), v) in theta.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
-            *m = *m * b1 + *g * (1.0 - b1);
-            *v = *v * b2 + *g * *g * (1.0 - b2);
-            let step = (*m * scale_m) / ((*v * scale_v).sqrt() + eps);
-            *w = *w * keep - step * lr;
-        }
-    }
-}
+pub use super::adamw::AdamWConfig;
+use super::adamw::Moments;
 
 /// A linear classifier `logits = x·Wᵀ + b` with its optimiser state, on the host.
 #[derive(Debug, Clone)]

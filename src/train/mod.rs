@@ -6,6 +6,7 @@
 //! and best weights), [`schedule`] (learning-rate decay, shuffles, dropout), [`observer`]
 //! (reading a run to its end), and [`saved`] (the saved-model format).
 
+mod adamw;
 pub mod augment;
 pub mod cut;
 pub mod evaluate;
