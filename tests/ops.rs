@@ -273,48 +273,66 @@ fn train_batch_norm_matches_the_composition() {
     }
 }
 
+/// The fused convolution + train-mode BatchNorm, recomputing the convolution in backward or
+/// keeping its output, against the composition of stock ops.
 #[test]
-fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
+fn conv_then_train_batch_norm_as_one_op_matches_the_composition() {
     common::init();
-    // (batch, height, width, in channels, out channels, conv, activation)
+    use ops::FusedConv::{Dense, Depthwise, Pointwise};
+    let same = ops::Padding::Symmetric(1);
+    // (batch, height, width, in channels, out channels, conv, recompute, activation)
     let cases = [
-        (2, 5, 3, 7, 6, ops::RecomputedConv::Pointwise, Act::Relu6),
-        (1, 4, 4, 3, 5, ops::RecomputedConv::Pointwise, Act::None),
-        (2, 4, 5, 3, 6, ops::RecomputedConv::Pointwise, Act::Relu),
+        (2, 5, 3, 7, 6, Pointwise, true, Act::Relu6),
+        (1, 4, 4, 3, 5, Pointwise, false, Act::None),
+        (2, 4, 5, 3, 6, Pointwise, true, Act::Relu),
+        (2, 9, 7, 5, 5, Depthwise { stride: 2 }, true, Act::Relu6),
+        (1, 6, 11, 4, 4, Depthwise { stride: 1 }, true, Act::None),
+        // 3×3 stride 1 with 16+ channels takes Winograd's path; stride 2 the direct one.
         (
             2,
-            9,
             7,
             5,
-            5,
-            ops::RecomputedConv::Depthwise { stride: 2 },
-            Act::Relu6,
+            16,
+            17,
+            Dense {
+                stride: 1,
+                padding: same,
+            },
+            false,
+            Act::Relu,
         ),
+        // Odd sizes: candle's own stride-2 convolution backward mis-shapes even ones.
         (
             1,
-            6,
-            11,
+            9,
+            7,
+            3,
             4,
-            4,
-            ops::RecomputedConv::Depthwise { stride: 1 },
+            Dense {
+                stride: 2,
+                padding: same,
+            },
+            false,
             Act::None,
         ),
     ];
-    for (n, h, w, c_in, c_out, conv, act) in cases {
+    for (n, h, w, c_in, c_out, conv, recompute, act) in cases {
         let x = var(&[n, h, w, c_in], 13, 2.0);
-        let (weight_shape, kernel) = match conv {
-            ops::RecomputedConv::Pointwise => (vec![c_out, c_in, 1, 1], 1),
-            ops::RecomputedConv::Depthwise { .. } => (vec![c_out, 1, 5, 5], 5),
+        let weight_shape = match conv {
+            Pointwise => vec![c_out, c_in, 1, 1],
+            Depthwise { .. } => vec![c_out, 1, 5, 5],
+            Dense { .. } => vec![c_out, c_in, 3, 3],
         };
         let wt = var(&weight_shape, 14, 0.7);
         let gamma = var(&[c_out], 15, 2.0);
         let beta = var(&[c_out], 16, 3.0);
         let stock_conv = |x: &Tensor, w: &Tensor| match conv {
-            ops::RecomputedConv::Pointwise => reference::conv1x1(x, w),
-            ops::RecomputedConv::Depthwise { stride } => reference::depthwise_conv(x, w, stride),
+            Pointwise => reference::conv1x1(x, w),
+            Depthwise { stride } => reference::depthwise_conv(x, w, stride),
+            Dense { stride, padding } => reference::conv2d(x, w, stride, padding),
         };
         check(
-            &format!("conv+bn {conv:?} k{kernel} {n}x{h}x{w}x{c_in} {act:?}"),
+            &format!("conv+bn {conv:?} recompute {recompute} {n}x{h}x{w}x{c_in} {act:?}"),
             &[&x, &wt, &gamma, &beta],
             || {
                 ops::conv_bn_train(
@@ -323,6 +341,7 @@ fn conv_then_train_batch_norm_recomputed_in_backward_matches_the_composition() {
                     gamma.as_tensor(),
                     beta.as_tensor(),
                     conv,
+                    recompute,
                     1e-3,
                     act,
                 )

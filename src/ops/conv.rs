@@ -79,30 +79,73 @@ impl CustomOp2 for DenseConv {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (g, c_out) = self.shapes(x.layout(), w.layout())?;
-        let grad_x = x
-            .track_op()
-            .then(|| {
-                let gx = with_slice(grad, |gy| {
-                    with_slice(w, |wv| {
-                        Ok(kernels::dense_conv_input_grad(gy, wv, &g, c_out))
-                    })
-                })?;
-                vec_tensor(gx, x.shape(), x)
-            })
-            .transpose()?;
-        let grad_w = w
-            .track_op()
-            .then(|| {
-                let gw = with_slice(grad, |gy| {
-                    with_slice(x, |xv| {
-                        Ok(kernels::dense_conv_weight_grad(xv, gy, &g, c_out))
-                    })
-                })?;
-                vec_tensor(gw, w.shape(), w)
-            })
-            .transpose()?;
-        Ok((grad_x, grad_w))
+        dense_grads(x, w, grad, &g, c_out, x.track_op(), w.track_op())
     }
+}
+
+/// Gradients of a dense convolution's input and `[k²·C_in, C_out]` weights, where asked for.
+fn dense_grads(
+    x: &Tensor,
+    w_mat: &Tensor,
+    grad: &Tensor,
+    g: &ConvGeometry,
+    c_out: usize,
+    need_x: bool,
+    need_w: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let grad_x = need_x
+        .then(|| {
+            let gx = with_slice(grad, |gy| {
+                with_slice(w_mat, |wv| {
+                    Ok(kernels::dense_conv_input_grad(gy, wv, g, c_out))
+                })
+            })?;
+            vec_tensor(gx, x.shape(), x)
+        })
+        .transpose()?;
+    let grad_w = need_w
+        .then(|| {
+            let gw = with_slice(grad, |gy| {
+                with_slice(x, |xv| {
+                    Ok(kernels::dense_conv_weight_grad(xv, gy, g, c_out))
+                })
+            })?;
+            vec_tensor(gw, w_mat.shape(), w_mat)
+        })
+        .transpose()?;
+    Ok((grad_x, grad_w))
+}
+
+/// `[C_out, C_in, k, k]` filters as the kernels' `[k²·C_in, C_out]` matrix (patch order
+/// `(ky, kx, c)`).
+fn weight_matrix(w: &Tensor) -> Result<Tensor> {
+    let (c_out, c_in, k, _) = w.dims4()?;
+    w.permute((2, 3, 1, 0))?
+        .reshape((k * k * c_in, c_out))?
+        .contiguous()
+}
+
+/// Gradients of [`conv2d`] (CPU, f32) outside the graph, from its output gradient: the input's
+/// where `need_x`, and the `[C_out, C_in, k, k]` weights'. For ops that fuse a convolution.
+pub(super) fn conv2d_grads(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    stride: usize,
+    padding: Padding,
+    need_x: bool,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let (c_out, c_in, k, _) = w.dims4()?;
+    let (n, h, wd, _) = x.dims4()?;
+    let g = ConvGeometry::new(n, h, wd, c_in, k, stride, padding);
+    let w_mat = weight_matrix(w)?;
+    let (grad_x, grad_w) = dense_grads(x, &w_mat, &grad.contiguous()?, &g, c_out, need_x, true)?;
+    let grad_w = grad_w
+        .ok_or_else(|| candle_core::Error::Msg("dense weight gradient missing".into()))?
+        .reshape((k, k, c_in, c_out))?
+        .permute((3, 2, 0, 1))?
+        .contiguous()?;
+    Ok((grad_x, grad_w))
 }
 
 /// Inference only: [`DenseConv`], then `act(y + bias [+ residual])` on each block of output
@@ -169,11 +212,8 @@ pub fn conv2d_bias_act(
         let y = conv2d(x, w, stride, padding)?;
         return super::bias_act_inplace(y, bias, residual, act);
     }
-    let (c_out, c_in, k, _) = w.dims4()?;
-    let w_mat = w
-        .permute((2, 3, 1, 0))?
-        .reshape((k * k * c_in, c_out))?
-        .contiguous()?;
+    let k = w.dim(2)?;
+    let w_mat = weight_matrix(w)?;
     let op = DenseConvBiasAct {
         conv: DenseConv {
             kernel: k,
@@ -194,15 +234,11 @@ pub fn conv_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
 
 /// Dense k×k convolution (any padding). `w`: `[Cout, Cin, k, k]`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result<Tensor> {
-    let (c_out, c_in, k, _) = w.dims4()?;
     if !is_cpu_f32(x) {
         return reference::conv2d(x, w, stride, padding);
     }
-    // [Cout, Cin, k, k] -> [k, k, Cin, Cout] to match the patch order (ky, kx, c).
-    let w_mat = w
-        .permute((2, 3, 1, 0))?
-        .reshape((k * k * c_in, c_out))?
-        .contiguous()?;
+    let k = w.dim(2)?;
+    let w_mat = weight_matrix(w)?;
     x.contiguous()?.apply_op2(
         &w_mat,
         DenseConv {

@@ -1,4 +1,6 @@
-//! Convolution then train-mode BatchNorm, the convolution recomputed in backward.
+//! Convolution then train-mode BatchNorm as one graph node: backward gets no gradient for the
+//! convolution's output from candle (each graph edge costs a zeroed tensor and an add), and
+//! cheap convolutions are recomputed there instead of kept.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,25 +10,28 @@ use super::batch_norm::{
     BatchStats, SavedStats, batch_norm_train, batch_stats_of, bn_train_backward, bn_train_forward,
     store_stats,
 };
-use super::conv::conv1x1;
+use super::conv::{conv1x1, conv2d, conv2d_grads};
 use super::depthwise::{depthwise_backward, depthwise_conv};
-use super::kernels::Act;
+use super::kernels::{Act, Padding};
 use super::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
-/// A convolution whose output [`conv_bn_train`] recomputes in backward instead of keeping it.
+/// The convolution of [`conv_bn_train`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecomputedConv {
+pub enum FusedConv {
     /// 1×1, as a matrix product.
     Pointwise,
     /// Depthwise k×k with "SAME" padding.
     Depthwise { stride: usize },
+    /// Dense k×k.
+    Dense { stride: usize, padding: Padding },
 }
 
-impl RecomputedConv {
+impl FusedConv {
     fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         match self {
             Self::Pointwise => conv1x1(x, w),
             Self::Depthwise { stride } => depthwise_conv(x, w, stride),
+            Self::Dense { stride, padding } => conv2d(x, w, stride, padding),
         }
     }
 
@@ -61,6 +66,9 @@ impl RecomputedConv {
                 })?;
                 Ok((grad_x, grad_w))
             }
+            Self::Dense { stride, padding } => {
+                conv2d_grads(x, w, grad_out, stride, padding, need_input_grad)
+            }
         }
     }
 }
@@ -68,13 +76,29 @@ impl RecomputedConv {
 /// Convolution then train-mode BatchNorm (+activation). Arguments: the convolution's input, its
 /// weights and `[gamma; beta]` stacked as `[2, C]` (custom ops take at most three tensors).
 struct ConvBnTrain {
-    conv: RecomputedConv,
+    conv: FusedConv,
     eps: f64,
     act: Act,
     /// The convolution's output, computed outside the graph and handed to `cpu_fwd`, which
-    /// drops it: the graph never holds it.
+    /// drops it when backward recomputes it (the graph never holds it then).
     conv_out: Mutex<Option<Tensor>>,
+    recompute: bool,
     saved: Arc<Mutex<SavedStats>>,
+}
+
+impl ConvBnTrain {
+    /// The convolution's output, given up when `take`.
+    fn conv_out(&self, take: bool) -> Result<Tensor> {
+        let mut slot = self
+            .conv_out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("convolution output lock poisoned".into()))?;
+        match take {
+            true => slot.take(),
+            false => slot.clone(),
+        }
+        .ok_or_else(|| candle_core::Error::Msg("convolution output missing".into()))
+    }
 }
 
 impl CustomOp3 for ConvBnTrain {
@@ -91,12 +115,7 @@ impl CustomOp3 for ConvBnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let conv_out = self
-            .conv_out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("convolution output lock poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("convolution output missing".into()))?;
+        let conv_out = self.conv_out(self.recompute)?;
         let c = conv_out.dim(3)?;
         let gamma_beta = storage_slice(s3, l3)?;
         if gamma_beta.len() != 2 * c {
@@ -120,7 +139,10 @@ impl CustomOp3 for ConvBnTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (need_x, need_w, need_gamma_beta) = (x.track_op(), w.track_op(), gamma_beta.track_op());
         let (x, w) = (x.detach(), w.detach());
-        let conv_out = self.conv.apply(&x, &w)?;
+        let conv_out = match self.recompute {
+            true => self.conv.apply(&x, &w)?,
+            false => self.conv_out(false)?,
+        };
         let c = conv_out.dim(3)?;
         let gamma_values = gamma_beta
             .narrow(0, 0, 1)?
@@ -153,18 +175,20 @@ impl CustomOp3 for ConvBnTrain {
     }
 }
 
-/// Convolution then train-mode BatchNorm (+activation), keeping only the convolution's *input* for
-/// backward and recomputing its output there. Saves one activation-sized tensor per layer (a
-/// third of the live memory of a fine-tune step in the early, wide layers) for the cost of
-/// running the convolution twice: worth it where the convolution is cheap for its output size
-/// (depthwise, and 1×1 with few input channels). Returns the output and the batch statistics.
+/// Convolution then train-mode BatchNorm (+activation) as one op. With `recompute`, backward
+/// keeps only the convolution's *input* and recomputes its output: that saves one
+/// activation-sized tensor per layer (a third of the live memory of a fine-tune step in the
+/// early, wide layers) for the cost of running the convolution twice, worth it where the
+/// convolution is cheap for its output size (depthwise, and 1×1 with few input channels).
+/// Returns the output and the batch statistics.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_bn_train(
     x: &Tensor,
     w: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
-    conv: RecomputedConv,
+    conv: FusedConv,
+    recompute: bool,
     eps: f64,
     act: Act,
 ) -> Result<(Tensor, BatchStats)> {
@@ -180,6 +204,7 @@ pub fn conv_bn_train(
         eps,
         act,
         conv_out: Mutex::new(Some(conv_out)),
+        recompute,
         saved: saved.clone(),
     };
     let gamma_beta = Tensor::stack(&[gamma, beta], 0)?;

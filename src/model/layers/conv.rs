@@ -98,32 +98,30 @@ impl ConvBn {
         })
     }
 
-    /// Whether backward recomputes this convolution instead of keeping its output: where the
-    /// convolution costs little for the memory its output takes (depthwise: k² multiply-adds
-    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer
-    /// fresh pages to fault in pays for the second convolution (README, Performance).
-    fn recomputed(&self) -> Option<ops::RecomputedConv> {
+    /// The convolution as fused with its BatchNorm in training, and whether backward recomputes
+    /// it instead of keeping its output: where it costs little for the memory its output takes
+    /// (depthwise: k² multiply-adds per output value; 1×1 with at most
+    /// [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer fresh pages to fault in pays for the
+    /// second convolution (README, Performance).
+    fn fused(&self) -> (ops::FusedConv, bool) {
         match self.kind {
-            ConvKind::Depthwise { stride, .. } => Some(ops::RecomputedConv::Depthwise { stride }),
-            ConvKind::Pointwise
-                if self.conv.tensor().dim(1).ok()? <= RECOMPUTE_MAX_INPUT_CHANNELS =>
-            {
-                Some(ops::RecomputedConv::Pointwise)
+            ConvKind::Depthwise { stride, .. } => (ops::FusedConv::Depthwise { stride }, true),
+            ConvKind::Pointwise => {
+                let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
+                (
+                    ops::FusedConv::Pointwise,
+                    c_in <= RECOMPUTE_MAX_INPUT_CHANNELS,
+                )
             }
-            ConvKind::Pointwise | ConvKind::Dense { .. } => None,
+            ConvKind::Dense {
+                stride, padding, ..
+            } => (ops::FusedConv::Dense { stride, padding }, false),
         }
     }
 
     pub fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        match self.recomputed() {
-            Some(conv) => self
-                .bn
-                .train_after(x, self.conv.tensor(), conv, self.act, momentum),
-            None => {
-                let y = self.kind.apply(x, self.conv.tensor())?;
-                self.bn.train(&y, self.act, momentum)
-            }
-        }
+        self.bn
+            .train_after(x, self.conv.tensor(), self.fused(), self.act, momentum)
     }
 
     pub fn fold(&self) -> CandleResult<FoldedConv> {

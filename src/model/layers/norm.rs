@@ -63,20 +63,12 @@ impl BatchNorm {
         Ok((scale, shift))
     }
 
-    /// Train mode: normalise with batch statistics and update the running averages.
-    pub(super) fn train(&self, x: &Tensor, act: Act, momentum: f64) -> CandleResult<Tensor> {
-        let (y, stats) =
-            ops::batch_norm_train(x, self.weight.tensor(), self.bias.tensor(), self.eps, act)?;
-        self.update_running_stats(stats, x.device(), momentum)?;
-        Ok(y)
-    }
-
-    /// Train mode after a convolution that backward recomputes (see [`ops::conv_bn_train`]).
+    /// Train mode fused with the convolution before it (see [`ops::conv_bn_train`]).
     pub(super) fn train_after(
         &self,
         x: &Tensor,
         conv_weight: &Tensor,
-        conv: ops::RecomputedConv,
+        (conv, recompute): (ops::FusedConv, bool),
         act: Act,
         momentum: f64,
     ) -> CandleResult<Tensor> {
@@ -86,6 +78,7 @@ impl BatchNorm {
             self.weight.tensor(),
             self.bias.tensor(),
             conv,
+            recompute,
             self.eps,
             act,
         )?;
