@@ -93,27 +93,28 @@ fn dense_grads(
     need_x: bool,
     need_w: bool,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let grad_x = need_x
-        .then(|| {
-            let gx = with_slice(grad, |gy| {
-                with_slice(w_mat, |wv| {
-                    Ok(kernels::dense_conv_input_grad(gy, wv, g, c_out))
-                })
-            })?;
-            vec_tensor(gx, x.shape(), x)
-        })
-        .transpose()?;
-    let grad_w = need_w
-        .then(|| {
-            let gw = with_slice(grad, |gy| {
-                with_slice(x, |xv| {
-                    Ok(kernels::dense_conv_weight_grad(xv, gy, g, c_out))
-                })
-            })?;
-            vec_tensor(gw, w_mat.shape(), w_mat)
-        })
-        .transpose()?;
+    let grad_x = kernel_grad(need_x, grad, w_mat, x, |gy, wv| {
+        kernels::dense_conv_input_grad(gy, wv, g, c_out)
+    })?;
+    let grad_w = kernel_grad(need_w, x, grad, w_mat, |xv, gy| {
+        kernels::dense_conv_weight_grad(xv, gy, g, c_out)
+    })?;
     Ok((grad_x, grad_w))
+}
+
+/// Where `need`: `f` on the slices of `a` and `b`, as a tensor shaped like `like`.
+fn kernel_grad(
+    need: bool,
+    a: &Tensor,
+    b: &Tensor,
+    like: &Tensor,
+    f: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> Result<Option<Tensor>> {
+    need.then(|| {
+        let values = with_slice(a, |a| with_slice(b, |b| Ok(f(a, b))))?;
+        vec_tensor(values, like.shape(), like)
+    })
+    .transpose()
 }
 
 /// `[C_out, C_in, k, k]` filters as the kernels' `[k²·C_in, C_out]` matrix (patch order
