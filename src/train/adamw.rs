@@ -19,7 +19,7 @@ pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// Applied to the weight matrix only, not to the bias.
+    /// Decoupled weight decay (the head applies it to its weight matrix only, not the bias).
     pub weight_decay: f64,
 }
 

@@ -198,12 +198,8 @@ fn scatter(cols: &[f32], g: &ConvGeometry, pixel0: usize, image: &mut [f32]) {
 
 /// The convolution: `input` NHWC, `weights` `[k²·C_in, C_out]` ordered `(ky, kx, c)`; returns
 /// `[N·out_h·out_w, C_out]`.
-/// 3×3 stride-1 convolutions with enough channels go by Winograd's F(2×2, 3×3).
 pub fn dense_conv(input: &[f32], weights: &[f32], g: &ConvGeometry, c_out: usize) -> Vec<f32> {
-    if winograd::applies(g, c_out) {
-        return winograd::conv(input, weights, g, c_out, None, winograd::BLOCK_FLOATS);
-    }
-    conv_blocked(input, weights, g, c_out, None, BLOCKING)
+    conv(input, weights, g, c_out, None)
 }
 
 /// [`dense_conv`], then `act(y + bias [+ residual])` on each block while it is still in cache
@@ -217,18 +213,22 @@ pub fn dense_conv_epilogue(
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let c_out = epilogue.bias.len();
+    conv(input, weights, g, c_out, Some((epilogue, residual)))
+}
+
+/// 3×3 stride-1 convolutions with enough channels go by Winograd's F(2×2, 3×3), the others
+/// by blocked implicit products.
+fn conv(
+    input: &[f32],
+    weights: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+    epilogue: Option<(Epilogue<'_>, Option<&[f32]>)>,
+) -> Vec<f32> {
     if winograd::applies(g, c_out) {
-        let epilogue = Some((epilogue, residual));
         return winograd::conv(input, weights, g, c_out, epilogue, winograd::BLOCK_FLOATS);
     }
-    conv_blocked(
-        input,
-        weights,
-        g,
-        c_out,
-        Some((epilogue, residual)),
-        BLOCKING,
-    )
+    conv_blocked(input, weights, g, c_out, epilogue, BLOCKING)
 }
 
 fn conv_blocked(

@@ -4,8 +4,9 @@
 //! 36 (2.25× fewer multiply-adds). For a block of tiles the products are 16 matrix products
 //! `[tiles, C_in] · [C_in, C_out]`, one per transformed position, on the same single-threaded
 //! gemm as the direct path; blocks run in parallel, and each block's tiles are transformed back
-//! (with the epilogue) while in cache. Forward only: gradients take the direct path. The
-//! transforms only add, subtract and halve, so the error stays at float rounding.
+//! (with the epilogue) while in cache. Forward and the input gradient (itself such a
+//! convolution, see [`input_grad`]); the weight gradient takes the direct path. The transforms
+//! only add, subtract and halve, so the error stays at float rounding.
 
 use rayon::prelude::*;
 
@@ -291,8 +292,8 @@ simd_dispatch! {
             let image = &input[n * image_len..][..image_len];
             let mut pixels = [&zeros[..]; 16];
             for (i, pixel) in pixels.iter_mut().enumerate() {
-                let iy = (2 * ty + i / 4).checked_sub(g.pad_top).filter(|&y| y < g.in_h);
-                let ix = (2 * tx + i % 4).checked_sub(g.pad_left).filter(|&x| x < g.in_w);
+                let iy = g.source(2 * ty, i / 4, g.pad_top, g.in_h);
+                let ix = g.source(2 * tx, i % 4, g.pad_left, g.in_w);
                 if let (Some(iy), Some(ix)) = (iy, ix) {
                     *pixel = &image[(iy * g.in_w + ix) * c..][..c];
                 }
