@@ -8,16 +8,76 @@ use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, wi
 
 /// 1×1 convolution as one matrix product: `[N·H·W, Cin] × [Cin, Cout]`. `w`: `[Cout, Cin, 1, 1]`.
 pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (n, h, wd, c_in) = x.dims4()?;
-    let c_out = w.dim(0)?;
-    let w2 = w.reshape((c_out, c_in))?;
-    x.reshape((n * h * wd, c_in))?
-        .matmul(&w2.t()?)?
-        .reshape((n, h, wd, c_out))
+    if !is_cpu_f32(x) {
+        let (n, h, wd, c_in) = x.dims4()?;
+        let c_out = w.dim(0)?;
+        let w2 = w.reshape((c_out, c_in))?;
+        return x
+            .reshape((n * h * wd, c_in))?
+            .matmul(&w2.t()?)?
+            .reshape((n, h, wd, c_out));
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, PointwiseConv)
 }
 
-/// Dense k×k convolution over an NHWC input and `[k²·C_in, C_out]` weights (the kernels'
-/// implicit matrix products); backward keeps only the input and the weights.
+/// [`conv1x1`] on the CPU: candle's matmul zeroes its output before writing it.
+struct PointwiseConv;
+
+impl CustomOp2 for PointwiseConv {
+    fn name(&self) -> &'static str {
+        "pointwise-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, c_in) = dims4(l1, "1×1 convolution")?;
+        let c_out = match l2.dims() {
+            &[c_out, c, 1, 1] if c == c_in => c_out,
+            other => bail!("1×1 convolution: weights {other:?} do not fit {c_in} input channels"),
+        };
+        let out = kernels::pointwise(storage_slice(s1, l1)?, storage_slice(s2, l2)?, c_in, c_out);
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, c_out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (grad_x, grad_w) = conv1x1_grads(x, w, grad, x.track_op())?;
+        Ok((grad_x, w.track_op().then_some(grad_w)))
+    }
+}
+
+/// Gradients of [`conv1x1`] (CPU, f32) outside the graph: the input's where `need_x`, and the
+/// `[C_out, C_in, 1, 1]` weights'.
+pub(super) fn conv1x1_grads(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    need_x: bool,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let (c_out, c_in) = (w.dim(0)?, w.dim(1)?);
+    let grad_x = kernel_grad(need_x, grad, w, x, |gy, wv| {
+        kernels::pointwise_input_grad(gy, wv, c_in, c_out)
+    })?;
+    let grad_w = kernel_grad(true, x, grad, w, |xv, gy| {
+        kernels::pointwise_weight_grad(xv, gy, c_in, c_out)
+    })?
+    .ok_or_else(|| candle_core::Error::Msg("1×1 weight gradient missing".into()))?;
+    Ok((grad_x, grad_w))
+}
+
+/// Dense k×k convolution over an NHWC input and `[C_out, C_in, k, k]` filters, which each call
+/// turns into the kernels' `[k²·C_in, C_out]` matrix; backward keeps only the input and the
+/// filters.
 struct DenseConv {
     kernel: usize,
     stride: usize,
@@ -38,17 +98,55 @@ impl DenseConv {
         ))
     }
 
-    /// The geometry and `C_out`, checking that the weights fit the input.
+    /// The geometry and `C_out`, checking that the filters fit the input.
     fn shapes(&self, x: &Layout, w: &Layout) -> Result<(ConvGeometry, usize)> {
         let g = self.geometry(x)?;
         match w.dims() {
-            &[patch, c_out] if patch == g.kernel * g.kernel * g.channels => Ok((g, c_out)),
+            &[c_out, c_in, k, k2] if c_in == g.channels && k == g.kernel && k2 == k => {
+                Ok((g, c_out))
+            }
             other => bail!(
-                "dense convolution: weights {other:?} do not fit {} input channels",
+                "dense convolution: filters {other:?} do not fit {} input channels",
                 g.channels
             ),
         }
     }
+
+    /// The convolution's output on the slices of the input and the filters.
+    fn run<'a>(
+        &self,
+        x: &Layout,
+        s1: &'a CpuStorage,
+        w: &Layout,
+        s2: &CpuStorage,
+    ) -> Result<Conv<'a>> {
+        let (g, c_out) = self.shapes(x, w)?;
+        let w_mat = matrix_of(storage_slice(s2, w)?, c_out, &g);
+        Ok(Conv {
+            x: storage_slice(s1, x)?,
+            w_mat,
+            g,
+            c_out,
+        })
+    }
+}
+
+/// A dense convolution's input, its filters as the kernels' matrix, and its shapes.
+struct Conv<'a> {
+    x: &'a [f32],
+    w_mat: Vec<f32>,
+    g: ConvGeometry,
+    c_out: usize,
+}
+
+impl Conv<'_> {
+    fn output_shape(&self) -> Shape {
+        Shape::from((self.g.batch, self.g.out_h, self.g.out_w, self.c_out))
+    }
+}
+
+fn matrix_of(filters: &[f32], c_out: usize, g: &ConvGeometry) -> Vec<f32> {
+    kernels::filters_to_matrix(filters, c_out, g.channels, g.kernel * g.kernel)
 }
 
 impl CustomOp2 for DenseConv {
@@ -63,12 +161,9 @@ impl CustomOp2 for DenseConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, c_out) = self.shapes(l1, l2)?;
-        let out = kernels::dense_conv(storage_slice(s1, l1)?, storage_slice(s2, l2)?, &g, c_out);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((g.batch, g.out_h, g.out_w, c_out)),
-        ))
+        let conv = self.run(l1, s1, l2, s2)?;
+        let out = kernels::dense_conv(conv.x, &conv.w_mat, &conv.g, conv.c_out);
+        Ok((CpuStorage::F32(out), conv.output_shape()))
     }
 
     fn bwd(
@@ -83,21 +178,22 @@ impl CustomOp2 for DenseConv {
     }
 }
 
-/// Gradients of a dense convolution's input and `[k²·C_in, C_out]` weights, where asked for.
+/// Gradients of a dense convolution's input and `[C_out, C_in, k, k]` filters, where asked for.
 fn dense_grads(
     x: &Tensor,
-    w_mat: &Tensor,
+    w: &Tensor,
     grad: &Tensor,
     g: &ConvGeometry,
     c_out: usize,
     need_x: bool,
     need_w: bool,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let grad_x = kernel_grad(need_x, grad, w_mat, x, |gy, wv| {
-        kernels::dense_conv_input_grad(gy, wv, g, c_out)
+    let grad_x = kernel_grad(need_x, grad, w, x, |gy, w| {
+        kernels::dense_conv_input_grad(gy, &matrix_of(w, c_out, g), g, c_out)
     })?;
-    let grad_w = kernel_grad(need_w, x, grad, w_mat, |xv, gy| {
-        kernels::dense_conv_weight_grad(xv, gy, g, c_out)
+    let grad_w = kernel_grad(need_w, x, grad, w, |xv, gy| {
+        let m = kernels::dense_conv_weight_grad(xv, gy, g, c_out);
+        kernels::matrix_to_filters(&m, c_out, g.channels, g.kernel * g.kernel)
     })?;
     Ok((grad_x, grad_w))
 }
@@ -117,17 +213,8 @@ fn kernel_grad(
     .transpose()
 }
 
-/// `[C_out, C_in, k, k]` filters as the kernels' `[k²·C_in, C_out]` matrix (patch order
-/// `(ky, kx, c)`).
-fn weight_matrix(w: &Tensor) -> Result<Tensor> {
-    let (c_out, c_in, k, _) = w.dims4()?;
-    w.permute((2, 3, 1, 0))?
-        .reshape((k * k * c_in, c_out))?
-        .contiguous()
-}
-
 /// Gradients of [`conv2d`] (CPU, f32) outside the graph, from its output gradient: the input's
-/// where `need_x`, and the `[C_out, C_in, k, k]` weights'. For ops that fuse a convolution.
+/// where `need_x`, and the `[C_out, C_in, k, k]` filters'. For ops that fuse a convolution.
 pub(super) fn conv2d_grads(
     x: &Tensor,
     w: &Tensor,
@@ -139,13 +226,9 @@ pub(super) fn conv2d_grads(
     let (c_out, c_in, k, _) = w.dims4()?;
     let (n, h, wd, _) = x.dims4()?;
     let g = ConvGeometry::new(n, h, wd, c_in, k, stride, padding);
-    let w_mat = weight_matrix(w)?;
-    let (grad_x, grad_w) = dense_grads(x, &w_mat, &grad.contiguous()?, &g, c_out, need_x, true)?;
-    let grad_w = grad_w
-        .ok_or_else(|| candle_core::Error::Msg("dense weight gradient missing".into()))?
-        .reshape((k, k, c_in, c_out))?
-        .permute((3, 2, 0, 1))?
-        .contiguous()?;
+    let (grad_x, grad_w) = dense_grads(x, w, grad, &g, c_out, need_x, true)?;
+    let grad_w =
+        grad_w.ok_or_else(|| candle_core::Error::Msg("dense weight gradient missing".into()))?;
     Ok((grad_x, grad_w))
 }
 
@@ -170,7 +253,8 @@ impl CustomOp2 for DenseConvBiasAct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, c_out) = self.conv.shapes(l1, l2)?;
+        let conv = self.conv.run(l1, s1, l2, s2)?;
+        let (x, w, g, c_out) = (conv.x, &conv.w_mat, &conv.g, conv.c_out);
         if self.bias.len() != c_out {
             bail!("bias has {} values for {c_out} channels", self.bias.len());
         }
@@ -178,21 +262,17 @@ impl CustomOp2 for DenseConvBiasAct {
             bias: &self.bias,
             act: self.act,
         };
-        let (x, w) = (storage_slice(s1, l1)?, storage_slice(s2, l2)?);
         let out_len = g.batch * g.out_h * g.out_w * c_out;
         let out = match &self.residual {
-            None => kernels::dense_conv_epilogue(x, w, &g, epilogue, None),
+            None => kernels::dense_conv_epilogue(x, w, g, epilogue, None),
             Some(r) => with_slice(r, |r| {
                 if r.len() != out_len {
                     bail!("residual has {} elements, expected {out_len}", r.len());
                 }
-                Ok(kernels::dense_conv_epilogue(x, w, &g, epilogue, Some(r)))
+                Ok(kernels::dense_conv_epilogue(x, w, g, epilogue, Some(r)))
             })?,
         };
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((g.batch, g.out_h, g.out_w, c_out)),
-        ))
+        Ok((CpuStorage::F32(out), conv.output_shape()))
     }
 }
 
@@ -214,7 +294,6 @@ pub fn conv2d_bias_act(
         return super::bias_act_inplace(y, bias, residual, act);
     }
     let k = w.dim(2)?;
-    let w_mat = weight_matrix(w)?;
     let op = DenseConvBiasAct {
         conv: DenseConv {
             kernel: k,
@@ -225,7 +304,7 @@ pub fn conv2d_bias_act(
         residual: residual.cloned(),
         act,
     };
-    x.contiguous()?.apply_op2_no_bwd(&w_mat, &op)
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
 }
 
 /// Dense k×k convolution with "SAME" padding. `w`: `[Cout, Cin, k, k]`.
@@ -239,9 +318,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: Padding) -> Result
         return reference::conv2d(x, w, stride, padding);
     }
     let k = w.dim(2)?;
-    let w_mat = weight_matrix(w)?;
     x.contiguous()?.apply_op2(
-        &w_mat,
+        &w.contiguous()?,
         DenseConv {
             kernel: k,
             stride,

@@ -10,7 +10,7 @@ use super::batch_norm::{
     BatchStats, SavedStats, batch_norm_train, batch_stats_of, bn_train_backward, bn_train_forward,
     store_stats,
 };
-use super::conv::{conv1x1, conv2d, conv2d_grads};
+use super::conv::{conv1x1, conv1x1_grads, conv2d, conv2d_grads};
 use super::depthwise::{depthwise_backward, depthwise_conv};
 use super::kernels::{Act, Padding};
 use super::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
@@ -44,20 +44,7 @@ impl FusedConv {
         need_input_grad: bool,
     ) -> Result<(Option<Tensor>, Tensor)> {
         match self {
-            Self::Pointwise => {
-                let (n, h, wd, c_in) = x.dims4()?;
-                let c_out = w.dim(0)?;
-                let rows = n * h * wd;
-                let g = grad_out.reshape((rows, c_out))?;
-                let grad_x = need_input_grad
-                    .then(|| g.matmul(&w.reshape((c_out, c_in))?)?.reshape(x.shape()))
-                    .transpose()?;
-                let grad_w = g
-                    .t()?
-                    .matmul(&x.reshape((rows, c_in))?)?
-                    .reshape(w.shape())?;
-                Ok((grad_x, grad_w))
-            }
+            Self::Pointwise => conv1x1_grads(x, w, grad_out, need_input_grad),
             Self::Depthwise { stride } => {
                 let (grad_x, grad_w) =
                     depthwise_backward(x, w, grad_out, stride, need_input_grad, true)?;

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, Epilogue, bias_act_rows, sum_partials, winograd};
+use super::{ConvGeometry, Epilogue, bias_act_rows, output_buffer, sum_partials, winograd};
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,34 @@ pub(super) fn matmul(
     lhs: View<'_>,
     rhs: View<'_>,
 ) {
+    matmul_on(gemm::Parallelism::None, m, n, k, dst, accumulate, lhs, rhs);
+}
+
+/// [`matmul`] on all of rayon's threads. gemm splits the output, never the sum over `k`, so
+/// results do not depend on the thread count.
+pub(super) fn matmul_parallel(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    lhs: View<'_>,
+    rhs: View<'_>,
+) {
+    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+    matmul_on(threads, m, n, k, dst, false, lhs, rhs);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_on(
+    parallelism: gemm::Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: View<'_>,
+    rhs: View<'_>,
+) {
     assert!(
         dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
         "matrix product out of bounds"
@@ -112,7 +140,7 @@ pub(super) fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -241,35 +269,36 @@ fn conv_blocked(
 ) -> Vec<f32> {
     let patch = g.kernel * g.kernel * g.channels;
     let rows_total = g.batch * g.out_h * g.out_w;
-    let mut out = vec![0f32; rows_total * c_out];
     let rows = block_rows(patch, blocking.block_floats);
     if c_out == 0 {
-        return out;
+        return Vec::new();
     }
     let w = View {
         data: weights,
         row_stride: c_out,
         col_stride: 1,
     };
-    out.par_chunks_mut(rows * c_out)
-        .enumerate()
-        .for_each(|(b, dst)| {
-            let block = dst.len() / c_out;
-            with_scratch(block * patch, |cols| {
-                gather(input, g, b * rows, block, cols);
-                let lhs = View {
-                    data: cols,
-                    row_stride: patch,
-                    col_stride: 1,
-                };
-                matmul(block, c_out, patch, dst, false, lhs, w);
+    // Each block's matrix product overwrites its rows (`accumulate` false).
+    output_buffer(rows_total * c_out, |out| {
+        out.par_chunks_mut(rows * c_out)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let block = dst.len() / c_out;
+                with_scratch(block * patch, |cols| {
+                    gather(input, g, b * rows, block, cols);
+                    let lhs = View {
+                        data: cols,
+                        row_stride: patch,
+                        col_stride: 1,
+                    };
+                    matmul(block, c_out, patch, dst, false, lhs, w);
+                });
+                if let Some((Epilogue { bias, act }, residual)) = epilogue {
+                    let residual = residual.map(|r| &r[b * rows * c_out..][..dst.len()]);
+                    bias_act_rows(dst, bias, residual, act);
+                }
             });
-            if let Some((Epilogue { bias, act }, residual)) = epilogue {
-                let residual = residual.map(|r| &r[b * rows * c_out..][..dst.len()]);
-                bias_act_rows(dst, bias, residual, act);
-            }
-        });
-    out
+    })
 }
 
 /// Gradient of [`dense_conv`] with respect to its input, from the output gradient `grad`

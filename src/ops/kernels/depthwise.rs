@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, ConvGeometry, Epilogue, sum_partials};
+use super::{Act, ConvGeometry, Epilogue, output_buffer, sum_partials};
 
 /// Output rows per chunk in the depthwise weight-gradient reduction.
 const DW_GRAD_CHUNK_ROWS: usize = 4;
@@ -74,20 +74,20 @@ pub fn depthwise_forward(
     g: &ConvGeometry,
     epilogue: Option<Epilogue<'_>>,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; g.out_len()];
     let row_len = g.out_w * g.channels;
     let image_len = g.in_h * g.in_w * g.channels;
     if row_len == 0 {
-        return out;
+        return vec![0f32; g.out_len()];
     }
-    out.par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(row, out_row)| {
-            let (n, oy) = (row / g.out_h, row % g.out_h);
-            let image = &input[n * image_len..(n + 1) * image_len];
-            depthwise_forward_row(out_row, image, weights_kkc, g, oy, epilogue);
-        });
-    out
+    output_buffer(g.out_len(), |out| {
+        out.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(row, out_row)| {
+                let (n, oy) = (row / g.out_h, row % g.out_h);
+                let image = &input[n * image_len..(n + 1) * image_len];
+                depthwise_forward_row(out_row, image, weights_kkc, g, oy, epilogue);
+            });
+    })
 }
 
 simd_dispatch! {
@@ -127,21 +127,21 @@ simd_dispatch! {
 
 /// Gradient of a depthwise convolution with respect to its input.
 pub fn depthwise_grad_input(grad_out: &[f32], weights_kkc: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let mut grad_in = vec![0f32; g.in_len()];
     let row_len = g.in_w * g.channels;
     let out_image_len = g.out_h * g.out_w * g.channels;
     if row_len == 0 {
-        return grad_in;
+        return vec![0f32; g.in_len()];
     }
-    grad_in
-        .par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(row, grad_row)| {
-            let (n, iy) = (row / g.in_h, row % g.in_h);
-            let gout = &grad_out[n * out_image_len..(n + 1) * out_image_len];
-            depthwise_grad_input_row(grad_row, gout, weights_kkc, g, iy);
-        });
-    grad_in
+    output_buffer(g.in_len(), |grad_in| {
+        grad_in
+            .par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(row, grad_row)| {
+                let (n, iy) = (row / g.in_h, row % g.in_h);
+                let gout = &grad_out[n * out_image_len..(n + 1) * out_image_len];
+                depthwise_grad_input_row(grad_row, gout, weights_kkc, g, iy);
+            });
+    })
 }
 
 simd_dispatch! {

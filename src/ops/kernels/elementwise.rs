@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::Act;
+use super::{Act, output_buffer};
 
 simd_dispatch! {
     fn act_backward_rows(out: &mut [f32], y: &[f32], dy: &[f32], act: Act) {
@@ -38,29 +38,29 @@ const ELEMENTWISE_CHUNK: usize = 1 << 15;
 
 /// The activation of every element, in one pass.
 pub fn activate(x: &[f32], act: Act) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(o, x)| act_rows(o, x, act));
-    out
+    output_buffer(x.len(), |out| {
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(o, x)| act_rows(o, x, act));
+    })
 }
 
 /// `act(a + b)` elementwise, in one pass.
 pub fn add_activate(a: &[f32], b: &[f32], act: Act) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(a.par_chunks(ELEMENTWISE_CHUNK))
-        .zip(b.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|((o, a), b)| add_act_rows(o, a, b, act));
-    out
+    output_buffer(a.len(), |out| {
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(a.par_chunks(ELEMENTWISE_CHUNK))
+            .zip(b.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|((o, a), b)| add_act_rows(o, a, b, act));
+    })
 }
 
 /// The gradient before the activation, from its output `y` and the gradient `dy` after it.
 pub fn activation_backward(y: &[f32], dy: &[f32], act: Act) -> Vec<f32> {
-    let mut out = vec![0f32; y.len()];
-    out.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(y.par_chunks(ELEMENTWISE_CHUNK))
-        .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|((o, y), d)| act_backward_rows(o, y, d, act));
-    out
+    output_buffer(y.len(), |out| {
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(y.par_chunks(ELEMENTWISE_CHUNK))
+            .zip(dy.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|((o, y), d)| act_backward_rows(o, y, d, act));
+    })
 }

@@ -59,14 +59,18 @@ macro_rules! per_act {
 mod dense;
 mod depthwise;
 mod elementwise;
+mod filters;
 mod norm;
+mod pointwise;
 mod pool;
 mod winograd;
 
 pub use dense::*;
 pub use depthwise::*;
 pub use elementwise::*;
+pub use filters::*;
 pub use norm::*;
+pub use pointwise::*;
 pub use pool::*;
 
 /// TensorFlow "SAME" padding along one axis: `(out, pad_before, pad_after)`.
@@ -202,6 +206,33 @@ impl Act {
 pub struct Epilogue<'a> {
     pub bias: &'a [f32],
     pub act: Act,
+}
+
+/// A vector of `len` floats that `write` fills, without zeroing it first. The allocator hands
+/// back reused memory, so a zeroed output costs a full extra pass (`memset` was a fifth of a
+/// Lite0 fine-tune step). `write` must store every element before it reads that element.
+/// Debug builds, which the tests use, fill the buffer with NaN first, so an element a kernel
+/// misses shows up in its results.
+pub fn output_buffer(len: usize, write: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if cfg!(debug_assertions) {
+        for v in spare.iter_mut() {
+            v.write(f32::NAN);
+        }
+    }
+    // SAFETY: `spare` is `len` aligned f32 slots inside `out`'s allocation, borrowed only
+    // here. `write` stores every element before reading it (its contract), so no
+    // uninitialised value is ever read, and after it returns all `len` elements are
+    // initialised, which is what `set_len` requires.
+    unsafe {
+        write(std::slice::from_raw_parts_mut(
+            spare.as_mut_ptr().cast::<f32>(),
+            len,
+        ));
+        out.set_len(len);
+    }
+    out
 }
 
 /// Sums equally long partial vectors in their given order (deterministic), in parallel

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::Act;
+use super::{Act, output_buffer};
 
 /// Rows per chunk in the BatchNorm reductions (a chunk's partial sums stay in f64).
 const BN_CHUNK_ROWS: usize = 256;
@@ -110,9 +110,9 @@ pub fn scale_shift(
     residual: Option<&[f32]>,
     act: Act,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    scale_shift_into(&mut out, x, scale, shift, residual, act);
-    out
+    output_buffer(x.len(), |out| {
+        scale_shift_into(out, x, scale, shift, residual, act)
+    })
 }
 
 /// [`scale_shift`] into an existing buffer (`out` may not alias `x`).
@@ -290,15 +290,17 @@ pub fn bn_train_backward(
         let coef_c: Vec<f32> = (0..c)
             .map(|i| (f64::from(coef_a[i]) * sum_dy_xhat[i] / m) as f32)
             .collect();
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .zip(y.par_chunks(chunk))
-            .zip(dy.par_chunks(chunk))
-            .for_each(|(((dx, x), y), dy)| {
-                bn_backward_input_rows(dx, x, y, dy, mean, inv_std, &coef_a, &coef_b, &coef_c, act);
-            });
-        dx
+        output_buffer(x.len(), |dx| {
+            dx.par_chunks_mut(chunk)
+                .zip(x.par_chunks(chunk))
+                .zip(y.par_chunks(chunk))
+                .zip(dy.par_chunks(chunk))
+                .for_each(|(((dx, x), y), dy)| {
+                    bn_backward_input_rows(
+                        dx, x, y, dy, mean, inv_std, &coef_a, &coef_b, &coef_c, act,
+                    );
+                });
+        })
     } else {
         Vec::new()
     };

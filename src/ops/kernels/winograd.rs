@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::dense::{View, matmul, with_scratch};
-use super::{ConvGeometry, Epilogue, bias_act_rows};
+use super::{ConvGeometry, Epilogue, bias_act_rows, output_buffer};
 
 /// Channels below this (an RGB first layer) leave too little work in each matrix product.
 const MIN_CHANNELS: usize = 16;
@@ -34,9 +34,9 @@ pub(super) fn conv(
     block_floats: usize,
 ) -> Vec<f32> {
     let (c_in, tiles_h, tiles_w) = (g.channels, g.out_h.div_ceil(2), g.out_w.div_ceil(2));
-    let mut out = vec![0f32; g.batch * g.out_h * g.out_w * c_out];
-    if out.is_empty() {
-        return out;
+    let out_len = g.batch * g.out_h * g.out_w * c_out;
+    if out_len == 0 {
+        return Vec::new();
     }
     let u = transform_weights(weights, c_in, c_out);
     // Tiles go in rows of `tiles_w`; a block is a run of tile rows over the whole batch,
@@ -48,49 +48,51 @@ pub(super) fn conv(
         let (n, ty) = (row / tiles_h, row % tiles_h);
         (n * g.out_h + (2 * ty).min(g.out_h)) * g.out_w
     };
-    let mut blocks = Vec::new();
-    let mut rest = out.as_mut_slice();
-    for r0 in (0..tile_rows).step_by(rows_per_block) {
-        let r1 = (r0 + rows_per_block).min(tile_rows);
-        let len = (first_pixel(r1) - first_pixel(r0)) * c_out;
-        let (dst, tail) = std::mem::take(&mut rest).split_at_mut(len);
-        blocks.push((r0..r1, dst));
-        rest = tail;
-    }
-    blocks.into_par_iter().for_each(|(rows, dst)| {
-        let tiles = rows.len() * tiles_w;
-        with_scratch(16 * tiles * (c_in + c_out), |scratch| {
-            let (v, m) = scratch.split_at_mut(16 * tiles * c_in);
-            let block = Block {
-                g,
-                rows: rows.clone(),
-                tiles_h,
-                tiles_w,
-                pixel0: first_pixel(rows.start),
-            };
-            transform_input(input, &block, v);
-            for xi in 0..16 {
-                let lhs = View {
-                    data: &v[xi * tiles * c_in..][..tiles * c_in],
-                    row_stride: c_in,
-                    col_stride: 1,
+    // Every output pixel lies in exactly one tile, whose output transform writes it.
+    output_buffer(out_len, |out| {
+        let mut blocks = Vec::new();
+        let mut rest = out;
+        for r0 in (0..tile_rows).step_by(rows_per_block) {
+            let r1 = (r0 + rows_per_block).min(tile_rows);
+            let len = (first_pixel(r1) - first_pixel(r0)) * c_out;
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            blocks.push((r0..r1, dst));
+            rest = tail;
+        }
+        blocks.into_par_iter().for_each(|(rows, dst)| {
+            let tiles = rows.len() * tiles_w;
+            with_scratch(16 * tiles * (c_in + c_out), |scratch| {
+                let (v, m) = scratch.split_at_mut(16 * tiles * c_in);
+                let block = Block {
+                    g,
+                    rows: rows.clone(),
+                    tiles_h,
+                    tiles_w,
+                    pixel0: first_pixel(rows.start),
                 };
-                let rhs = View {
-                    data: &u[xi * c_out..],
-                    row_stride: 16 * c_out,
-                    col_stride: 1,
-                };
-                let product = &mut m[xi * tiles * c_out..][..tiles * c_out];
-                matmul(tiles, c_out, c_in, product, false, lhs, rhs);
-            }
-            transform_output(m, &block, c_out, dst);
-            if let Some((epilogue, residual)) = epilogue {
-                let residual = residual.map(|r| &r[block.pixel0 * c_out..][..dst.len()]);
-                bias_act_rows(dst, epilogue.bias, residual, epilogue.act);
-            }
+                transform_input(input, &block, v);
+                for xi in 0..16 {
+                    let lhs = View {
+                        data: &v[xi * tiles * c_in..][..tiles * c_in],
+                        row_stride: c_in,
+                        col_stride: 1,
+                    };
+                    let rhs = View {
+                        data: &u[xi * c_out..],
+                        row_stride: 16 * c_out,
+                        col_stride: 1,
+                    };
+                    let product = &mut m[xi * tiles * c_out..][..tiles * c_out];
+                    matmul(tiles, c_out, c_in, product, false, lhs, rhs);
+                }
+                transform_output(m, &block, c_out, dst);
+                if let Some((epilogue, residual)) = epilogue {
+                    let residual = residual.map(|r| &r[block.pixel0 * c_out..][..dst.len()]);
+                    bias_act_rows(dst, epilogue.bias, residual, epilogue.act);
+                }
+            });
         });
-    });
-    out
+    })
 }
 
 /// The input gradient of [`super::dense_conv`] from the output gradient `grad`, by [`conv`]

@@ -1,0 +1,96 @@
+//! 1×1 convolutions: matrix products on the NHWC tensor itself (`[N·H·W, C]`), written into
+//! buffers that are not zeroed first ([`output_buffer`]).
+
+use super::dense::{View, matmul_parallel};
+use super::output_buffer;
+
+/// `[rows, C_in]` rows with `[C_out, C_in]` filters: `[rows, C_out]`.
+pub fn pointwise(x: &[f32], w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
+    let rows = x.len().checked_div(c_in).unwrap_or(0);
+    output_buffer(rows * c_out, |out| {
+        let lhs = View {
+            data: x,
+            row_stride: c_in,
+            col_stride: 1,
+        };
+        // Element (ci, co) of the transposed filters.
+        let rhs = View {
+            data: w,
+            row_stride: 1,
+            col_stride: c_in,
+        };
+        matmul_parallel(rows, c_out, c_in, out, lhs, rhs);
+    })
+}
+
+/// Gradient of [`pointwise`] with respect to its input, from the output gradient `grad`
+/// (`[rows, C_out]`): `grad · w`.
+pub fn pointwise_input_grad(grad: &[f32], w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
+    let rows = grad.len().checked_div(c_out).unwrap_or(0);
+    output_buffer(rows * c_in, |out| {
+        let lhs = View {
+            data: grad,
+            row_stride: c_out,
+            col_stride: 1,
+        };
+        let rhs = View {
+            data: w,
+            row_stride: c_in,
+            col_stride: 1,
+        };
+        matmul_parallel(rows, c_in, c_out, out, lhs, rhs);
+    })
+}
+
+/// Gradient of [`pointwise`] with respect to its `[C_out, C_in]` filters: `gradᵀ · x`.
+pub fn pointwise_weight_grad(x: &[f32], grad: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
+    let rows = x.len().checked_div(c_in).unwrap_or(0);
+    output_buffer(c_out * c_in, |out| {
+        // Element (co, r) of the transposed output gradient.
+        let lhs = View {
+            data: grad,
+            row_stride: 1,
+            col_stride: c_out,
+        };
+        let rhs = View {
+            data: x,
+            row_stride: c_in,
+            col_stride: 1,
+        };
+        matmul_parallel(c_out, c_in, rows, out, lhs, rhs);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dense::tests::{dot, values};
+    use super::*;
+
+    /// The three products against plain loops, with sizes off every SIMD width, and the
+    /// adjoint identity `<pointwise(x), g> = <x, input_grad(g)> = <w, weight_grad(x, g)>`.
+    #[test]
+    fn pointwise_products_match_loops_and_are_adjoint() {
+        for (rows, c_in, c_out) in [(37, 19, 21), (5, 1, 3), (130, 64, 8), (0, 4, 4)] {
+            let x = values(rows * c_in, 1);
+            let w = values(c_out * c_in, 2);
+            let g = values(rows * c_out, 3);
+            let y = pointwise(&x, &w, c_in, c_out);
+            assert_eq!(y.len(), rows * c_out);
+            for r in 0..rows {
+                for co in 0..c_out {
+                    let expect: f32 = (0..c_in)
+                        .map(|ci| x[r * c_in + ci] * w[co * c_in + ci])
+                        .sum();
+                    assert!((y[r * c_out + co] - expect).abs() < 1e-4, "({r}, {co})");
+                }
+            }
+            let gx = pointwise_input_grad(&g, &w, c_in, c_out);
+            let gw = pointwise_weight_grad(&x, &g, c_in, c_out);
+            assert_eq!((gx.len(), gw.len()), (rows * c_in, c_out * c_in));
+            let forward = dot(&y, &g);
+            let tolerance = 1e-3 * (1.0 + forward.abs());
+            assert!((dot(&x, &gx) - forward).abs() < tolerance);
+            assert!((dot(&w, &gw) - forward).abs() < tolerance);
+        }
+    }
+}
