@@ -97,8 +97,10 @@ fn check(
 }
 
 /// Depthwise shapes checked: (batch, height, width, channels, kernel, stride).
-const DEPTHWISE_CASES: [(usize, usize, usize, usize, usize, usize); 5] = [
+/// (n, h, w, c, k, stride). 37 channels: two full 16-channel register blocks and a remainder.
+const DEPTHWISE_CASES: [(usize, usize, usize, usize, usize, usize); 6] = [
     (1, 7, 9, 3, 3, 1),
+    (2, 9, 7, 37, 3, 2),
     (2, 8, 8, 5, 3, 2),
     (1, 11, 6, 4, 5, 2),
     (3, 5, 5, 16, 5, 1),

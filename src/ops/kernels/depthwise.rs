@@ -29,8 +29,53 @@ pub fn depthwise_weights_from_kkc(kkc: &[f32], channels: usize, kernel: usize) -
     out
 }
 
+/// For every channel `ch` of one pixel, `Σ a[i + ch] · b[j + ch]` over the offset pairs
+/// `(i, j)`, in their order, handed to `emit(ch0, sums)` a block of channels at a time. Blocks of
+/// 64 channels keep four independent register sums (one dependent chain of adds was the limit),
+/// then blocks of 16, then single channels; the order of the adds, and so the result, is the
+/// same for every block width.
+#[inline(always)]
+fn channel_sums(
+    pairs: &[(usize, usize)],
+    a: &[f32],
+    b: &[f32],
+    channels: usize,
+    mut emit: impl FnMut(usize, &[f32]),
+) {
+    let mut c0 = 0;
+    while c0 + 64 <= channels {
+        emit(c0, &lane_sums::<64>(pairs, a, b, c0));
+        c0 += 64;
+    }
+    while c0 + 16 <= channels {
+        emit(c0, &lane_sums::<16>(pairs, a, b, c0));
+        c0 += 16;
+    }
+    for ch in c0..channels {
+        emit(ch, &lane_sums::<1>(pairs, a, b, ch));
+    }
+}
+
+#[inline(always)]
+fn lane_sums<const W: usize>(
+    pairs: &[(usize, usize)],
+    a: &[f32],
+    b: &[f32],
+    c0: usize,
+) -> [f32; W] {
+    let mut sums = [0f32; W];
+    for &(i, j) in pairs {
+        let (a, b) = (&a[i + c0..][..W], &b[j + c0..][..W]);
+        for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
+            *s += x * y;
+        }
+    }
+    sums
+}
+
 simd_dispatch! {
-    /// One output row of a depthwise convolution (`out_row` is `out_w * C`).
+    /// One output row of a depthwise convolution (`out_row` is `out_w * C`). Each output pixel's
+    /// channels are summed over all taps in registers ([`channel_sums`]) and stored once.
     fn depthwise_forward_row(
         out_row: &mut [f32],
         image: &[f32],
@@ -40,20 +85,22 @@ simd_dispatch! {
         epilogue: Option<Epilogue<'_>>,
     ) {
         let c = g.channels;
-        out_row.fill(0.0);
-        for ky in 0..g.kernel {
-            let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else { continue };
-            let in_row = &image[iy * g.in_w * c..(iy + 1) * g.in_w * c];
-            for (ox, acc) in out_row.chunks_exact_mut(c).enumerate() {
-                for kx in 0..g.kernel {
-                    let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) else { continue };
-                    let w = &weights_kkc[(ky * g.kernel + kx) * c..][..c];
-                    let x = &in_row[ix * c..][..c];
-                    for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
-                        *a += w * x;
-                    }
+        let (k, in_w) = (g.kernel, g.in_w);
+        // The taps of one output pixel that lie inside the image, in (ky, kx) order: (offset
+        // of the input pixel in `image`, offset of the tap's weights).
+        let mut taps = Vec::with_capacity(k * k);
+        for (ox, out_px) in out_row.chunks_exact_mut(c).enumerate() {
+            taps.clear();
+            for ky in 0..k {
+                let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else { continue };
+                for kx in 0..k {
+                    let Some(ix) = g.source(ox, kx, g.pad_left, in_w) else { continue };
+                    taps.push(((iy * in_w + ix) * c, (ky * k + kx) * c));
                 }
             }
+            channel_sums(&taps, image, weights_kkc, c, |c0, sums| {
+                out_px[c0..c0 + sums.len()].copy_from_slice(sums);
+            });
         }
         if let Some(Epilogue { bias, act }) = epilogue {
             per_act!(act, |ACT| {
@@ -91,7 +138,8 @@ pub fn depthwise_forward(
 }
 
 simd_dispatch! {
-    /// One input row of the depthwise input gradient (gathered from the output rows that read it).
+    /// One input row of the depthwise input gradient, gathered from the output pixels that read
+    /// it: per input pixel, summed in registers ([`channel_sums`]) and stored once.
     fn depthwise_grad_input_row(
         grad_row: &mut [f32],
         grad_out_image: &[f32],
@@ -100,27 +148,26 @@ simd_dispatch! {
         iy: usize,
     ) {
         let c = g.channels;
-        grad_row.fill(0.0);
-        for ky in 0..g.kernel {
-            let Some(shifted) = (iy + g.pad_top).checked_sub(ky) else { continue };
-            if shifted % g.stride != 0 {
-                continue;
-            }
-            let oy = shifted / g.stride;
-            if oy >= g.out_h {
-                continue;
-            }
-            let gout_row = &grad_out_image[oy * g.out_w * c..(oy + 1) * g.out_w * c];
-            for (ox, gout) in gout_row.chunks_exact(c).enumerate() {
-                for kx in 0..g.kernel {
-                    let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) else { continue };
-                    let w = &weights_kkc[(ky * g.kernel + kx) * c..][..c];
-                    let dst = &mut grad_row[ix * c..][..c];
-                    for ((d, &w), &go) in dst.iter_mut().zip(w).zip(gout) {
-                        *d += w * go;
-                    }
+        let k = g.kernel;
+        // The output position that reads input position `i` through tap `t`, if any.
+        let reader = |i: usize, t: usize, pad: usize, out: usize| {
+            let shifted = (i + pad).checked_sub(t)?;
+            (shifted % g.stride == 0 && shifted / g.stride < out).then_some(shifted / g.stride)
+        };
+        // (offset of the output gradient pixel, offset of the tap's weights), in (ky, kx) order.
+        let mut taps = Vec::with_capacity(k * k);
+        for (ix, dst) in grad_row.chunks_exact_mut(c).enumerate() {
+            taps.clear();
+            for ky in 0..k {
+                let Some(oy) = reader(iy, ky, g.pad_top, g.out_h) else { continue };
+                for kx in 0..k {
+                    let Some(ox) = reader(ix, kx, g.pad_left, g.out_w) else { continue };
+                    taps.push(((oy * g.out_w + ox) * c, (ky * k + kx) * c));
                 }
             }
+            channel_sums(&taps, grad_out_image, weights_kkc, c, |c0, sums| {
+                dst[c0..c0 + sums.len()].copy_from_slice(sums);
+            });
         }
     }
 }
@@ -145,7 +192,8 @@ pub fn depthwise_grad_input(grad_out: &[f32], weights_kkc: &[f32], g: &ConvGeome
 }
 
 simd_dispatch! {
-    /// Adds one output row's contribution to the `[k, k, C]` weight gradient.
+    /// Adds one output row's contribution to the `[k, k, C]` weight gradient: per tap and block
+    /// of channels, the row's sum is kept in registers ([`channel_sums`]) and added once.
     fn depthwise_grad_weight_row(
         acc_kkc: &mut [f32],
         grad_out_row: &[f32],
@@ -154,18 +202,23 @@ simd_dispatch! {
         oy: usize,
     ) {
         let c = g.channels;
+        // (offset in the output gradient row, offset in the input row) of each output pixel
+        // whose tap `kx` lies inside the image.
+        let mut pixels = Vec::with_capacity(g.out_w);
         for ky in 0..g.kernel {
             let Some(iy) = g.source(oy, ky, g.pad_top, g.in_h) else { continue };
             let in_row = &image[iy * g.in_w * c..(iy + 1) * g.in_w * c];
             for kx in 0..g.kernel {
+                pixels.clear();
+                pixels.extend((0..g.out_w).filter_map(|ox| {
+                    g.source(ox, kx, g.pad_left, g.in_w).map(|ix| (ox * c, ix * c))
+                }));
                 let acc = &mut acc_kkc[(ky * g.kernel + kx) * c..][..c];
-                for (ox, gout) in grad_out_row.chunks_exact(c).enumerate() {
-                    let Some(ix) = g.source(ox, kx, g.pad_left, g.in_w) else { continue };
-                    let x = &in_row[ix * c..][..c];
-                    for ((a, &go), &x) in acc.iter_mut().zip(gout).zip(x) {
-                        *a += go * x;
+                channel_sums(&pixels, grad_out_row, in_row, c, |c0, sums| {
+                    for (a, &s) in acc[c0..c0 + sums.len()].iter_mut().zip(sums) {
+                        *a += s;
                     }
-                }
+                });
             }
         }
     }

@@ -1,15 +1,18 @@
 //! CPU kernels on plain slices, NHWC layout (channels innermost, so the inner loops run over
 //! contiguous channels and vectorise).
 //!
-//! * Leaf loops are compiled twice, for the baseline target and with AVX2, and picked at run
-//!   time ([`simd_dispatch!`]), so one portable binary uses the wide registers where present.
+//! * Leaf loops are compiled three times, for the baseline target, AVX2 and AVX-512F, and picked
+//!   at run time ([`simd_dispatch!`]), so one portable binary uses the wide registers where
+//!   present.
 //! * Work is split into chunks whose boundaries depend only on the shapes, never on the
 //!   thread count, and partial sums are combined in a fixed order: results are bit-identical
 //!   from run to run and from machine to machine.
 
 use rayon::prelude::*;
 
-/// Defines `pub fn $name(..)` that runs its body compiled with AVX2 when the CPU supports it.
+/// Defines `pub fn $name(..)` that runs its body compiled with AVX-512F or AVX2, the widest the
+/// CPU supports. The loops vectorise across channels, element by element, so the results do not
+/// depend on the vector width.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -19,10 +22,19 @@ macro_rules! simd_dispatch {
             fn inner($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) {
+                    inner($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) {
                     inner($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2, checked just above.
