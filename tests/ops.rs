@@ -505,11 +505,8 @@ fn inference_epilogues_match_the_composition() {
     .expect("relu6");
     assert!(max_abs_diff(&fused, &composed) < 1e-5);
 
-    let y = ops::conv1x1(
-        &x.as_tensor().detach(),
-        &var(&[4, 4, 1, 1], 21, 1.0).as_tensor().detach(),
-    )
-    .expect("conv");
+    let w1 = var(&[4, 4, 1, 1], 21, 1.0).as_tensor().detach();
+    let y = ops::conv1x1(&x.as_tensor().detach(), &w1).expect("conv");
     let expected = reference::scale_shift_act(
         &y,
         &bias.as_tensor().ones_like().expect("ones"),
@@ -526,4 +523,13 @@ fn inference_epilogues_match_the_composition() {
     )
     .expect("in place");
     assert!(max_abs_diff(&in_place, &expected) < 1e-6);
+    let blocked = ops::conv1x1_bias_act(
+        &x.as_tensor().detach(),
+        &w1,
+        &bias.as_tensor().detach(),
+        Some(&x.as_tensor().detach()),
+        Act::Relu6,
+    )
+    .expect("1x1 with epilogue");
+    assert!(max_abs_diff(&blocked, &expected) < 1e-5);
 }

@@ -56,6 +56,76 @@ impl CustomOp2 for PointwiseConv {
     }
 }
 
+/// Inference only: [`PointwiseConv`], then `act(y + bias [+ residual])` on each block of rows
+/// while it is in cache.
+struct PointwiseBiasAct {
+    bias: Vec<f32>,
+    residual: Option<Tensor>,
+    act: Act,
+}
+
+impl CustomOp2 for PointwiseBiasAct {
+    fn name(&self) -> &'static str {
+        "pointwise-conv-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, c_in) = dims4(l1, "1×1 convolution")?;
+        let c_out = self.bias.len();
+        if l2.dims() != [c_out, c_in, 1, 1] {
+            bail!(
+                "1×1 convolution: weights {:?} do not fit {c_in} input channels and {c_out} biases",
+                l2.dims()
+            );
+        }
+        let epilogue = Epilogue {
+            bias: &self.bias,
+            act: self.act,
+        };
+        let (x, wv) = (storage_slice(s1, l1)?, storage_slice(s2, l2)?);
+        let out_len = n * h * w * c_out;
+        let out = match &self.residual {
+            None => kernels::pointwise_epilogue(x, wv, c_in, epilogue, None),
+            Some(r) => with_slice(r, |r| {
+                if r.len() != out_len {
+                    bail!("residual has {} elements, expected {out_len}", r.len());
+                }
+                Ok(kernels::pointwise_epilogue(x, wv, c_in, epilogue, Some(r)))
+            })?,
+        };
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, c_out))))
+    }
+}
+
+/// Inference only (no gradients): `act(conv1x1(x, w) + bias [+ residual])`, the epilogue
+/// applied per block of rows inside the product. Anything that needs gradients, or is off the
+/// CPU, takes the composed path.
+pub fn conv1x1_bias_act(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    act: Act,
+) -> Result<Tensor> {
+    let tracked = x.track_op() || w.track_op() || residual.is_some_and(Tensor::track_op);
+    if !is_cpu_f32(x) || tracked {
+        let y = conv1x1(x, w)?;
+        return super::bias_act_inplace(y, bias, residual, act);
+    }
+    let op = PointwiseBiasAct {
+        bias: bias.to_vec1::<f32>()?,
+        residual: residual.cloned(),
+        act,
+    };
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
+}
+
 /// Gradients of [`conv1x1`] (CPU, f32) outside the graph: the input's where `need_x`, and the
 /// `[C_out, C_in, 1, 1]` weights'.
 pub(super) fn conv1x1_grads(

@@ -262,6 +262,9 @@ impl FoldedConv {
                 residual,
                 self.act,
             ),
+            ConvKind::Pointwise => {
+                ops::conv1x1_bias_act(x, &self.weight, &self.bias, residual, self.act)
+            }
             kind => {
                 let y = kind.apply(x, &self.weight)?;
                 ops::bias_act_inplace(y, &self.bias, residual, self.act)

@@ -1,8 +1,13 @@
 //! 1×1 convolutions: matrix products on the NHWC tensor itself (`[N·H·W, C]`), written into
 //! buffers that are not zeroed first ([`output_buffer`]).
 
-use super::dense::{View, matmul_parallel};
-use super::output_buffer;
+use rayon::prelude::*;
+
+use super::dense::{View, matmul, matmul_parallel};
+use super::{Epilogue, bias_act_rows, output_buffer};
+
+/// Output floats per block of [`pointwise_epilogue`]: the block stays in L2 for the epilogue.
+const EPILOGUE_BLOCK_FLOATS: usize = 1 << 18;
 
 /// `[rows, C_in]` rows with `[C_out, C_in]` filters: `[rows, C_out]`.
 pub fn pointwise(x: &[f32], w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
@@ -20,6 +25,48 @@ pub fn pointwise(x: &[f32], w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
             col_stride: c_in,
         };
         matmul_parallel(rows, c_out, c_in, out, lhs, rhs);
+    })
+}
+
+/// [`pointwise`], then `act(y + bias [+ residual])` on each block of rows while it is still in
+/// cache (inference: a folded BatchNorm's shift, Lite0's skip, ReLU6), instead of another pass
+/// over the whole output. Block boundaries depend only on the shapes.
+pub fn pointwise_epilogue(
+    x: &[f32],
+    w: &[f32],
+    c_in: usize,
+    epilogue: Epilogue<'_>,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    let c_out = epilogue.bias.len();
+    let rows = x.len().checked_div(c_in).unwrap_or(0);
+    if c_out == 0 || rows == 0 {
+        return Vec::new();
+    }
+    // At most the cache's worth, and at least 16 blocks where there are rows enough, so that
+    // the threads share small layers too.
+    let block = rows
+        .div_ceil(16)
+        .clamp(16, (EPILOGUE_BLOCK_FLOATS / c_out).max(16));
+    let rhs = View {
+        data: w,
+        row_stride: 1,
+        col_stride: c_in,
+    };
+    output_buffer(rows * c_out, |out| {
+        out.par_chunks_mut(block * c_out)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let (r0, n) = (b * block, dst.len() / c_out);
+                let lhs = View {
+                    data: &x[r0 * c_in..][..n * c_in],
+                    row_stride: c_in,
+                    col_stride: 1,
+                };
+                matmul(n, c_out, c_in, dst, false, lhs, rhs);
+                let residual = residual.map(|r| &r[r0 * c_out..][..dst.len()]);
+                bias_act_rows(dst, epilogue.bias, residual, epilogue.act);
+            });
     })
 }
 
@@ -63,6 +110,7 @@ pub fn pointwise_weight_grad(x: &[f32], grad: &[f32], c_in: usize, c_out: usize)
 
 #[cfg(test)]
 mod tests {
+    use super::super::Act;
     use super::super::dense::tests::{dot, values};
     use super::*;
 
@@ -91,6 +139,28 @@ mod tests {
             let tolerance = 1e-3 * (1.0 + forward.abs());
             assert!((dot(&x, &gx) - forward).abs() < tolerance);
             assert!((dot(&w, &gw) - forward).abs() < tolerance);
+        }
+    }
+
+    /// The epilogue variant is the product, then bias, residual and activation, over shapes
+    /// of one block and of many.
+    #[test]
+    fn pointwise_epilogue_matches_product_then_bias_act() {
+        for (rows, c_in, c_out) in [(37, 19, 21), (1000, 8, 5), (3, 2, 1)] {
+            let x = values(rows * c_in, 4);
+            let w = values(c_out * c_in, 5);
+            let bias = values(c_out, 6);
+            let residual = values(rows * c_out, 7);
+            let y = pointwise(&x, &w, c_in, c_out);
+            for act in [Act::None, Act::Relu6] {
+                let epilogue = Epilogue { bias: &bias, act };
+                let fused = pointwise_epilogue(&x, &w, c_in, epilogue, Some(&residual));
+                for (i, (&f, &v)) in fused.iter().zip(&y).enumerate() {
+                    let expect = act.on(v + bias[i % c_out] + residual[i]);
+                    assert!((f - expect).abs() < 1e-5, "{act:?} at {i}: {f} vs {expect}");
+                }
+                assert_eq!(fused.len(), y.len());
+            }
         }
     }
 }
