@@ -533,3 +533,117 @@ fn inference_epilogues_match_the_composition() {
     .expect("1x1 with epilogue");
     assert!(max_abs_diff(&blocked, &expected) < 1e-5);
 }
+
+/// A residual block as one graph node gives what its layers give as separate nodes: outputs,
+/// batch statistics, and the gradients of the input and every parameter. Lite0's blocks (with
+/// and without a skip), ResNet's (identity and a strided projection; 16 channels take
+/// Winograd's path).
+#[test]
+fn a_block_as_one_op_matches_its_layers() {
+    common::init();
+    use ops::FusedConv::{Dense, Depthwise, Pointwise};
+    use ops::Padding::Symmetric;
+    let dense = |stride, pad| Dense {
+        stride,
+        padding: Symmetric(pad),
+    };
+    // Per layer: (conv, in channels, out channels, kernel, recompute, activation).
+    type Spec = (ops::FusedConv, usize, usize, usize, bool, Act);
+    let mbconv: &[Spec] = &[
+        (Pointwise, 8, 24, 1, true, Act::Relu6),
+        (Depthwise { stride: 1 }, 24, 24, 3, true, Act::Relu6),
+        (Pointwise, 24, 8, 1, false, Act::None),
+    ];
+    let strided: &[Spec] = &[
+        (Depthwise { stride: 2 }, 8, 8, 5, true, Act::Relu6),
+        (Pointwise, 8, 12, 1, false, Act::None),
+    ];
+    let down: &[Spec] = &[
+        (dense(2, 1), 6, 16, 3, false, Act::Relu),
+        (dense(1, 1), 16, 16, 3, false, Act::None),
+    ];
+    let basic: &[Spec] = &[
+        (dense(1, 1), 16, 16, 3, false, Act::Relu),
+        (dense(1, 1), 16, 16, 3, false, Act::None),
+    ];
+    let projection: Spec = (dense(2, 0), 6, 16, 1, false, Act::None);
+    // (input shape, chain, shortcut: 0 none, 1 identity, 2 projection, activation)
+    let cases = [
+        ([2, 5, 6, 8], mbconv, 1, Act::None),
+        ([1, 9, 7, 8], strided, 0, Act::None),
+        ([2, 7, 9, 6], down, 2, Act::Relu),
+        ([1, 6, 5, 16], basic, 1, Act::Relu),
+    ];
+    for (case, (shape, chain, shortcut, act)) in cases.into_iter().enumerate() {
+        let x = var(&shape, 30, 2.0);
+        let specs: Vec<Spec> = chain
+            .iter()
+            .copied()
+            .chain((shortcut == 2).then_some(projection))
+            .collect();
+        let params: Vec<[Var; 3]> = (0u64..)
+            .zip(&specs)
+            .map(|(i, &(conv, c_in, c_out, k, ..))| {
+                let c_in = if matches!(conv, Depthwise { .. }) {
+                    1
+                } else {
+                    c_in
+                };
+                [
+                    var(&[c_out, c_in, k, k], 31 + i, 0.7),
+                    var(&[c_out], 41 + i, 2.0),
+                    var(&[c_out], 51 + i, 1.0),
+                ]
+            })
+            .collect();
+        let layers: Vec<ops::BlockLayer<'_>> = specs
+            .iter()
+            .zip(&params)
+            .map(
+                |(&(conv, _, _, _, recompute, act), [w, gamma, beta])| ops::BlockLayer {
+                    weight: w.as_tensor(),
+                    gamma: gamma.as_tensor(),
+                    beta: beta.as_tensor(),
+                    conv,
+                    recompute,
+                    eps: 1e-3,
+                    act,
+                },
+            )
+            .collect();
+        let (chain_layers, shortcut) = match shortcut {
+            0 => (&layers[..], ops::Shortcut::None),
+            1 => (&layers[..], ops::Shortcut::Identity),
+            _ => (
+                &layers[..layers.len() - 1],
+                ops::Shortcut::Projection(layers[layers.len() - 1]),
+            ),
+        };
+        let run = |fused: bool| {
+            let f = if fused {
+                ops::train_block
+            } else {
+                ops::train_block_unfused
+            };
+            f(x.as_tensor(), chain_layers, shortcut, act).expect("block")
+        };
+        let (stats_fused, stats_unfused) = (run(true).1, run(false).1);
+        assert_eq!(stats_fused.len(), specs.len());
+        for (a, b) in stats_fused.iter().zip(&stats_unfused) {
+            assert_eq!(
+                (&a.mean, &a.var, a.count),
+                (&b.mean, &b.var, b.count),
+                "case {case}"
+            );
+        }
+        let mut inputs = vec![&x];
+        inputs.extend(params.iter().flatten());
+        check(
+            &format!("block case {case}"),
+            &inputs,
+            || run(true).0,
+            || run(false).0,
+            1e-4,
+        );
+    }
+}

@@ -11,7 +11,9 @@ use candle_core::{Result as CandleResult, Tensor};
 
 use super::ModelError;
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
-use super::layers::{Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource};
+use super::layers::{
+    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource, train_block,
+};
 use super::onnx::{OnnxGraph, Port};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
@@ -273,13 +275,13 @@ impl MbConvBlock {
 
 impl BackboneUnit for MbConvBlock {
     fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        let mut h = x.clone();
-        if let Some(expand) = &self.expand {
-            h = expand.forward_train(&h, momentum)?;
-        }
-        h = self.depthwise.forward_train(&h, momentum)?;
-        h = self.project.forward_train(&h, momentum)?;
-        if self.spec.has_skip() { h + x } else { Ok(h) }
+        let chain: Vec<&ConvBn> = self
+            .expand
+            .iter()
+            .chain([&self.depthwise, &self.project])
+            .collect();
+        let skip = self.spec.has_skip();
+        train_block(x, &chain, None, skip, Act::None, momentum)
     }
 
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {

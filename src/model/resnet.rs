@@ -11,7 +11,9 @@ use candle_core::{Result as CandleResult, Tensor};
 
 use super::ModelError;
 use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
-use super::layers::{Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource};
+use super::layers::{
+    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource, train_block,
+};
 use super::onnx::{OnnxGraph, Port};
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
@@ -300,15 +302,9 @@ struct ResidualBlock {
 
 impl BackboneUnit for ResidualBlock {
     fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        let mut h = x.clone();
-        for conv in &self.convs {
-            h = conv.forward_train(&h, momentum)?;
-        }
-        let shortcut = match &self.downsample {
-            Some(d) => d.forward_train(x, momentum)?,
-            None => x.clone(),
-        };
-        ops::add_activate(&h, &shortcut, Act::Relu)
+        let chain: Vec<&ConvBn> = self.convs.iter().collect();
+        let projection = self.downsample.as_ref();
+        train_block(x, &chain, projection, true, Act::Relu, momentum)
     }
 
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {

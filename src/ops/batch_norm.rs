@@ -67,11 +67,42 @@ pub(super) fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
     let saved = slot
         .lock()
         .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
-    Ok(BatchStats {
-        mean: saved.mean.clone(),
-        var: saved.var.clone(),
-        count: saved.count,
-    })
+    Ok(saved.batch_stats())
+}
+
+impl SavedStats {
+    /// What the running averages take from this batch.
+    pub(super) fn batch_stats(&self) -> BatchStats {
+        BatchStats {
+            mean: self.mean.clone(),
+            var: self.var.clone(),
+            count: self.count,
+        }
+    }
+
+    /// Backward of the forward that saved these statistics, on slices: `x` its input, `y` its
+    /// output, `dy` the output's gradient.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        act: Act,
+        need_input_grad: bool,
+    ) -> kernels::BnGrads {
+        kernels::bn_train_backward(
+            x,
+            y,
+            dy,
+            gamma,
+            &self.mean,
+            &self.inv_std,
+            act,
+            need_input_grad,
+        )
+    }
 }
 
 /// Analytic backward of a train-mode BatchNorm (+activation) given its input `x`, output `y` and
@@ -91,16 +122,7 @@ pub(super) fn bn_train_backward(
     with_slice(x, |xs| {
         with_slice(y, |ys| {
             with_slice(dy, |dys| {
-                Ok(kernels::bn_train_backward(
-                    xs,
-                    ys,
-                    dys,
-                    gamma,
-                    &saved.mean,
-                    &saved.inv_std,
-                    act,
-                    need_input_grad,
-                ))
+                Ok(saved.backward(xs, ys, dys, gamma, act, need_input_grad))
             })
         })
     })

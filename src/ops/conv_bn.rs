@@ -12,8 +12,8 @@ use super::batch_norm::{
 };
 use super::conv::{conv1x1, conv1x1_grads, conv2d, conv2d_grads};
 use super::depthwise::{depthwise_backward, depthwise_conv};
-use super::kernels::{Act, Padding};
-use super::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
+use super::kernels::{Act, ConvGeometry, Padding};
+use super::{is_cpu_f32, kernels, storage_slice, vec_tensor, with_slice};
 
 /// The convolution of [`conv_bn_train`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,13 @@ pub enum FusedConv {
 }
 
 impl FusedConv {
+    pub(super) fn stride(self) -> usize {
+        match self {
+            Self::Pointwise => 1,
+            Self::Depthwise { stride } | Self::Dense { stride, .. } => stride,
+        }
+    }
+
     fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         match self {
             Self::Pointwise => conv1x1(x, w),
@@ -55,6 +62,82 @@ impl FusedConv {
             }
             Self::Dense { stride, padding } => {
                 conv2d_grads(x, w, grad_out, stride, padding, need_input_grad)
+            }
+        }
+    }
+}
+
+/// NHWC dimensions.
+pub(super) type Dims = (usize, usize, usize, usize);
+
+impl FusedConv {
+    /// The convolution on slices (CPU): `x` with dimensions `d`, `w` in the checkpoint layout
+    /// (`[C_out, C_in, k, k]`, depthwise `[C, 1, k, k]`) with `kernel` and `c_out`.
+    pub(super) fn forward_slices(
+        self,
+        x: &[f32],
+        d: Dims,
+        w: &[f32],
+        kernel: usize,
+        c_out: usize,
+    ) -> (Vec<f32>, Dims) {
+        let (n, h, wd, c_in) = d;
+        match self {
+            Self::Pointwise => (kernels::pointwise(x, w, c_in, c_out), (n, h, wd, c_out)),
+            Self::Depthwise { stride } => {
+                let g = ConvGeometry::same(n, h, wd, c_in, kernel, stride);
+                let kkc = kernels::depthwise_weights_to_kkc(w, c_in, kernel);
+                let out = kernels::depthwise_forward(x, &kkc, &g, None);
+                (out, (n, g.out_h, g.out_w, c_in))
+            }
+            Self::Dense { stride, padding } => {
+                let g = ConvGeometry::new(n, h, wd, c_in, kernel, stride, padding);
+                let m = kernels::filters_to_matrix(w, c_out, c_in, kernel * kernel);
+                (
+                    kernels::dense_conv(x, &m, &g, c_out),
+                    (n, g.out_h, g.out_w, c_out),
+                )
+            }
+        }
+    }
+
+    /// Gradients of [`Self::forward_slices`] from its output gradient `gy`: the input's where
+    /// `need_x`, and the weights' (checkpoint layout).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward_slices(
+        self,
+        x: &[f32],
+        d: Dims,
+        w: &[f32],
+        kernel: usize,
+        c_out: usize,
+        gy: &[f32],
+        need_x: bool,
+    ) -> (Option<Vec<f32>>, Vec<f32>) {
+        let (n, h, wd, c_in) = d;
+        match self {
+            Self::Pointwise => (
+                need_x.then(|| kernels::pointwise_input_grad(gy, w, c_in, c_out)),
+                kernels::pointwise_weight_grad(x, gy, c_in, c_out),
+            ),
+            Self::Depthwise { stride } => {
+                let g = ConvGeometry::same(n, h, wd, c_in, kernel, stride);
+                let kkc = kernels::depthwise_weights_to_kkc(w, c_in, kernel);
+                let gw = kernels::depthwise_grad_weight(gy, x, &g);
+                (
+                    need_x.then(|| kernels::depthwise_grad_input(gy, &kkc, &g)),
+                    kernels::depthwise_weights_from_kkc(&gw, c_in, kernel),
+                )
+            }
+            Self::Dense { stride, padding } => {
+                let g = ConvGeometry::new(n, h, wd, c_in, kernel, stride, padding);
+                let taps = kernel * kernel;
+                let gx = need_x.then(|| {
+                    let m = kernels::filters_to_matrix(w, c_out, c_in, taps);
+                    kernels::dense_conv_input_grad(gy, &m, &g, c_out)
+                });
+                let gm = kernels::dense_conv_weight_grad(x, gy, &g, c_out);
+                (gx, kernels::matrix_to_filters(&gm, c_out, c_in, taps))
             }
         }
     }

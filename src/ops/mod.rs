@@ -8,6 +8,7 @@
 
 mod affine;
 mod batch_norm;
+mod block;
 mod conv;
 mod conv_bn;
 mod depthwise;
@@ -17,6 +18,7 @@ pub mod reference;
 
 pub use affine::{activate, add_activate, bias_act_inplace, scale_shift_act};
 pub use batch_norm::{BatchStats, batch_norm_train};
+pub use block::{BlockLayer, Shortcut, train_block, train_block_unfused};
 pub use conv::{conv_same, conv1x1, conv1x1_bias_act, conv2d, conv2d_bias_act, global_avg_pool};
 pub use conv_bn::{FusedConv, conv_bn_train};
 pub use depthwise::{depthwise_conv, depthwise_conv_bias_act};

@@ -124,6 +124,45 @@ impl ConvBn {
             .train_after(x, self.conv.tensor(), self.fused(), self.act, momentum)
     }
 
+    fn block_layer(&self) -> ops::BlockLayer<'_> {
+        let (conv, recompute) = self.fused();
+        ops::BlockLayer {
+            weight: self.conv.tensor(),
+            gamma: self.bn.weight.tensor(),
+            beta: self.bn.bias.tensor(),
+            conv,
+            recompute,
+            eps: self.bn.eps,
+            act: self.act,
+        }
+    }
+}
+
+/// `act(chain(x) + shortcut(x))` in training mode as one graph node ([`ops::train_block`]):
+/// the shortcut is `projection(x)`, or `x` where `identity`, or nothing. Updates every layer's
+/// running statistics.
+pub fn train_block(
+    x: &Tensor,
+    chain: &[&ConvBn],
+    projection: Option<&ConvBn>,
+    identity: bool,
+    act: Act,
+    momentum: f64,
+) -> CandleResult<Tensor> {
+    let layers: Vec<ops::BlockLayer<'_>> = chain.iter().map(|l| l.block_layer()).collect();
+    let shortcut = match (projection, identity) {
+        (Some(p), _) => ops::Shortcut::Projection(p.block_layer()),
+        (None, true) => ops::Shortcut::Identity,
+        (None, false) => ops::Shortcut::None,
+    };
+    let (y, stats) = ops::train_block(x, &layers, shortcut, act)?;
+    for (layer, stats) in chain.iter().chain(projection.as_ref()).zip(stats) {
+        layer.bn.update_running_stats(stats, x.device(), momentum)?;
+    }
+    Ok(y)
+}
+
+impl ConvBn {
     pub fn fold(&self) -> CandleResult<FoldedConv> {
         let (scale, shift) = self.bn.folded()?;
         let w = self.conv.tensor().detach();

@@ -9,7 +9,7 @@ use candle_core::{Device, Result as CandleResult, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-pub use conv::{ConvBias, ConvBn, ConvBnSpec, ConvKind, FoldedConv};
+pub use conv::{ConvBias, ConvBn, ConvBnSpec, ConvKind, FoldedConv, train_block};
 pub use linear::{Classifier, Linear};
 pub use norm::BatchNorm;
 

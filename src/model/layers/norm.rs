@@ -13,7 +13,7 @@ pub struct BatchNorm {
     running_mean: Var,
     running_var: Var,
     prefix: String,
-    eps: f64,
+    pub(super) eps: f64,
 }
 
 impl BatchNorm {
@@ -86,7 +86,8 @@ impl BatchNorm {
         Ok(y)
     }
 
-    fn update_running_stats(
+    /// Moves the running averages towards one training batch's statistics.
+    pub(super) fn update_running_stats(
         &self,
         stats: ops::BatchStats,
         device: &candle_core::Device,

@@ -64,3 +64,18 @@ pub fn activation_backward(y: &[f32], dy: &[f32], act: Act) -> Vec<f32> {
             .for_each(|((o, y), d)| act_backward_rows(o, y, d, act));
     })
 }
+
+simd_dispatch! {
+    fn add_rows(dst: &mut [f32], src: &[f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    }
+}
+
+/// `dst += src` elementwise, in parallel.
+pub fn add_assign(dst: &mut [f32], src: &[f32]) {
+    dst.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(src.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(d, s)| add_rows(d, s));
+}
