@@ -42,8 +42,7 @@ pub(super) fn bn_train_forward(
         .iter()
         .map(|&v| (1.0 / (f64::from(v) + eps).sqrt()) as f32)
         .collect();
-    let scale: Vec<f32> = gamma.iter().zip(&inv_std).map(|(g, s)| g * s).collect();
-    let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
+    let (scale, shift) = kernels::bn_affine(gamma, beta, &stats.mean, &inv_std);
     let out = kernels::scale_shift(x, &scale, &shift, None, act);
     Ok((
         out,
@@ -80,38 +79,27 @@ impl SavedStats {
         }
     }
 
-    /// Backward of the forward that saved these statistics, on slices: `x` its input, `y` its
-    /// output, `dy` the output's gradient.
-    #[allow(clippy::too_many_arguments)]
+    /// Backward of the forward that saved these statistics, on slices: `x` its input, `dy`
+    /// its output's gradient.
     pub(super) fn backward(
         &self,
         x: &[f32],
-        y: &[f32],
         dy: &[f32],
-        gamma: &[f32],
+        (gamma, beta): (&[f32], &[f32]),
         act: Act,
         need_input_grad: bool,
     ) -> kernels::BnGrads {
-        kernels::bn_train_backward(
-            x,
-            y,
-            dy,
-            gamma,
-            &self.mean,
-            &self.inv_std,
-            act,
-            need_input_grad,
-        )
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        kernels::bn_train_backward(x, dy, gamma, beta, mean, inv_std, act, need_input_grad)
     }
 }
 
-/// Analytic backward of a train-mode BatchNorm (+activation) given its input `x`, output `y` and
-/// output gradient `dy`, with the statistics its forward stored.
+/// Analytic backward of a train-mode BatchNorm (+activation) given its input `x` and output
+/// gradient `dy`, with the statistics its forward stored.
 pub(super) fn bn_train_backward(
     x: &Tensor,
-    y: &Tensor,
     dy: &Tensor,
-    gamma: &[f32],
+    gamma_beta: (&[f32], &[f32]),
     saved: &Mutex<SavedStats>,
     act: Act,
     need_input_grad: bool,
@@ -120,10 +108,8 @@ pub(super) fn bn_train_backward(
         .lock()
         .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
     with_slice(x, |xs| {
-        with_slice(y, |ys| {
-            with_slice(dy, |dys| {
-                Ok(saved.backward(xs, ys, dys, gamma, act, need_input_grad))
-            })
+        with_slice(dy, |dys| {
+            Ok(saved.backward(xs, dys, gamma_beta, act, need_input_grad))
         })
     })
 }
@@ -161,15 +147,15 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let gamma_values = gamma.to_vec1::<f32>()?;
+        let beta_values = beta.to_vec1::<f32>()?;
         let grads = bn_train_backward(
             x,
-            res,
             grad,
-            &gamma_values,
+            (&gamma_values, &beta_values),
             &self.saved,
             self.act,
             x.track_op(),

@@ -177,7 +177,8 @@ struct Saved {
     input_dims: Dims,
     /// The convolution's output, unless backward recomputes it.
     conv_out: Option<Vec<f32>>,
-    /// The layer's output; `None` for the last layer of a plain chain (the op's own output).
+    /// The layer's output, which the next layer reads (`None` for the chain's last layer and
+    /// the projection: BatchNorm's backward recomputes its activation's mask from its input).
     out: Option<Vec<f32>>,
     stats: SavedStats,
 }
@@ -263,15 +264,13 @@ impl BlockTrain {
         Ok((out, out_dims, saved))
     }
 
-    /// Layer `i` backward from the gradient `gy` of its output `out`.
-    #[allow(clippy::too_many_arguments)]
+    /// Layer `i` backward from the gradient `gy` of its output.
     fn layer_backward(
         &self,
         i: usize,
         saved: &Saved,
         x: &[f32],
-        out: &[f32],
-        (w, gamma, _): LayerParams<'_>,
+        (w, gamma, beta): LayerParams<'_>,
         gy: &[f32],
         need_x: bool,
     ) -> LayerGrads {
@@ -288,7 +287,9 @@ impl BlockTrain {
             input: g_conv,
             gamma: g_gamma,
             beta: g_beta,
-        } = saved.stats.backward(&conv_out, out, gy, gamma, s.act, true);
+        } = saved
+            .stats
+            .backward(&conv_out, gy, (gamma, beta), s.act, true);
         drop(conv_out);
         let (gx, gw) =
             s.conv
@@ -338,17 +339,16 @@ impl BlockTrain {
                 0 => x,
                 _ => kept(i - 1)?,
             };
-            let out = saved[i].out.as_deref().unwrap_or(y);
             let gy = g_chain.as_deref().unwrap_or(&g_sum);
             let (gx, gw, g_gamma, g_beta) =
-                self.layer_backward(i, &saved[i], input, out, params[i], gy, i > 0 || need_x);
+                self.layer_backward(i, &saved[i], input, params[i], gy, i > 0 || need_x);
             store(i, &gw, &g_gamma, &g_beta);
             g_chain = gx;
         }
         let mut grad_x = g_chain;
         if let Some(p) = self.projection() {
             let (gx, gw, g_gamma, g_beta) =
-                self.layer_backward(p, &saved[p], x, kept(p)?, params[p], &g_sum, need_x);
+                self.layer_backward(p, &saved[p], x, params[p], &g_sum, need_x);
             store(p, &gw, &g_gamma, &g_beta);
             if let (Some(dst), Some(src)) = (grad_x.as_mut(), gx) {
                 kernels::add_assign(dst, &src);
@@ -389,22 +389,17 @@ impl CustomOp3 for BlockTrain {
         }
         let h = h.unwrap_or_default();
         let y = if let Some(p) = self.projection() {
-            let (s_out, s_dims, mut layer) = self.layer_forward(p, x, d0, params[p])?;
+            let (s_out, s_dims, layer) = self.layer_forward(p, x, d0, params[p])?;
             if s_dims != d {
                 bail!("block: the projection's output {s_dims:?} does not match {d:?}");
             }
-            let y = kernels::add_activate(&h, &s_out, self.act);
-            layer.out = Some(s_out);
-            saved[self.chain_len - 1].out = Some(h);
             saved.push(layer);
-            y
+            kernels::add_activate(&h, &s_out, self.act)
         } else if self.identity {
             if d != d0 {
                 bail!("block: the chain's output {d:?} does not match its input {d0:?}");
             }
-            let y = kernels::add_activate(&h, x, self.act);
-            saved[self.chain_len - 1].out = Some(h);
-            y
+            kernels::add_activate(&h, x, self.act)
         } else {
             h
         };

@@ -204,7 +204,7 @@ impl CustomOp3 for ConvBnTrain {
         x: &Tensor,
         w: &Tensor,
         gamma_beta: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (need_x, need_w, need_gamma_beta) = (x.track_op(), w.track_op(), gamma_beta.track_op());
@@ -214,15 +214,11 @@ impl CustomOp3 for ConvBnTrain {
             false => self.conv_out(false)?,
         };
         let c = conv_out.dim(3)?;
-        let gamma_values = gamma_beta
-            .narrow(0, 0, 1)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let gamma_beta_values = gamma_beta.flatten_all()?.to_vec1::<f32>()?;
         let grads = bn_train_backward(
             &conv_out,
-            res,
             grad,
-            &gamma_values,
+            gamma_beta_values.split_at(c),
             &self.saved,
             self.act,
             true,

@@ -180,24 +180,55 @@ pub fn bias_act_in_place(data: &mut [f32], bias: &[f32], residual: Option<&[f32]
     }
 }
 
+/// Train-mode BatchNorm's per-channel affine map from its batch statistics:
+/// `out = act(x · scale + shift)`. Forward and backward both take it from here, so backward
+/// recomputes the exact pre-activation values (and which of them the activation passed)
+/// instead of reading the output back.
+pub fn bn_affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    inv_std: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect();
+    let shift = (0..scale.len())
+        .map(|i| beta[i] - mean[i] * scale[i])
+        .collect();
+    (scale, shift)
+}
+
+/// The affine map and statistics BatchNorm's backward reads per channel.
+struct BnChannels<'a> {
+    mean: &'a [f32],
+    inv_std: &'a [f32],
+    scale: &'a [f32],
+    shift: &'a [f32],
+}
+
+impl BnChannels<'_> {
+    /// For channel `i` of input `x` with output gradient `dy`: the gradient before the
+    /// activation, and the normalised input.
+    #[inline(always)]
+    fn at(&self, act: Act, i: usize, x: f32, dy: f32) -> (f32, f32) {
+        let g = act.grad(x * self.scale[i] + self.shift[i], dy);
+        (g, (x - self.mean[i]) * self.inv_std[i])
+    }
+}
+
 simd_dispatch! {
-    #[allow(clippy::too_many_arguments)]
     fn bn_backward_sums_rows(
         x: &[f32],
-        y: &[f32],
         dy: &[f32],
-        mean: &[f32],
-        inv_std: &[f32],
+        ch: &BnChannels<'_>,
         act: Act,
         sum_dy: &mut [f64],
         sum_dy_xhat: &mut [f64],
     ) {
-        let c = mean.len();
+        let c = ch.mean.len();
         per_act!(act, |ACT| {
-            for ((x_row, y_row), dy_row) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(dy.chunks_exact(c)) {
+            for (x_row, dy_row) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
                 for i in 0..c {
-                    let g = ACT.grad(y_row[i], dy_row[i]);
-                    let xhat = (x_row[i] - mean[i]) * inv_std[i];
+                    let (g, xhat) = ch.at(ACT, i, x_row[i], dy_row[i]);
                     sum_dy[i] += f64::from(g);
                     sum_dy_xhat[i] += f64::from(g * xhat);
                 }
@@ -211,26 +242,22 @@ simd_dispatch! {
     fn bn_backward_input_rows(
         dx: &mut [f32],
         x: &[f32],
-        y: &[f32],
         dy: &[f32],
-        mean: &[f32],
-        inv_std: &[f32],
+        ch: &BnChannels<'_>,
         coef_a: &[f32],
         coef_b: &[f32],
         coef_c: &[f32],
         act: Act,
     ) {
-        let c = mean.len();
+        let c = ch.mean.len();
         per_act!(act, |ACT| {
-            for (((dx_row, x_row), y_row), dy_row) in dx
+            for ((dx_row, x_row), dy_row) in dx
                 .chunks_exact_mut(c)
                 .zip(x.chunks_exact(c))
-                .zip(y.chunks_exact(c))
                 .zip(dy.chunks_exact(c))
             {
                 for i in 0..c {
-                    let g = ACT.grad(y_row[i], dy_row[i]);
-                    let xhat = (x_row[i] - mean[i]) * inv_std[i];
+                    let (g, xhat) = ch.at(ACT, i, x_row[i], dy_row[i]);
                     dx_row[i] = coef_a[i] * g - coef_b[i] - coef_c[i] * xhat;
                 }
             }
@@ -246,13 +273,15 @@ pub struct BnGrads {
     pub beta: Vec<f32>,
 }
 
-/// Analytic backward of `y = act(gamma * (x - mean) * inv_std + beta)` with batch statistics.
+/// Analytic backward of `y = act(gamma * (x - mean) * inv_std + beta)` with batch statistics,
+/// from the input `x` and the output gradient `dy` (the activation's mask is recomputed from
+/// `x`, see [`bn_affine`]).
 #[allow(clippy::too_many_arguments)]
 pub fn bn_train_backward(
     x: &[f32],
-    y: &[f32],
     dy: &[f32],
     gamma: &[f32],
+    beta: &[f32],
     mean: &[f32],
     inv_std: &[f32],
     act: Act,
@@ -261,14 +290,20 @@ pub fn bn_train_backward(
     let c = gamma.len();
     let rows = x.len().checked_div(c).unwrap_or(0);
     let chunk = BN_CHUNK_ROWS * c.max(1);
+    let (scale, shift) = bn_affine(gamma, beta, mean, inv_std);
+    let ch = BnChannels {
+        mean,
+        inv_std,
+        scale: &scale,
+        shift: &shift,
+    };
     let partials: Vec<(Vec<f64>, Vec<f64>)> = x
         .par_chunks(chunk)
-        .zip(y.par_chunks(chunk))
         .zip(dy.par_chunks(chunk))
-        .map(|((x, y), dy)| {
+        .map(|(x, dy)| {
             let mut s = vec![0f64; c];
             let mut sx = vec![0f64; c];
-            bn_backward_sums_rows(x, y, dy, mean, inv_std, act, &mut s, &mut sx);
+            bn_backward_sums_rows(x, dy, &ch, act, &mut s, &mut sx);
             (s, sx)
         })
         .collect();
@@ -283,7 +318,7 @@ pub fn bn_train_backward(
     let input = if need_input_grad {
         let m = rows.max(1) as f64;
         // dx = gamma * inv_std * (g - sum_g / m - xhat * sum_g_xhat / m)
-        let coef_a: Vec<f32> = (0..c).map(|i| gamma[i] * inv_std[i]).collect();
+        let coef_a = &scale;
         let coef_b: Vec<f32> = (0..c)
             .map(|i| (f64::from(coef_a[i]) * sum_dy[i] / m) as f32)
             .collect();
@@ -293,12 +328,9 @@ pub fn bn_train_backward(
         output_buffer(x.len(), |dx| {
             dx.par_chunks_mut(chunk)
                 .zip(x.par_chunks(chunk))
-                .zip(y.par_chunks(chunk))
                 .zip(dy.par_chunks(chunk))
-                .for_each(|(((dx, x), y), dy)| {
-                    bn_backward_input_rows(
-                        dx, x, y, dy, mean, inv_std, &coef_a, &coef_b, &coef_c, act,
-                    );
+                .for_each(|((dx, x), dy)| {
+                    bn_backward_input_rows(dx, x, dy, &ch, coef_a, &coef_b, &coef_c, act);
                 });
         })
     } else {
