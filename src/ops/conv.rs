@@ -90,16 +90,27 @@ impl CustomOp2 for PointwiseBiasAct {
         };
         let (x, wv) = (storage_slice(s1, l1)?, storage_slice(s2, l2)?);
         let out_len = n * h * w * c_out;
-        let out = match &self.residual {
-            None => kernels::pointwise_epilogue(x, wv, c_in, epilogue, None),
-            Some(r) => with_slice(r, |r| {
-                if r.len() != out_len {
-                    bail!("residual has {} elements, expected {out_len}", r.len());
-                }
-                Ok(kernels::pointwise_epilogue(x, wv, c_in, epilogue, Some(r)))
-            })?,
-        };
+        let out = with_residual(self.residual.as_ref(), out_len, |r| {
+            kernels::pointwise_epilogue(x, wv, c_in, epilogue, r)
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((n, h, w, c_out))))
+    }
+}
+
+/// `f` on the residual's elements, if there is a residual, checked to be `out_len` long.
+fn with_residual(
+    residual: Option<&Tensor>,
+    out_len: usize,
+    f: impl FnOnce(Option<&[f32]>) -> Vec<f32>,
+) -> Result<Vec<f32>> {
+    match residual {
+        None => Ok(f(None)),
+        Some(r) => with_slice(r, |r| {
+            if r.len() != out_len {
+                bail!("residual has {} elements, expected {out_len}", r.len());
+            }
+            Ok(f(Some(r)))
+        }),
     }
 }
 
@@ -333,15 +344,9 @@ impl CustomOp2 for DenseConvBiasAct {
             act: self.act,
         };
         let out_len = g.batch * g.out_h * g.out_w * c_out;
-        let out = match &self.residual {
-            None => kernels::dense_conv_epilogue(x, w, g, epilogue, None),
-            Some(r) => with_slice(r, |r| {
-                if r.len() != out_len {
-                    bail!("residual has {} elements, expected {out_len}", r.len());
-                }
-                Ok(kernels::dense_conv_epilogue(x, w, g, epilogue, Some(r)))
-            })?,
-        };
+        let out = with_residual(self.residual.as_ref(), out_len, |r| {
+            kernels::dense_conv_epilogue(x, w, g, epilogue, r)
+        })?;
         Ok((CpuStorage::F32(out), conv.output_shape()))
     }
 }

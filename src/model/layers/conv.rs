@@ -136,6 +136,18 @@ impl ConvBn {
             act: self.act,
         }
     }
+
+    pub fn fold(&self) -> CandleResult<FoldedConv> {
+        let (scale, shift) = self.bn.folded()?;
+        let w = self.conv.tensor().detach();
+        let weight = w.broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;
+        Ok(FoldedConv {
+            weight,
+            bias: shift,
+            kind: self.kind,
+            act: self.act,
+        })
+    }
 }
 
 /// `act(chain(x) + shortcut(x))` in training mode as one graph node ([`ops::train_block`]):
@@ -160,20 +172,6 @@ pub fn train_block(
         layer.bn.update_running_stats(stats, x.device(), momentum)?;
     }
     Ok(y)
-}
-
-impl ConvBn {
-    pub fn fold(&self) -> CandleResult<FoldedConv> {
-        let (scale, shift) = self.bn.folded()?;
-        let w = self.conv.tensor().detach();
-        let weight = w.broadcast_mul(&scale.reshape((scale.dim(0)?, 1, 1, 1))?)?;
-        Ok(FoldedConv {
-            weight,
-            bias: shift,
-            kind: self.kind,
-            act: self.act,
-        })
-    }
 }
 
 impl Layer for ConvBn {
