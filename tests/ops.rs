@@ -239,6 +239,8 @@ fn train_batch_norm_matches_the_composition() {
         (&[1, 4, 4, 3][..], Act::Relu6),
         (&[3, 17, 13, 11][..], Act::Relu6),
         (&[2, 6, 5, 9][..], Act::Relu),
+        // 800 rows: several chunks of partial sums, combined in order.
+        (&[2, 20, 20, 45][..], Act::Relu6),
     ] {
         // Offset and scaled inputs so that ReLU6 clips on both sides.
         let x = var(shape, 7, 4.0);
