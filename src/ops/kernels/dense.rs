@@ -9,7 +9,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, Epilogue, bias_act_rows, output_buffer, sum_partials, winograd};
+use super::{
+    ConvGeometry, Epilogue, add_into, bias_act_rows, output_buffer, sum_partials, winograd,
+};
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -186,14 +188,6 @@ fn gather(input: &[f32], g: &ConvGeometry, row0: usize, rows: usize, out: &mut [
                     None => tap.fill(0.0),
                 }
             }
-        }
-    }
-}
-
-simd_dispatch! {
-    fn add_into(dst: &mut [f32], src: &[f32]) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d += s;
         }
     }
 }

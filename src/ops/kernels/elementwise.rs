@@ -66,7 +66,8 @@ pub fn activation_backward(y: &[f32], dy: &[f32], act: Act) -> Vec<f32> {
 }
 
 simd_dispatch! {
-    fn add_rows(dst: &mut [f32], src: &[f32]) {
+    /// `dst += src` elementwise, on this thread.
+    pub(super) fn add_into(dst: &mut [f32], src: &[f32]) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d += s;
         }
@@ -77,5 +78,5 @@ simd_dispatch! {
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     dst.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(src.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(d, s)| add_rows(d, s));
+        .for_each(|(d, s)| add_into(d, s));
 }
