@@ -373,6 +373,7 @@ def main():
     ort_cmd = None
     if args.ort:
         onnx = os.path.join(REPO, "target", "bench-lite0.onnx")
+        os.makedirs(os.path.dirname(onnx), exist_ok=True)
         subprocess.run([BINARY, "export", "--model", "builtin", "--onnx", onnx], check=True, capture_output=True)
         ort_cmd = [sys.executable, os.path.abspath(__file__), "--ort-worker", onnx, "--threads", str(args.threads)] + common
     keys = [

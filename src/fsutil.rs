@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 /// `path`. On any error the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let (parent, name) = parent_and_name(path)?;
+    if !parent.is_dir() {
+        // Said plainly: the temporary file's error would name a path the user never chose.
+        let message = format!("the folder {} does not exist", parent.display());
+        return Err(Error::new(ErrorKind::NotFound, message));
+    }
     remove_stale(&parent, &name);
     let write = || -> std::io::Result<()> {
         let mut file = tempfile::Builder::new()
@@ -348,9 +353,16 @@ mod tests {
     }
 
     #[test]
-    fn missing_directory_is_an_error() {
+    fn missing_directory_is_an_error_that_names_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("absent").join("out.bin");
-        assert!(write_atomic(&path, b"x").is_err());
+        let error = write_atomic(&path, b"x").expect_err("no folder");
+        assert_eq!(error.kind(), ErrorKind::NotFound);
+        let message = error.to_string();
+        assert!(
+            message.contains("absent") && !message.contains("partial"),
+            "{message}"
+        );
+        assert!(!dir.path().join("absent").exists());
     }
 }
