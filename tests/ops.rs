@@ -339,18 +339,16 @@ fn conv_then_train_batch_norm_as_one_op_matches_the_composition() {
             &format!("conv+bn {conv:?} recompute {recompute} {n}x{h}x{w}x{c_in} {act:?}"),
             &[&x, &wt, &gamma, &beta],
             || {
-                ops::conv_bn_train(
-                    x.as_tensor(),
-                    wt.as_tensor(),
-                    gamma.as_tensor(),
-                    beta.as_tensor(),
+                let layer = ops::BlockLayer {
+                    weight: wt.as_tensor(),
+                    gamma: gamma.as_tensor(),
+                    beta: beta.as_tensor(),
                     conv,
                     recompute,
-                    1e-3,
+                    eps: 1e-3,
                     act,
-                )
-                .expect("fast")
-                .0
+                };
+                ops::conv_bn_train(x.as_tensor(), &layer).expect("fast").0
             },
             || {
                 let y = stock_conv(x.as_tensor(), wt.as_tensor()).expect("stock conv");

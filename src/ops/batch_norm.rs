@@ -55,14 +55,14 @@ pub(super) fn bn_train_forward(
     ))
 }
 
-pub(super) fn store_stats(slot: &Mutex<SavedStats>, stats: SavedStats) -> Result<()> {
+fn store_stats(slot: &Mutex<SavedStats>, stats: SavedStats) -> Result<()> {
     *slot
         .lock()
         .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))? = stats;
     Ok(())
 }
 
-pub(super) fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
+fn batch_stats_of(slot: &Mutex<SavedStats>) -> Result<BatchStats> {
     let saved = slot
         .lock()
         .map_err(|_| candle_core::Error::Msg("BatchNorm statistics lock poisoned".into()))?;
@@ -96,7 +96,7 @@ impl SavedStats {
 
 /// Analytic backward of a train-mode BatchNorm (+activation) given its input `x` and output
 /// gradient `dy`, with the statistics its forward stored.
-pub(super) fn bn_train_backward(
+fn bn_train_backward(
     x: &Tensor,
     dy: &Tensor,
     gamma_beta: (&[f32], &[f32]),

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::batch_norm::{BatchStats, SavedStats, bn_train_forward};
-use super::conv_bn::{Dims, FusedConv, conv_bn_train};
+use super::batch_norm::{BatchStats, SavedStats, batch_norm_train, bn_train_forward};
+use super::conv_bn::{Dims, FusedConv};
 use super::kernels::{Act, BnGrads};
 use super::{add_activate, dims4, is_cpu_f32, kernels, storage_slice, vec_tensor, with_slice};
 
@@ -61,6 +61,40 @@ pub fn train_block(
     if !is_cpu_f32(x) || !fusing_pays(x, &layers, chain.len())? {
         return train_block_unfused(x, chain, shortcut, act);
     }
+    let identity = matches!(shortcut, Shortcut::Identity);
+    fused_block(x, &layers, chain.len(), identity, act)
+}
+
+/// Convolution then train-mode BatchNorm (+activation): a block of one layer, one graph node
+/// on the CPU (elsewhere the convolution, then [`batch_norm_train`]). Backward gets no
+/// gradient for the convolution's output from candle, and with `recompute` keeps only the
+/// convolution's *input*: that saves one activation-sized tensor per layer (a third of the
+/// live memory of a fine-tune step in the early, wide layers) for the cost of running the
+/// convolution twice, worth it where it is cheap for its output size (depthwise, and 1×1 with
+/// few input channels). Returns the output and the batch statistics.
+pub fn conv_bn_train(x: &Tensor, layer: &BlockLayer<'_>) -> Result<(Tensor, BatchStats)> {
+    let l = layer;
+    if !is_cpu_f32(x) {
+        let y = l.conv.apply(x, l.weight)?;
+        return batch_norm_train(&y, l.gamma, l.beta, l.eps, l.act);
+    }
+    let (y, stats) = fused_block(x, &[layer], 1, false, Act::None)?;
+    let stats = stats.into_iter().next();
+    Ok((
+        y,
+        stats.ok_or_else(|| candle_core::Error::Msg("no batch statistics".into()))?,
+    ))
+}
+
+/// The block as one [`BlockTrain`] node: `layers` are the chain's `chain_len` layers, then the
+/// projection's if there is one.
+fn fused_block(
+    x: &Tensor,
+    layers: &[&BlockLayer<'_>],
+    chain_len: usize,
+    identity: bool,
+    act: Act,
+) -> Result<(Tensor, Vec<BatchStats>)> {
     let mut weights = Vec::with_capacity(layers.len());
     let mut norms = Vec::with_capacity(2 * layers.len());
     let mut specs = Vec::with_capacity(layers.len());
@@ -80,9 +114,9 @@ pub fn train_block(
     }
     let saved = Arc::new(Mutex::new(Vec::new()));
     let op = BlockTrain {
-        chain_len: chain.len(),
+        chain_len,
         specs,
-        identity: matches!(shortcut, Shortcut::Identity),
+        identity,
         act,
         saved: saved.clone(),
     };
@@ -104,22 +138,10 @@ pub fn train_block_unfused(
     shortcut: Shortcut<'_>,
     act: Act,
 ) -> Result<(Tensor, Vec<BatchStats>)> {
-    let layer = |x: &Tensor, l: &BlockLayer<'_>| {
-        conv_bn_train(
-            x,
-            l.weight,
-            l.gamma,
-            l.beta,
-            l.conv,
-            l.recompute,
-            l.eps,
-            l.act,
-        )
-    };
     let mut stats = Vec::with_capacity(chain.len() + 1);
     let mut h = x.clone();
     for l in chain {
-        let (y, s) = layer(&h, l)?;
+        let (y, s) = conv_bn_train(&h, l)?;
         stats.push(s);
         h = y;
     }
@@ -127,7 +149,7 @@ pub fn train_block_unfused(
         Shortcut::None => h,
         Shortcut::Identity => add_activate(&h, x, act)?,
         Shortcut::Projection(p) => {
-            let (s_out, s) = layer(x, &p)?;
+            let (s_out, s) = conv_bn_train(x, &p)?;
             stats.push(s);
             add_activate(&h, &s_out, act)?
         }

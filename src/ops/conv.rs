@@ -137,9 +137,9 @@ pub fn conv1x1_bias_act(
     x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
 }
 
-/// Gradients of [`conv1x1`] (CPU, f32) outside the graph: the input's where `need_x`, and the
-/// `[C_out, C_in, 1, 1]` weights'.
-pub(super) fn conv1x1_grads(
+/// Gradients of [`conv1x1`] (CPU, f32): the input's where `need_x`, and the `[C_out, C_in, 1, 1]`
+/// weights'.
+fn conv1x1_grads(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
@@ -292,25 +292,6 @@ fn kernel_grad(
         vec_tensor(values, like.shape(), like)
     })
     .transpose()
-}
-
-/// Gradients of [`conv2d`] (CPU, f32) outside the graph, from its output gradient: the input's
-/// where `need_x`, and the `[C_out, C_in, k, k]` filters'. For ops that fuse a convolution.
-pub(super) fn conv2d_grads(
-    x: &Tensor,
-    w: &Tensor,
-    grad: &Tensor,
-    stride: usize,
-    padding: Padding,
-    need_x: bool,
-) -> Result<(Option<Tensor>, Tensor)> {
-    let (c_out, c_in, k, _) = w.dims4()?;
-    let (n, h, wd, _) = x.dims4()?;
-    let g = ConvGeometry::new(n, h, wd, c_in, k, stride, padding);
-    let (grad_x, grad_w) = dense_grads(x, w, grad, &g, c_out, need_x, true)?;
-    let grad_w =
-        grad_w.ok_or_else(|| candle_core::Error::Msg("dense weight gradient missing".into()))?;
-    Ok((grad_x, grad_w))
 }
 
 /// Inference only: [`DenseConv`], then `act(y + bias [+ residual])` on each block of output

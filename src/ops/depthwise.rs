@@ -55,7 +55,7 @@ impl CustomOp2 for DepthwiseConv {
 
 /// Gradients of a depthwise convolution's input and weights (each only when asked for),
 /// given its output gradient.
-pub(super) fn depthwise_backward(
+fn depthwise_backward(
     x: &Tensor,
     w: &Tensor,
     grad_out: &Tensor,

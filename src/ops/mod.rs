@@ -18,9 +18,9 @@ pub mod reference;
 
 pub use affine::{activate, add_activate, bias_act_inplace, scale_shift_act};
 pub use batch_norm::{BatchStats, batch_norm_train};
-pub use block::{BlockLayer, Shortcut, train_block, train_block_unfused};
+pub use block::{BlockLayer, Shortcut, conv_bn_train, train_block, train_block_unfused};
 pub use conv::{conv_same, conv1x1, conv1x1_bias_act, conv2d, conv2d_bias_act, global_avg_pool};
-pub use conv_bn::{FusedConv, conv_bn_train};
+pub use conv_bn::FusedConv;
 pub use depthwise::{depthwise_conv, depthwise_conv_bias_act};
 pub use kernels::{Act, Padding};
 pub use pool::{adaptive_avg_pool, flatten_nchw, max_pool_2x2, max_pool_3x3_s2};

@@ -120,8 +120,9 @@ impl ConvBn {
     }
 
     pub fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
-        self.bn
-            .train_after(x, self.conv.tensor(), self.fused(), self.act, momentum)
+        let (y, stats) = ops::conv_bn_train(x, &self.block_layer())?;
+        self.bn.update_running_stats(stats, x.device(), momentum)?;
+        Ok(y)
     }
 
     fn block_layer(&self) -> ops::BlockLayer<'_> {

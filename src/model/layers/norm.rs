@@ -2,7 +2,7 @@
 
 use candle_core::{Result as CandleResult, Tensor, Var};
 
-use super::{Act, ModelError, Param, ParamSource, RandomInit};
+use super::{ModelError, Param, ParamSource, RandomInit};
 use crate::ops;
 
 /// BatchNorm with learnable affine parameters and running statistics.
@@ -61,29 +61,6 @@ impl BatchNorm {
         let shift =
             (self.bias.tensor().detach() - self.running_mean.as_tensor().detach().mul(&scale)?)?;
         Ok((scale, shift))
-    }
-
-    /// Train mode fused with the convolution before it (see [`ops::conv_bn_train`]).
-    pub(super) fn train_after(
-        &self,
-        x: &Tensor,
-        conv_weight: &Tensor,
-        (conv, recompute): (ops::FusedConv, bool),
-        act: Act,
-        momentum: f64,
-    ) -> CandleResult<Tensor> {
-        let (y, stats) = ops::conv_bn_train(
-            x,
-            conv_weight,
-            self.weight.tensor(),
-            self.bias.tensor(),
-            conv,
-            recompute,
-            self.eps,
-            act,
-        )?;
-        self.update_running_stats(stats, x.device(), momentum)?;
-        Ok(y)
     }
 
     /// Moves the running averages towards one training batch's statistics.
