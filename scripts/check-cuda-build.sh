@@ -43,7 +43,9 @@ done
 
 # libcuda comes with the GPU driver, not the toolkit wheels. Like the toolkit's own
 # lib/stubs/libcuda.so, a stub with the driver API's names (those cudarc declares) lets the
-# binary link; its soname is the driver's, so a GPU machine loads the real library.
+# binary link; its soname is the driver's, so a GPU machine loads the real library. (cudarc's
+# source is there only once fetched: a CPU build never downloads it.)
+cargo fetch --locked --quiet
 CUDARC_SYS=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$(
   sed -n '/^name = "cudarc"/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)"/src/driver/sys/mod.rs | head -1)
 mkdir -p "$ROOT/lib/stubs"
