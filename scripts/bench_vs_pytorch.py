@@ -405,16 +405,17 @@ def main():
         values = [r[key] for r in results[name] if r.get(key) is not None]
         return statistics.median(values) if values else float("nan")
 
-    layout = "channels_last" if args.channels_last else "default NCHW"
-    if args.torch_compile:
-        layout = "torch.compile, " + layout
+    layout = "torch.compile" if args.torch_compile else "eager"
+    layout += ", channels_last" if args.channels_last else ", default NCHW"
     if args.torch_jemalloc:
         layout += ", jemalloc"
-    print(f"\n{args.backbone}, {args.image_size} px, batch {args.batch_size}, {args.threads} threads, {args.rounds} alternating rounds; PyTorch eager ({layout})")
+    print(f"\n{args.backbone}, {args.image_size} px, batch {args.batch_size}, {args.threads} threads, {args.rounds} alternating rounds; PyTorch ({layout})")
     print(f"{'workload':40} {'ours':>10} {'pytorch':>10} {'ratio':>8}")
     summary = {}
     for key, label, higher_better in keys:
         ours, theirs = med("transfer-studio", key), med("pytorch", key)
+        if math.isnan(ours) and math.isnan(theirs):
+            continue  # not run (--no-fine-tune)
         scale = 1e9 if key.endswith("bytes") else 1.0
         # Ratio > 1 means transfer-studio is better (faster or leaner).
         ratio = ours / theirs if higher_better else theirs / ours
