@@ -1,7 +1,7 @@
-//! A residual block (a chain of convolution + train-mode BatchNorm layers, and its shortcut)
-//! trains as one graph node. candle gives every edge of its graph a zeroed gradient tensor and
-//! an add (12 % of a Lite0 fine-tune step); inside the block, gradients go from layer to layer
-//! directly and the shortcut's is added in place.
+//! A residual block (a chain of convolution + train-mode BatchNorm layers, and its shortcut),
+//! or a single such layer, trains as one graph node. candle gives every edge of its graph a
+//! zeroed gradient tensor and an add (12 % of a Lite0 fine-tune step); inside the block,
+//! gradients go from layer to layer directly and the shortcut's is added in place.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,17 +73,15 @@ pub fn train_block(
 /// convolution twice, worth it where it is cheap for its output size (depthwise, and 1×1 with
 /// few input channels). Returns the output and the batch statistics.
 pub fn conv_bn_train(x: &Tensor, layer: &BlockLayer<'_>) -> Result<(Tensor, BatchStats)> {
-    let l = layer;
     if !is_cpu_f32(x) {
-        let y = l.conv.apply(x, l.weight)?;
-        return batch_norm_train(&y, l.gamma, l.beta, l.eps, l.act);
+        let y = layer.conv.apply(x, layer.weight)?;
+        return batch_norm_train(&y, layer.gamma, layer.beta, layer.eps, layer.act);
     }
-    let (y, stats) = fused_block(x, &[layer], 1, false, Act::None)?;
-    let stats = stats.into_iter().next();
-    Ok((
-        y,
-        stats.ok_or_else(|| candle_core::Error::Msg("no batch statistics".into()))?,
-    ))
+    let (y, mut stats) = fused_block(x, &[layer], 1, false, Act::None)?;
+    let stats = stats
+        .pop()
+        .ok_or_else(|| candle_core::Error::Msg("no batch statistics".into()))?;
+    Ok((y, stats))
 }
 
 /// The block as one [`BlockTrain`] node: `layers` are the chain's `chain_len` layers, then the
