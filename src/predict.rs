@@ -42,7 +42,7 @@ impl Predictor {
     /// The bundled ImageNet classifier (the default backbone's pretrained head).
     pub fn imagenet(device: &Device) -> Result<Self, ModelError> {
         let backbone = Backbone::default();
-        Self::pretrained(backbone, &backbone.default_weights(), device)
+        Self::pretrained(backbone, &backbone.weights_or_default(None), device)
     }
 
     /// A backbone's pretrained ImageNet classifier, its weights from `source`.
@@ -56,7 +56,7 @@ impl Predictor {
         Self::from_network(
             &network,
             imagenet_labels().to_vec(),
-            loaded.preprocessing(backbone, PRETRAINED_IMAGE_SIZE_PX),
+            backbone.preprocessing_with(&loaded, PRETRAINED_IMAGE_SIZE_PX),
         )
     }
 

@@ -125,15 +125,12 @@ fn pretrained(
     device: &Device,
 ) -> Result<(FoldedNetwork, Preprocessing), ModelError> {
     let backbone = options.backbone;
-    let source = options
-        .weights
-        .clone()
-        .unwrap_or_else(|| backbone.default_weights());
+    let source = backbone.weights_or_default(options.weights.as_ref());
     let loaded = backbone.load_weights(&source, device)?;
     let network = Network::pretrained_from(backbone, &loaded.weights, device)?;
     Ok((
         network.folded()?,
-        loaded.preprocessing(backbone, options.image_size_px),
+        backbone.preprocessing_with(&loaded, options.image_size_px),
     ))
 }
 

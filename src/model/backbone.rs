@@ -1,20 +1,20 @@
-//! Backbones as a family: one small interface ([`Architecture`]) that each network implements
-//! in its own file, and a registry of them. Everything outside `model/` (plans, the trainer,
-//! the guide, the window, saved models) asks a [`Backbone`] instead of knowing a network.
+//! The registry of networks: [`Backbone`] names one of them, and everything outside `model/`
+//! (plans, the trainer, the guide, the window, saved models) asks a [`Backbone`] instead of
+//! knowing a network.
 //!
 //! Adding a network: a new file implementing [`Architecture`], plus one line in [`REGISTRY`].
 
 use std::fmt;
-use std::sync::Arc;
 
-use candle_core::{Device, Result as CandleResult, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Layer, ParamSource};
-use super::onnx::{OnnxGraph, Port};
-use super::source::{LoadedWeights, WeightsSource};
-use super::unit::{Unit, UnitInfo};
-use super::{ModelError, Weights};
+use super::architecture::{Architecture, missing_unit};
+use super::error::ModelError;
+use super::hub::DownloadProgress;
+use super::source::{LoadedWeights, WeightsSource, load_raw};
+use super::unit::{Unit, UnitInfo, UnitParseError};
+use super::weights::Weights;
 use crate::data::preprocess::Preprocessing;
 
 /// Every network the app knows, by name. The first one is the default.
@@ -24,69 +24,6 @@ static REGISTRY: &[&dyn Architecture] = &[
     &super::resnet::RESNET50,
     &super::vgg::Vgg16,
 ];
-
-/// What a network provides: its units, its preprocessing, its weights and how to build it.
-pub trait Architecture: Send + Sync + 'static {
-    /// The stable name saved in `model.json` and given on the command line.
-    fn name(&self) -> &'static str;
-    /// The name shown to people.
-    fn title(&self) -> &'static str;
-    /// The units in order (stem first); a network can be cut after any of them.
-    fn units(&self) -> &[UnitInfo];
-    /// The unit's short name on the block strip.
-    fn unit_label(&self, unit: Unit) -> String {
-        unit.short_label()
-    }
-    /// A sentence about the unit for the block strip's hover text (beyond width and stride).
-    fn unit_note(&self, _unit: Unit) -> Option<String> {
-        None
-    }
-    /// Input preprocessing for square crops of `image_size_px` (the normalisation the
-    /// pretrained weights expect).
-    fn preprocessing(&self, image_size_px: u32) -> Preprocessing;
-    /// Where *Start of ConvNet* cuts: the end of the early, generic layers.
-    fn generic_cut(&self) -> Unit;
-    /// Cut points the depth probe compares, in order.
-    fn probe_units(&self) -> Vec<Unit>;
-    /// Checkpoint names of the pretrained classifier's weight and bias.
-    fn classifier_names(&self) -> (&'static str, &'static str);
-    /// Classes of the pretrained classifier.
-    fn pretrained_classes(&self) -> usize;
-    /// Where the pretrained weights come from by default.
-    fn default_weights(&self) -> WeightsSource;
-    /// Weights shipped inside the binary, if any (safetensors bytes).
-    fn bundled_weights(&self) -> Option<&'static [u8]> {
-        None
-    }
-    /// Renames (and reshapes) another naming scheme's tensors into this network's.
-    fn adapt_weights(&self, weights: Weights) -> Result<Weights, ModelError> {
-        Ok(weights)
-    }
-    /// Builds one unit, its parameters named as in the checkpoint.
-    fn build_unit(
-        &self,
-        unit: Unit,
-        source: &mut ParamSource<'_>,
-        trainable: bool,
-    ) -> Result<Box<dyn BackboneUnit>, ModelError>;
-}
-
-/// One unit of a built network (training form).
-pub trait BackboneUnit: fmt::Debug + Send + Sync {
-    /// Train mode: BatchNorm uses batch statistics and updates its running averages.
-    fn forward_train(&self, x: &Tensor, bn_momentum: f64) -> CandleResult<Tensor>;
-    /// The inference form, with BatchNorm folded into the convolutions (current values).
-    fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>>;
-    /// The unit's layers in order (parameters, running statistics, saving).
-    fn layers(&self) -> Vec<&dyn Layer>;
-}
-
-/// One unit in inference form.
-pub trait FoldedUnit: fmt::Debug + Send + Sync {
-    fn forward(&self, x: &Tensor) -> CandleResult<Tensor>;
-    /// Adds the unit's ONNX nodes after `x` and returns their output.
-    fn export_onnx(&self, g: &mut OnnxGraph, x: &Port) -> Result<Port, ModelError>;
-}
 
 /// A registered network: cheap to copy, saved by name.
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -145,7 +82,7 @@ impl Backbone {
     pub fn parse_unit(self, text: &str) -> Result<Unit, ModelError> {
         let unit: Unit = text
             .parse()
-            .map_err(|e: super::unit::UnitParseError| ModelError::UnknownUnit(e.to_string()))?;
+            .map_err(|e: UnitParseError| ModelError::UnknownUnit(e.to_string()))?;
         if self.has_unit(unit) {
             Ok(unit)
         } else {
@@ -173,41 +110,42 @@ impl Backbone {
         self,
         source: &WeightsSource,
         device: &Device,
-        progress: Option<&mut super::hub::DownloadProgress<'_>>,
+        progress: Option<&mut DownloadProgress<'_>>,
     ) -> Result<LoadedWeights, ModelError> {
-        let mut loaded = super::source::load_raw(self, source, device, progress)?;
+        let bundled = match source {
+            WeightsSource::Bundled => Some(
+                self.0
+                    .bundled_weights()
+                    .ok_or_else(|| ModelError::NoBundledWeights(self.title().into()))?,
+            ),
+            _ => None,
+        };
+        let mut loaded = load_raw(bundled, source, device, progress)?;
         loaded.weights = self.0.adapt_weights(loaded.weights)?;
         Ok(loaded)
+    }
+
+    /// Preprocessing for crops of `image_size_px` with `loaded`: the hub's `config.json`
+    /// where it came with one, else the network's own.
+    pub fn preprocessing_with(self, loaded: &LoadedWeights, image_size_px: u32) -> Preprocessing {
+        match &loaded.config {
+            Some(config) => config.preprocessing(image_size_px),
+            None => self.0.preprocessing(image_size_px),
+        }
+    }
+
+    /// The weights to load: `given`, else the network's default (bundled, or the hub's). The
+    /// one place that makes this choice (plans, the command line, the probe, Predict).
+    pub fn weights_or_default(self, given: Option<&WeightsSource>) -> WeightsSource {
+        given.cloned().unwrap_or_else(|| self.0.default_weights())
     }
 
     /// The default pretrained weights (bundled, or from the hub's cache).
     pub fn pretrained_weights(self, device: &Device) -> Result<Weights, ModelError> {
         Ok(self
-            .load_weights(&self.0.default_weights(), device)?
+            .load_weights(&self.weights_or_default(None), device)?
             .weights)
     }
-}
-
-/// The error for a unit that `arch` does not have.
-pub fn missing_unit(arch: &dyn Architecture, unit: Unit) -> ModelError {
-    let blocks = arch
-        .units()
-        .iter()
-        .filter(|u| matches!(u.unit, Unit::Block(_)))
-        .count();
-    let names: Vec<String> = arch
-        .units()
-        .iter()
-        .filter(|u| !matches!(u.unit, Unit::Block(_)))
-        .map(|u| u.unit.to_string())
-        .collect();
-    ModelError::UnknownUnit(format!(
-        "{} has no unit {unit}: use a block 0–{}{}{}",
-        arch.title(),
-        blocks.saturating_sub(1),
-        if names.is_empty() { "" } else { " or " },
-        names.join(", ")
-    ))
 }
 
 impl std::ops::Deref for Backbone {
@@ -274,8 +212,13 @@ mod tests {
     fn the_registry_names_each_network_once() {
         let names: Vec<&str> = Backbone::all().map(|b| b.name()).collect();
         let mut unique = names.clone();
+        unique.sort_unstable();
         unique.dedup();
-        assert_eq!(names, unique);
+        assert_eq!(
+            names.len(),
+            unique.len(),
+            "a name registered twice: {names:?}"
+        );
         for b in Backbone::all() {
             assert_eq!(b.name().parse::<Backbone>().ok(), Some(b));
             for (i, info) in b.units().iter().enumerate() {

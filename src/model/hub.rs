@@ -10,28 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ModelError;
+use super::error::{HubError, ModelError};
 use crate::data::preprocess::Preprocessing;
 
 /// The weights file a repository holds.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// timm's description of the weights (preprocessing).
 pub const CONFIG_FILE: &str = "config.json";
-
-/// A hub file that is neither cached nor downloadable, and what to do about it.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot get {file} of hf:{repo} ({reason}); it is not in the cache at {}. Connect to the \
-     network once to download it, copy it into that cache, or pass --weights FILE \
-     (.safetensors or .pth)",
-    cache.display()
-)]
-pub struct HubError {
-    pub repo: String,
-    pub file: String,
-    pub cache: PathBuf,
-    pub reason: String,
-}
 
 /// Where the hub's files are kept and fetched from.
 #[derive(Debug, Clone)]

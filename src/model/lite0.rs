@@ -9,12 +9,13 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Result as CandleResult, Tensor};
 
-use super::ModelError;
-use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
+use super::architecture::{Architecture, BackboneUnit, FoldedUnit, missing_unit};
+use super::error::ModelError;
 use super::layers::{
-    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource, train_block,
+    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamPath, ParamSource, train_block,
 };
 use super::onnx::{OnnxGraph, Port};
+use super::source::WeightsSource;
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use crate::data::preprocess::Preprocessing;
@@ -151,8 +152,8 @@ impl Architecture for Lite0 {
         IMAGENET_CLASSES
     }
 
-    fn default_weights(&self) -> super::WeightsSource {
-        super::WeightsSource::Bundled
+    fn default_weights(&self) -> WeightsSource {
+        WeightsSource::Bundled
     }
 
     fn bundled_weights(&self) -> Option<&'static [u8]> {
@@ -166,14 +167,15 @@ impl Architecture for Lite0 {
         trainable: bool,
     ) -> Result<Box<dyn BackboneUnit>, ModelError> {
         let specs = block_specs();
-        let conv = |conv_name: &str, bn_name: &str, kind, c_in, c_out| ConvBnSpec {
-            conv_name: conv_name.into(),
-            bn_name: bn_name.into(),
-            kind,
-            c_in,
-            c_out,
-            act: Act::Relu6,
-            bn_eps: BN_EPS,
+        let conv = |names, kind, c_in, c_out| {
+            ConvBnSpec::at(
+                &ParamPath::root(),
+                names,
+                kind,
+                (c_in, c_out),
+                Act::Relu6,
+                BN_EPS,
+            )
         };
         Ok(match unit {
             Unit::Stem => {
@@ -182,18 +184,17 @@ impl Architecture for Lite0 {
                     stride: 2,
                     padding: Padding::Same,
                 };
-                let spec = conv("_conv_stem", "_bn0", kind, 3, STEM_CHANNELS);
+                let spec = conv(("_conv_stem", "_bn0"), kind, 3, STEM_CHANNELS);
                 Box::new(ConvBn::build(spec, src, trainable)?)
             }
             Unit::Block(b) if b < BLOCK_COUNT => {
                 Box::new(MbConvBlock::build(specs[b], src, trainable)?)
             }
-            Unit::Block(_) | Unit::Fc(_) => return Err(super::backbone::missing_unit(self, unit)),
+            Unit::Block(_) | Unit::Fc(_) => return Err(missing_unit(self, unit)),
             Unit::Head => {
                 let c_in = specs[BLOCK_COUNT - 1].out_channels;
                 let spec = conv(
-                    "_conv_head",
-                    "_bn1",
+                    ("_conv_head", "_bn1"),
                     ConvKind::Pointwise,
                     c_in,
                     HEAD_CHANNELS,
@@ -219,22 +220,15 @@ impl MbConvBlock {
         src: &mut ParamSource<'_>,
         trainable: bool,
     ) -> Result<Self, ModelError> {
-        let p = format!("_blocks.{}", spec.index);
+        let p = ParamPath::root().pp("_blocks").pp(spec.index);
         let mid = spec.expanded_channels();
-        let layer = |conv: &str, bn: &str, kind, c_in, c_out, act| ConvBnSpec {
-            conv_name: format!("{p}.{conv}"),
-            bn_name: format!("{p}.{bn}"),
-            kind,
-            c_in,
-            c_out,
-            act,
-            bn_eps: BN_EPS,
+        let layer = |names, kind, c_in, c_out, act| {
+            ConvBnSpec::at(&p, names, kind, (c_in, c_out), act, BN_EPS)
         };
         let expand = (spec.expand_ratio != 1)
             .then(|| {
                 let l = layer(
-                    "_expand_conv",
-                    "_bn0",
+                    ("_expand_conv", "_bn0"),
                     ConvKind::Pointwise,
                     spec.in_channels,
                     mid,
@@ -248,14 +242,13 @@ impl MbConvBlock {
             stride: spec.stride,
         };
         let depthwise = ConvBn::build(
-            layer("_depthwise_conv", "_bn1", kind, mid, mid, Act::Relu6),
+            layer(("_depthwise_conv", "_bn1"), kind, mid, mid, Act::Relu6),
             src,
             trainable,
         )?;
         let project = ConvBn::build(
             layer(
-                "_project_conv",
-                "_bn2",
+                ("_project_conv", "_bn2"),
                 ConvKind::Pointwise,
                 mid,
                 spec.out_channels,

@@ -10,8 +10,9 @@ use candle_core::{D, DType, Device, Result as CandleResult, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::ModelError;
-use super::backbone::{Backbone, BackboneUnit, FoldedUnit};
+use super::architecture::{BackboneUnit, FoldedUnit};
+use super::backbone::Backbone;
+use super::error::ModelError;
 use super::layers::{Classifier, Layer, Param, ParamSource, RandomInit};
 use super::unit::Unit;
 use super::weights::Weights;

@@ -7,8 +7,9 @@ use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 
-use super::ModelError;
-use super::layers::{Act, ConvKind};
+use super::error::ModelError;
+use super::layers::kind::ConvKind;
+use crate::ops::Act;
 use crate::ops::Padding;
 use crate::ops::kernels::same_padding;
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Result as CandleResult, Tensor};
 
-use super::ModelError;
-use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
+use super::architecture::{Architecture, BackboneUnit, FoldedUnit, missing_unit};
+use super::error::ModelError;
 use super::layers::{
-    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamSource, train_block,
+    Act, ConvBn, ConvBnSpec, ConvKind, FoldedConv, Layer, ParamPath, ParamSource, train_block,
 };
 use super::onnx::{OnnxGraph, Port};
+use super::source::WeightsSource;
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use crate::data::preprocess::Preprocessing;
@@ -35,6 +36,8 @@ pub struct ResNet {
     /// Bottleneck blocks (1×1, 3×3, 1×1, four-fold expansion) instead of basic ones.
     bottleneck: bool,
     default_hub: &'static str,
+    /// The unit table, computed once per network (each ResNet holds its own).
+    units: OnceLock<Vec<UnitInfo>>,
 }
 
 /// ResNet-18: basic blocks, 2-2-2-2.
@@ -44,6 +47,7 @@ pub static RESNET18: ResNet = ResNet {
     depths: [2, 2, 2, 2],
     bottleneck: false,
     default_hub: "timm/resnet18.tv_in1k",
+    units: OnceLock::new(),
 };
 
 /// ResNet-50: bottleneck blocks, 3-4-6-3.
@@ -53,6 +57,7 @@ pub static RESNET50: ResNet = ResNet {
     depths: [3, 4, 6, 3],
     bottleneck: true,
     default_hub: "timm/resnet50.tv_in1k",
+    units: OnceLock::new(),
 };
 
 /// Where one residual block sits and what it computes.
@@ -96,16 +101,12 @@ impl ResNet {
         src: &mut ParamSource<'_>,
         trainable: bool,
     ) -> Result<ResidualBlock, ModelError> {
-        let p = format!("layer{}.{}", place.layer, place.index);
+        let p = ParamPath::root()
+            .pp(format_args!("layer{}", place.layer))
+            .pp(place.index);
         let out = place.planes * self.expansion();
-        let spec = |conv: &str, bn: &str, kind, c_in, c_out, act| ConvBnSpec {
-            conv_name: format!("{p}.{conv}"),
-            bn_name: format!("{p}.{bn}"),
-            kind,
-            c_in,
-            c_out,
-            act,
-            bn_eps: BN_EPS,
+        let spec = |names, kind, c_in, c_out, act| {
+            ConvBnSpec::at(&p, names, kind, (c_in, c_out), act, BN_EPS)
         };
         let conv3 = |stride| ConvKind::Dense {
             kernel: 3,
@@ -116,20 +117,19 @@ impl ResNet {
         let specs = if self.bottleneck {
             vec![
                 spec(
-                    "conv1",
-                    "bn1",
+                    ("conv1", "bn1"),
                     ConvKind::Pointwise,
                     place.in_channels,
                     w,
                     Act::Relu,
                 ),
-                spec("conv2", "bn2", conv3(s), w, w, Act::Relu),
-                spec("conv3", "bn3", ConvKind::Pointwise, w, out, Act::None),
+                spec(("conv2", "bn2"), conv3(s), w, w, Act::Relu),
+                spec(("conv3", "bn3"), ConvKind::Pointwise, w, out, Act::None),
             ]
         } else {
             vec![
-                spec("conv1", "bn1", conv3(s), place.in_channels, w, Act::Relu),
-                spec("conv2", "bn2", conv3(1), w, w, Act::None),
+                spec(("conv1", "bn1"), conv3(s), place.in_channels, w, Act::Relu),
+                spec(("conv2", "bn2"), conv3(1), w, w, Act::None),
             ]
         };
         let convs = specs
@@ -147,8 +147,7 @@ impl ResNet {
                     },
                 };
                 let d = spec(
-                    "downsample.0",
-                    "downsample.1",
+                    ("downsample.0", "downsample.1"),
                     kind,
                     place.in_channels,
                     out,
@@ -171,10 +170,7 @@ impl Architecture for ResNet {
     }
 
     fn units(&self) -> &[UnitInfo] {
-        static R18: OnceLock<Vec<UnitInfo>> = OnceLock::new();
-        static R50: OnceLock<Vec<UnitInfo>> = OnceLock::new();
-        let cell = if self.bottleneck { &R50 } else { &R18 };
-        cell.get_or_init(|| {
+        self.units.get_or_init(|| {
             let mut units = vec![UnitInfo {
                 unit: Unit::Stem,
                 out_channels: STEM_CHANNELS,
@@ -224,8 +220,8 @@ impl Architecture for ResNet {
         IMAGENET_CLASSES
     }
 
-    fn default_weights(&self) -> super::WeightsSource {
-        super::WeightsSource::Hub(self.default_hub.into())
+    fn default_weights(&self) -> WeightsSource {
+        WeightsSource::Hub(self.default_hub.into())
     }
 
     fn build_unit(
@@ -236,26 +232,26 @@ impl Architecture for ResNet {
     ) -> Result<Box<dyn BackboneUnit>, ModelError> {
         match unit {
             Unit::Stem => {
-                let spec = ConvBnSpec {
-                    conv_name: "conv1".into(),
-                    bn_name: "bn1".into(),
-                    kind: ConvKind::Dense {
-                        kernel: 7,
-                        stride: 2,
-                        padding: Padding::Symmetric(3),
-                    },
-                    c_in: 3,
-                    c_out: STEM_CHANNELS,
-                    act: Act::Relu,
-                    bn_eps: BN_EPS,
+                let kind = ConvKind::Dense {
+                    kernel: 7,
+                    stride: 2,
+                    padding: Padding::Symmetric(3),
                 };
+                let spec = ConvBnSpec::at(
+                    &ParamPath::root(),
+                    ("conv1", "bn1"),
+                    kind,
+                    (3, STEM_CHANNELS),
+                    Act::Relu,
+                    BN_EPS,
+                );
                 Ok(Box::new(Stem(ConvBn::build(spec, src, trainable)?)))
             }
             Unit::Block(b) => match self.places().get(b) {
                 Some(&place) => Ok(Box::new(self.block(place, src, trainable)?)),
-                None => Err(super::backbone::missing_unit(self, unit)),
+                None => Err(missing_unit(self, unit)),
             },
-            Unit::Head | Unit::Fc(_) => Err(super::backbone::missing_unit(self, unit)),
+            Unit::Head | Unit::Fc(_) => Err(missing_unit(self, unit)),
         }
     }
 }
@@ -363,5 +359,29 @@ impl FoldedUnit for FoldedResidual {
             h = conv.export_onnx(g, &h, (i == last).then_some(&shortcut))?;
         }
         Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ResNet-34 (basic blocks, 3-4-6-3) added beside ResNet-18: its unit table is its own,
+    /// not the one a table shared by block kind would hand it.
+    #[test]
+    fn each_resnet_keeps_its_own_unit_table() {
+        static RESNET34: ResNet = ResNet {
+            name: "resnet34",
+            title: "ResNet-34",
+            depths: [3, 4, 6, 3],
+            bottleneck: false,
+            default_hub: "timm/resnet34.tv_in1k",
+            units: OnceLock::new(),
+        };
+        assert_eq!(RESNET18.units().len(), 1 + 8);
+        assert_eq!(RESNET34.units().len(), 1 + 16);
+        assert_eq!(RESNET50.units().len(), 1 + 16);
+        assert_eq!(RESNET34.units().last().map(|u| u.out_channels), Some(512));
+        assert_eq!(RESNET50.units().last().map(|u| u.out_channels), Some(2048));
     }
 }

@@ -10,9 +10,9 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::error::ModelError;
 use super::hub::{self, HubConfig};
-use super::{Backbone, ModelError, Weights};
-use crate::data::preprocess::Preprocessing;
+use super::weights::Weights;
 
 /// A place to load pretrained weights from; written as `bundled`, `hf:ORG/REPO` or a path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,16 +82,6 @@ pub struct LoadedWeights {
     pub config: Option<HubConfig>,
 }
 
-impl LoadedWeights {
-    /// Preprocessing for crops of `image_size_px`: the hub's, else the backbone's own.
-    pub fn preprocessing(&self, backbone: Backbone, image_size_px: u32) -> Preprocessing {
-        match &self.config {
-            Some(config) => config.preprocessing(image_size_px),
-            None => backbone.preprocessing(image_size_px),
-        }
-    }
-}
-
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -123,18 +113,18 @@ fn from_checkpoint(path: &Path, device: &Device) -> Result<Weights, ModelError> 
     Ok(Weights::from_tensors(tensors))
 }
 
-/// Loads `source` for `backbone` (raw; the backbone's renaming comes after).
+/// Loads `source` (raw; the backbone's renaming comes after); `bundled` holds the network's
+/// bundled safetensors bytes where `source` is [`WeightsSource::Bundled`].
 pub(super) fn load_raw(
-    backbone: Backbone,
+    bundled: Option<&'static [u8]>,
     source: &WeightsSource,
     device: &Device,
     progress: Option<&mut hub::DownloadProgress<'_>>,
 ) -> Result<LoadedWeights, ModelError> {
     let (weights, sha256, config) = match source {
         WeightsSource::Bundled => {
-            let bytes = backbone
-                .bundled_weights()
-                .ok_or_else(|| ModelError::NoBundledWeights(backbone.title().into()))?;
+            let bytes =
+                bundled.ok_or_else(|| ModelError::NoBundledWeights("this network".into()))?;
             (
                 Weights::from_safetensors_bytes(bytes, device)?,
                 sha256_hex(bytes),

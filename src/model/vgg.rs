@@ -12,12 +12,14 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{Result as CandleResult, Tensor};
 
-use super::backbone::{Architecture, BackboneUnit, FoldedUnit};
-use super::layers::{Act, ConvBias, ConvKind, FoldedConv, Layer, Linear, ParamSource};
+use super::architecture::{Architecture, BackboneUnit, FoldedUnit, missing_unit};
+use super::error::ModelError;
+use super::layers::{Act, ConvBias, ConvKind, FoldedConv, Layer, Linear, ParamPath, ParamSource};
 use super::onnx::{OnnxGraph, Port};
+use super::source::WeightsSource;
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
-use super::{ModelError, Weights};
+use super::weights::Weights;
 use crate::data::preprocess::Preprocessing;
 use crate::ops::{self, Padding};
 
@@ -139,8 +141,8 @@ impl Architecture for Vgg16 {
         IMAGENET_CLASSES
     }
 
-    fn default_weights(&self) -> super::WeightsSource {
-        super::WeightsSource::Hub("timm/vgg16.tv_in1k".into())
+    fn default_weights(&self) -> WeightsSource {
+        WeightsSource::Hub("timm/vgg16.tv_in1k".into())
     }
 
     /// timm's names: fc6/fc7 stored as 7×7 and 1×1 convolutions, fc8 as `head.fc`.
@@ -163,6 +165,7 @@ impl Architecture for Vgg16 {
         src: &mut ParamSource<'_>,
         trainable: bool,
     ) -> Result<Box<dyn BackboneUnit>, ModelError> {
+        let classifier = ParamPath::root().pp("classifier");
         match unit {
             Unit::Block(i) if i < CONVS.len() => {
                 let c_in = if i == 0 { 3 } else { CONVS[i - 1].0 };
@@ -172,15 +175,14 @@ impl Architecture for Vgg16 {
                     stride: 1,
                     padding: Padding::Symmetric(1),
                 };
-                let prefix = format!("features.{}", feature_index(i));
-                let conv =
-                    ConvBias::build(&prefix, kind, (c_in, c_out), Act::Relu, src, trainable)?;
+                let path = ParamPath::root().pp("features").pp(feature_index(i));
+                let conv = ConvBias::build(&path, kind, (c_in, c_out), Act::Relu, src, trainable)?;
                 Ok(Box::new(VggConv { conv, pool }))
             }
             Unit::Fc(6) => {
                 let c_in = CONVS[CONVS.len() - 1].0 * POOLED_SIDE * POOLED_SIDE;
                 let linear =
-                    Linear::build("classifier.0", c_in, FC_WIDTH, Act::Relu, src, trainable)?;
+                    Linear::build(&classifier.pp(0), c_in, FC_WIDTH, Act::Relu, src, trainable)?;
                 Ok(Box::new(Fc {
                     linear,
                     first: true,
@@ -188,7 +190,7 @@ impl Architecture for Vgg16 {
             }
             Unit::Fc(7) => {
                 let linear = Linear::build(
-                    "classifier.3",
+                    &classifier.pp(3),
                     FC_WIDTH,
                     FC_WIDTH,
                     Act::Relu,
@@ -200,7 +202,7 @@ impl Architecture for Vgg16 {
                     first: false,
                 }))
             }
-            _ => Err(super::backbone::missing_unit(self, unit)),
+            _ => Err(missing_unit(self, unit)),
         }
     }
 }

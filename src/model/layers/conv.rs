@@ -5,50 +5,21 @@ use std::sync::Arc;
 
 use candle_core::{Result as CandleResult, Tensor, Var};
 
-use super::{Act, BatchNorm, Layer, ModelError, Param, ParamSource, RandomInit};
-use crate::model::backbone::{BackboneUnit, FoldedUnit};
+use super::kind::ConvKind;
+use super::layer::Layer;
+use super::norm::BatchNorm;
+use super::param::{Param, ParamSource, RandomInit};
+use super::path::ParamPath;
+use crate::model::architecture::{BackboneUnit, FoldedUnit};
+use crate::model::error::ModelError;
 use crate::model::onnx::{OnnxGraph, Port};
-use crate::ops::{self, Padding};
+use crate::ops;
+use crate::ops::Act;
 
 /// 1×1 convolutions with at most this many input channels are recomputed in backward rather
 /// than kept (in Lite0, the expansions of blocks 1–5: 16–40 inputs, 96–240 outputs at high
 /// resolution).
 const RECOMPUTE_MAX_INPUT_CHANNELS: usize = 40;
-
-/// What kind of convolution a layer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvKind {
-    /// Dense k×k (Lite0's stem: "SAME" padding; the torchvision networks: symmetric).
-    Dense {
-        kernel: usize,
-        stride: usize,
-        padding: Padding,
-    },
-    /// Depthwise k×k with "SAME" padding.
-    Depthwise { kernel: usize, stride: usize },
-    /// 1×1.
-    Pointwise,
-}
-
-impl ConvKind {
-    fn weight_shape(self, c_in: usize, c_out: usize) -> Vec<usize> {
-        match self {
-            ConvKind::Dense { kernel, .. } => vec![c_out, c_in, kernel, kernel],
-            ConvKind::Depthwise { kernel, .. } => vec![c_out, 1, kernel, kernel],
-            ConvKind::Pointwise => vec![c_out, c_in, 1, 1],
-        }
-    }
-
-    fn apply(self, x: &Tensor, w: &Tensor) -> CandleResult<Tensor> {
-        match self {
-            ConvKind::Dense {
-                stride, padding, ..
-            } => ops::conv2d(x, w, stride, padding),
-            ConvKind::Depthwise { stride, .. } => ops::depthwise_conv(x, w, stride),
-            ConvKind::Pointwise => ops::conv1x1(x, w),
-        }
-    }
-}
 
 /// A bias-free convolution followed by BatchNorm and an activation.
 #[derive(Debug)]
@@ -62,13 +33,38 @@ pub struct ConvBn {
 /// The shape of a [`ConvBn`] and the checkpoint names of its two layers.
 #[derive(Debug, Clone)]
 pub struct ConvBnSpec {
-    pub conv_name: String,
-    pub bn_name: String,
+    /// The convolution's checkpoint path (`….weight`).
+    pub conv: ParamPath,
+    /// Its BatchNorm's path (`….weight`, `….bias`, `….running_mean`, `….running_var`).
+    pub bn: ParamPath,
     pub kind: ConvKind,
     pub c_in: usize,
     pub c_out: usize,
     pub act: Act,
     pub bn_eps: f64,
+}
+
+impl ConvBnSpec {
+    /// The convolution `path.conv` and its BatchNorm `path.bn` (siblings under one path, as
+    /// in every checkpoint the networks read).
+    pub fn at(
+        path: &ParamPath,
+        (conv, bn): (&str, &str),
+        kind: ConvKind,
+        (c_in, c_out): (usize, usize),
+        act: Act,
+        bn_eps: f64,
+    ) -> Self {
+        Self {
+            conv: path.pp(conv),
+            bn: path.pp(bn),
+            kind,
+            c_in,
+            c_out,
+            act,
+            bn_eps,
+        }
+    }
 }
 
 impl ConvBn {
@@ -79,8 +75,8 @@ impl ConvBn {
         trainable: bool,
     ) -> Result<Self, ModelError> {
         let ConvBnSpec {
-            conv_name,
-            bn_name,
+            conv: conv_path,
+            bn: bn_path,
             kind,
             c_in,
             c_out,
@@ -88,11 +84,11 @@ impl ConvBn {
             bn_eps,
         } = spec;
         let shape = kind.weight_shape(c_in, c_out);
-        let name = format!("{conv_name}.weight");
+        let name = conv_path.tensor("weight");
         let w = src.tensor(&name, &shape, RandomInit::KaimingFanOut)?;
         Ok(Self {
             conv: Param::new(name, w, trainable)?,
-            bn: BatchNorm::build(bn_name, c_out, bn_eps, src, trainable)?,
+            bn: BatchNorm::build(bn_path, c_out, bn_eps, src, trainable)?,
             kind,
             act,
         })
@@ -205,17 +201,16 @@ pub struct ConvBias {
 }
 
 impl ConvBias {
-    /// Builds `prefix.weight` and `prefix.bias`.
+    /// Builds `path.weight` and `path.bias`.
     pub fn build(
-        prefix: &str,
+        path: &ParamPath,
         kind: ConvKind,
         (c_in, c_out): (usize, usize),
         act: Act,
         src: &mut ParamSource<'_>,
         trainable: bool,
     ) -> Result<Self, ModelError> {
-        let w_name = format!("{prefix}.weight");
-        let b_name = format!("{prefix}.bias");
+        let (w_name, b_name) = (path.tensor("weight"), path.tensor("bias"));
         let w = src.tensor(
             &w_name,
             &kind.weight_shape(c_in, c_out),

@@ -2,7 +2,11 @@
 
 use candle_core::{Module, Result as CandleResult, Tensor, Var};
 
-use super::{Act, Layer, ModelError, Param, ParamSource, RandomInit};
+use super::layer::Layer;
+use super::param::{Param, ParamSource, RandomInit};
+use super::path::ParamPath;
+use crate::model::error::ModelError;
+use crate::ops::Act;
 
 /// The classifier on pooled features: `_fc`, a linear layer.
 #[derive(Debug)]
@@ -37,9 +41,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Builds `prefix.weight` `[out, in]` and `prefix.bias` `[out]`.
+    /// Builds `path.weight` `[out, in]` and `path.bias` `[out]`.
     pub fn build(
-        prefix: &str,
+        path: &ParamPath,
         c_in: usize,
         c_out: usize,
         act: Act,
@@ -47,8 +51,7 @@ impl Linear {
         trainable: bool,
     ) -> Result<Self, ModelError> {
         let range = 1.0 / (c_in as f32).sqrt();
-        let w_name = format!("{prefix}.weight");
-        let b_name = format!("{prefix}.bias");
+        let (w_name, b_name) = (path.tensor("weight"), path.tensor("bias"));
         let w = src.tensor(&w_name, &[c_out, c_in], RandomInit::Uniform(range))?;
         let b = src.tensor(&b_name, &[c_out], RandomInit::Uniform(range))?;
         Ok(Self {
@@ -69,11 +72,7 @@ impl Linear {
 
     /// A copy with constant (detached) values, for inference.
     pub fn frozen(&self) -> Linear {
-        let constant = |p: &Param| Param {
-            var: None,
-            tensor: p.tensor().detach(),
-            ..p.clone()
-        };
+        let constant = |p: &Param| p.constant();
         Linear {
             weight: constant(&self.weight),
             bias: constant(&self.bias),

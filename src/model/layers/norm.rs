@@ -2,7 +2,9 @@
 
 use candle_core::{Result as CandleResult, Tensor, Var};
 
-use super::{ModelError, Param, ParamSource, RandomInit};
+use super::param::{Param, ParamSource, RandomInit};
+use super::path::ParamPath;
+use crate::model::error::ModelError;
 use crate::ops;
 
 /// BatchNorm with learnable affine parameters and running statistics.
@@ -12,41 +14,37 @@ pub struct BatchNorm {
     pub bias: Param,
     running_mean: Var,
     running_var: Var,
-    prefix: String,
+    path: ParamPath,
     pub(super) eps: f64,
 }
 
 impl BatchNorm {
     pub(super) fn build(
-        prefix: String,
+        path: ParamPath,
         channels: usize,
         eps: f64,
         src: &mut ParamSource<'_>,
         trainable: bool,
     ) -> Result<Self, ModelError> {
         let shape = [channels];
-        let weight = src.tensor(
-            &format!("{prefix}.weight"),
-            &shape,
-            RandomInit::Constant(1.0),
-        )?;
-        let bias = src.tensor(&format!("{prefix}.bias"), &shape, RandomInit::Constant(0.0))?;
+        let weight = src.tensor(&path.tensor("weight"), &shape, RandomInit::Constant(1.0))?;
+        let bias = src.tensor(&path.tensor("bias"), &shape, RandomInit::Constant(0.0))?;
         let mean = src.tensor(
-            &format!("{prefix}.running_mean"),
+            &path.tensor("running_mean"),
             &shape,
             RandomInit::Constant(0.0),
         )?;
         let var = src.tensor(
-            &format!("{prefix}.running_var"),
+            &path.tensor("running_var"),
             &shape,
             RandomInit::Constant(1.0),
         )?;
         Ok(Self {
-            weight: Param::new_no_decay(format!("{prefix}.weight"), weight, trainable)?,
-            bias: Param::new_no_decay(format!("{prefix}.bias"), bias, trainable)?,
+            weight: Param::new_no_decay(path.tensor("weight"), weight, trainable)?,
+            bias: Param::new_no_decay(path.tensor("bias"), bias, trainable)?,
             running_mean: Var::from_tensor(&mean)?,
             running_var: Var::from_tensor(&var)?,
-            prefix,
+            path,
             eps,
         })
     }
@@ -92,11 +90,11 @@ impl BatchNorm {
             (self.weight.name.clone(), self.weight.tensor().detach()),
             (self.bias.name.clone(), self.bias.tensor().detach()),
             (
-                format!("{}.running_mean", self.prefix),
+                self.path.tensor("running_mean"),
                 self.running_mean.as_tensor().detach(),
             ),
             (
-                format!("{}.running_var", self.prefix),
+                self.path.tensor("running_var"),
                 self.running_var.as_tensor().detach(),
             ),
         ]

@@ -1,0 +1,182 @@
+//! ONNX export: the exported file, run by tract (a pure-Rust ONNX runtime), gives the app's
+//! own logits and probabilities; the metadata carries labels and preprocessing; writing is
+//! safe.
+
+use crate::common;
+
+use candle_core::{Device, Tensor};
+use tract_onnx::prelude::*;
+use transfer_studio::export::{ExportInfo, write_onnx};
+use transfer_studio::model::{Backbone, HeadInit, Network, NetworkSpec, Unit};
+use transfer_studio::predict::Predictor;
+use transfer_studio::train::{Case, TrainPlan};
+
+/// A deterministic image batch in [0, 1], NCHW (for ONNX) and NHWC normalised (for the app).
+fn inputs(predictor: &Predictor, batch: usize) -> (tract_ndarray::ArrayD<f32>, Tensor) {
+    let pre = predictor.preprocessing();
+    let side = pre.image_size_px as usize;
+    let value = |n: usize, c: usize, y: usize, x: usize| {
+        (((n * 7 + c * 13 + y * 3 + x * 5) % 256) as f32) / 255.0
+    };
+    let nchw = tract_ndarray::ArrayD::from_shape_fn(vec![batch, 3, side, side], |i| {
+        value(i[0], i[1], i[2], i[3])
+    });
+    let mut nhwc = Vec::with_capacity(batch * side * side * 3);
+    for n in 0..batch {
+        for y in 0..side {
+            for x in 0..side {
+                for c in 0..3 {
+                    nhwc.push((value(n, c, y, x) - pre.mean[c]) / pre.std[c]);
+                }
+            }
+        }
+    }
+    let t = Tensor::from_vec(nhwc, (batch, side, side, 3), &Device::Cpu).expect("input");
+    (nchw, t)
+}
+
+/// Exports, reads the metadata back, runs the file with tract and compares with the app.
+fn round_trip(predictor: &Predictor, info: &ExportInfo) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("model.onnx");
+    write_onnx(predictor, info, &path).expect("export");
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)
+        .expect("tract reads the file")
+        .into_optimized()
+        .expect("optimised")
+        .into_runnable()
+        .expect("runnable");
+    let (nchw, nhwc) = inputs(predictor, 2);
+    let outputs = model
+        .run(tvec!(nchw.into_tensor().into()))
+        .expect("tract runs it");
+    let probs = outputs[0]
+        .to_plain_array_view::<f32>()
+        .expect("probabilities")
+        .to_owned();
+    let logits = outputs[1]
+        .to_plain_array_view::<f32>()
+        .expect("logits")
+        .to_owned();
+    let ours: Vec<Vec<f32>> = predictor
+        .logits(&nhwc)
+        .expect("ours")
+        .to_vec2()
+        .expect("vec");
+    let classes = predictor.labels().len();
+    assert_eq!(logits.shape(), &[2, classes]);
+    for (n, row) in ours.iter().enumerate() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        for (k, &v) in row.iter().enumerate() {
+            let tol = 1e-4 * v.abs().max(1.0);
+            assert!(
+                (logits[[n, k]] - v).abs() <= tol,
+                "logit {n},{k}: {} vs {v}",
+                logits[[n, k]]
+            );
+            let p = (v - max).exp() / sum;
+            assert!((probs[[n, k]] - p).abs() <= 1e-4, "probability {n},{k}");
+        }
+    }
+    let bytes = std::fs::read(&path).expect("file");
+    let text = String::from_utf8_lossy(&bytes);
+    for key in [
+        "labels",
+        "image_size",
+        "resize",
+        "normalization",
+        "backbone",
+        "cut_after",
+    ] {
+        assert!(text.contains(key), "metadata {key}");
+    }
+    assert!(text.contains(&serde_json::to_string(predictor.labels()).expect("json")));
+}
+
+#[test]
+fn the_builtin_classifier_exports_and_runs_elsewhere() {
+    common::init();
+    let predictor = Predictor::imagenet(&Device::Cpu).expect("bundled");
+    let lite0 = Backbone::default();
+    let info = ExportInfo {
+        backbone: lite0,
+        cut_after: Unit::Head,
+        metrics: None,
+    };
+    round_trip(&predictor, &info);
+}
+
+/// A new head after a middle block (Start of ConvNet), at a smaller crop: the SAME padding
+/// becomes asymmetric pads at other sizes too.
+#[test]
+fn a_model_cut_after_a_middle_block_exports() {
+    common::init();
+    let lite0 = Backbone::default();
+    let weights = lite0.pretrained_weights(&Device::Cpu).expect("weights");
+    let plan = TrainPlan {
+        cut_after: Unit::Block(10),
+        ..Case::SmallDifferent.plan()
+    };
+    let network = plan
+        .build_network(3, Some(&weights), &Device::Cpu)
+        .expect("network");
+    let labels = vec!["a".into(), "b".into(), "c".into()];
+    let predictor =
+        Predictor::from_network(&network, labels, lite0.preprocessing(96)).expect("predictor");
+    let info = ExportInfo {
+        backbone: lite0,
+        cut_after: Unit::Block(10),
+        metrics: None,
+    };
+    round_trip(&predictor, &info);
+}
+
+/// The torchvision networks (random weights: the graph is what is tested), a ResNet whole and
+/// VGG cut inside its convolutions.
+#[test]
+fn resnet_and_vgg_export() {
+    common::init();
+    for (name, cut) in [("resnet18", None), ("vgg16", Some(Unit::Block(9)))] {
+        let backbone: Backbone = name.parse().expect("registered");
+        let mut spec = NetworkSpec::pretrained(backbone);
+        spec.num_classes = 4;
+        if let Some(cut) = cut {
+            spec.cut_after = cut;
+        }
+        let cut_after = spec.cut_after;
+        let network =
+            Network::build(spec, None, HeadInit::Random, 3, &Device::Cpu).expect("network");
+        let labels = (0..4).map(|i| format!("class {i}")).collect();
+        let predictor = Predictor::from_network(&network, labels, backbone.preprocessing(64))
+            .expect("predictor");
+        let info = ExportInfo {
+            backbone,
+            cut_after,
+            metrics: None,
+        };
+        round_trip(&predictor, &info);
+    }
+}
+
+#[test]
+fn an_existing_file_that_is_not_onnx_is_not_overwritten() {
+    common::init();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("notes.onnx");
+    std::fs::write(&path, "my notes").expect("file");
+    let predictor = Predictor::imagenet(&Device::Cpu).expect("bundled");
+    let info = ExportInfo {
+        backbone: Backbone::default(),
+        cut_after: Unit::Head,
+        metrics: None,
+    };
+    let err = write_onnx(&predictor, &info, &path).expect_err("refused");
+    assert!(err.to_string().contains("not an ONNX model"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).expect("kept"), "my notes");
+    // An ONNX file is replaced.
+    let onnx = dir.path().join("m.onnx");
+    write_onnx(&predictor, &info, &onnx).expect("first");
+    write_onnx(&predictor, &info, &onnx).expect("over an ONNX file");
+}
