@@ -73,17 +73,24 @@ pub struct Sample {
     pub path: PathBuf,
     pub label: usize,
     cached: Option<Arc<RgbImage>>,
+    /// Whether `cached` was shrunk from a larger file (then only a request for exactly its
+    /// size is served from it).
+    shrunk: bool,
 }
 
 impl Sample {
-    /// The image with its shorter side at most `short_side_px` (never enlarged here).
+    /// The image with its shorter side at most `short_side_px` (never enlarged here): the same
+    /// pixels whatever size the dataset was cached at. A copy shrunk to another size is
+    /// neither enlarged nor resized a second time; the file is decoded again instead.
     pub fn image(&self, short_side_px: u32) -> Result<Arc<RgbImage>, String> {
         if let Some(img) = &self.cached {
             let short = img.width().min(img.height());
-            if short <= short_side_px {
-                return Ok(img.clone());
+            if !self.shrunk || short == short_side_px {
+                if short <= short_side_px {
+                    return Ok(img.clone());
+                }
+                return Ok(Arc::new(resize_shorter_side(img, short_side_px)));
             }
-            return Ok(Arc::new(resize_shorter_side(img, short_side_px)));
         }
         let img = decode_rgb(&self.path).map_err(|e| e.to_string())?;
         Ok(Arc::new(shrink(img, short_side_px)))
@@ -95,6 +102,7 @@ impl Sample {
             path,
             label,
             cached: Some(Arc::new(image)),
+            shrunk: false,
         }
     }
 
@@ -261,8 +269,9 @@ fn collect_files(
     Ok(())
 }
 
-/// A decoded file: kept in memory (`Some`), decoded but over the budget (`None`), or why not.
-type DecodeOutcome = Result<Option<Arc<RgbImage>>, String>;
+/// A decoded file: kept in memory (`Some`) or decoded but over the budget (`None`), and
+/// whether it was shrunk; or why it could not be used.
+type DecodeOutcome = Result<(Option<Arc<RgbImage>>, bool), String>;
 
 /// Decoded files of one folder: usable samples per class, and what was skipped.
 struct Decoded {
@@ -291,6 +300,7 @@ fn decode_all(
                 return (label, path, Err("cancelled".into()));
             }
             let result = decode_rgb(path).map_err(|e| e.to_string()).map(|img| {
+                let shrunk = img.width().min(img.height()) > short_side_px;
                 let img = shrink(img, short_side_px);
                 let bytes = img.as_raw().len();
                 // Keep it in memory while the budget lasts.
@@ -299,7 +309,7 @@ fn decode_all(
                         left.checked_sub(bytes)
                     })
                     .is_ok();
-                fits.then(|| Arc::new(img))
+                (fits.then(|| Arc::new(img)), shrunk)
             });
             progress.done.fetch_add(1, Ordering::Relaxed);
             (label, path, result)
@@ -312,10 +322,11 @@ fn decode_all(
     let mut skipped = scan.skipped.clone();
     for (label, path, result) in results {
         match result {
-            Ok(cached) => per_class[label].push(Sample {
+            Ok((cached, shrunk)) => per_class[label].push(Sample {
                 path: path.clone(),
                 label,
                 cached,
+                shrunk,
             }),
             Err(reason) => skipped.push(SkippedFile {
                 path: path.clone(),
@@ -451,6 +462,19 @@ impl Dataset {
             .iter()
             .filter(move |s| s.label == class)
             .take(count)
+    }
+
+    /// Whether loading with `options` would give this dataset: the same cache size and the
+    /// same validation images (folder, or split fraction and seed).
+    pub fn loaded_with(&self, options: &LoadOptions) -> bool {
+        let validation = match &options.val_dir {
+            Some(dir) => ValidationSource::Folder(dir.clone()),
+            None => ValidationSource::Split {
+                fraction: options.val_fraction,
+                seed: options.seed,
+            },
+        };
+        self.cache_short_side_px == options.cache_short_side_px && self.validation == validation
     }
 
     /// Images per class in each split.

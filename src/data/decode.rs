@@ -11,11 +11,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbIma
 /// alpha are drawn for.
 pub const ALPHA_BACKGROUND: [u8; 3] = [255, 255, 255];
 
-/// Guards against decompression bombs: images larger than this are refused before decoding.
-pub const MAX_SIDE_PX: u32 = 20_000;
-/// Largest decoded image (and largest allocation a decoder may make); converting it to RGB and
-/// turning it upright can take up to twice as much again.
-pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+pub use super::limits::{MAX_DECODE_BYTES, MAX_SIDE_PX};
 
 /// File extensions treated as images (compared case-insensitively).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];

@@ -3,6 +3,7 @@
 pub mod dataset;
 pub mod decode;
 pub mod demo;
+pub mod limits;
 pub mod prefetch;
 pub mod preprocess;
 pub mod resize;

@@ -12,7 +12,7 @@ use image::RgbImage;
 use tiff::decoder::{Decoder, DecodingResult};
 use tiff::tags::Tag;
 
-use super::decode::{MAX_DECODE_BYTES, MAX_SIDE_PX};
+use super::limits::{MAX_DECODE_BYTES, MAX_SIDE_PX};
 
 const PHOTOMETRIC: u16 = 262;
 const WHITE_IS_ZERO: u16 = 0;
