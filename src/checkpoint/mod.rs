@@ -6,12 +6,14 @@
 //! * legacy format: five pickles back to back (magic number, protocol 1001, system info, the
 //!   object, the storage keys), then each storage as `u64` element count + raw bytes.
 
+pub mod error;
 pub mod pickle;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use error::CheckpointError;
 use pickle::{StorageDType, StorageRef, TensorRef, TorchStorages, Value};
 
 /// The magic number torch writes at the start of a legacy checkpoint, as LONG1 bytes.
@@ -19,28 +21,6 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 const LEGACY_PROTOCOL: i64 = 1001;
 /// Refuse storages whose declared size is beyond this (a corrupt header must not allocate it).
 const MAX_STORAGE_BYTES: usize = 8 << 30;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("not a PyTorch checkpoint: {0}")]
-    NotACheckpoint(String),
-    #[error("malformed checkpoint: {0}")]
-    Malformed(String),
-    #[error(
-        "refusing to load: the checkpoint's pickle references `{0}`, which is not one of the \
-         torch tensor/storage constructors this reader accepts (nothing from the file was executed)"
-    )]
-    ForbiddenGlobal(String),
-    #[error("the checkpoint holds no tensors")]
-    NoTensors,
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
-}
 
 /// Which torch serialization a file used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor, Var};
 use image::RgbImage;
 use serde::Serialize;
 
-use super::InspectError;
+use super::error::InspectError;
 use crate::model::{Unit, softmax};
 use crate::predict::Predictor;
 
@@ -122,7 +122,7 @@ fn logits_from_map(
 
 /// The index of the last kept unit with a spatial output.
 fn last_map_index(predictor: &Predictor) -> usize {
-    super::spatial_units(predictor)
+    super::maps::spatial_units(predictor)
         .last()
         .map_or(0, |&unit| predictor.network().index_of(unit))
 }

@@ -5,8 +5,8 @@ use candle_core::DType;
 use image::RgbImage;
 use serde::Serialize;
 
-use super::InspectError;
 use super::colour::heat_colour;
+use super::error::InspectError;
 use crate::model::Unit;
 use crate::predict::Predictor;
 

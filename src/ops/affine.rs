@@ -5,8 +5,10 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, InplaceOp1, Layout, Result, Shape, Tensor, bail,
 };
 
+use super::kernels;
 use super::kernels::Act;
-use super::{is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
+use super::reference;
+use super::slices::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
 struct ScaleShift {
     scale: Vec<f32>,

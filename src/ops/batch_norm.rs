@@ -4,16 +4,11 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
+use super::kernels;
 use super::kernels::Act;
-use super::{is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
-
-/// Batch statistics a train-mode BatchNorm saw, for the running averages.
-#[derive(Debug, Clone)]
-pub struct BatchStats {
-    pub mean: Vec<f32>,
-    pub var: Vec<f32>,
-    pub count: usize,
-}
+use super::reference;
+use super::slices::{is_cpu_f32, storage_slice, vec_tensor, with_slice};
+use super::stats::BatchStats;
 
 #[derive(Default)]
 pub(super) struct SavedStats {

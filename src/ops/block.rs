@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::batch_norm::{BatchStats, SavedStats, batch_norm_train, bn_train_forward};
+use super::affine::add_activate;
+use super::batch_norm::{SavedStats, batch_norm_train, bn_train_forward};
 use super::conv_bn::{Dims, FusedConv};
+use super::kernels;
 use super::kernels::{Act, BnGrads};
-use super::{add_activate, dims4, is_cpu_f32, kernels, storage_slice, vec_tensor, with_slice};
+use super::slices::{dims4, is_cpu_f32, storage_slice, vec_tensor, with_slice};
+use super::stats::BatchStats;
 
 /// One convolution + train-mode BatchNorm (+activation) of a [`train_block`].
 #[derive(Debug, Clone, Copy)]

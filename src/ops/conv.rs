@@ -3,8 +3,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use super::kernels;
 use super::kernels::{Act, ConvGeometry, Epilogue, Padding};
-use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
+use super::reference;
+use super::slices::{dims4, is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
 /// 1×1 convolution as one matrix product: `[N·H·W, Cin] × [Cin, Cout]`. `w`: `[Cout, Cin, 1, 1]`.
 pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -127,7 +129,7 @@ pub fn conv1x1_bias_act(
     let tracked = x.track_op() || w.track_op() || residual.is_some_and(Tensor::track_op);
     if !is_cpu_f32(x) || tracked {
         let y = conv1x1(x, w)?;
-        return super::bias_act_inplace(y, bias, residual, act);
+        return super::affine::bias_act_inplace(y, bias, residual, act);
     }
     let op = PointwiseBiasAct {
         bias: bias.to_vec1::<f32>()?,
@@ -347,7 +349,7 @@ pub fn conv2d_bias_act(
     let tracked = x.track_op() || w.track_op() || residual.is_some_and(Tensor::track_op);
     if !is_cpu_f32(x) || tracked {
         let y = conv2d(x, w, stride, padding)?;
-        return super::bias_act_inplace(y, bias, residual, act);
+        return super::affine::bias_act_inplace(y, bias, residual, act);
     }
     let k = w.dim(2)?;
     let op = DenseConvBiasAct {

@@ -3,8 +3,10 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use super::kernels;
 use super::kernels::{Act, ConvGeometry, Epilogue};
-use super::{dims4, is_cpu_f32, kernels, reference, storage_slice, vec_tensor, with_slice};
+use super::reference;
+use super::slices::{dims4, is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
 struct DepthwiseConv {
     stride: usize,

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use super::kernels::{self, ConvGeometry, Padding};
-use super::{dims4, is_cpu_f32, storage_slice, vec_tensor, with_slice};
+use super::slices::{dims4, is_cpu_f32, storage_slice, vec_tensor, with_slice};
 
 /// Max pooling, `kernel × kernel` windows at `stride` with `pad` pixels of padding that never
 /// win (PyTorch's `MaxPool2d`, floor mode).

@@ -3,8 +3,8 @@
 
 use candle_core::{D, Result, Tensor};
 
-use super::BatchStats;
 use super::kernels::{Act, same_padding};
+use super::stats::BatchStats;
 
 /// NHWC → NCHW, "SAME"-padded for a k×k kernel at `stride`.
 fn to_padded_nchw(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {

@@ -5,9 +5,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{
-    CheckpointError, Global, PersistentLoad, TensorRef, Value, int_list, malformed, non_negative,
-};
+use super::value::{Global, PersistentLoad, TensorRef, Value, int_list, malformed, non_negative};
+use crate::checkpoint::error::CheckpointError;
 
 /// Reads one pickle from `data` starting at `*pos`, advancing `*pos` past its STOP opcode.
 pub fn read_pickle(

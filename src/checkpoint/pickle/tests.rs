@@ -1,6 +1,7 @@
 //! The interpreter on small hand-written pickles.
 
 use super::*;
+use crate::checkpoint::error::CheckpointError;
 
 fn run(bytes: &[u8]) -> Result<Value, CheckpointError> {
     let mut pos = 0;

@@ -5,13 +5,13 @@
 //! blocks in parallel, each product single-threaded; the weight gradient sums a shape-fixed
 //! number of partial products in a fixed order, so results do not depend on the thread count.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
-use super::{
-    ConvGeometry, Epilogue, add_into, bias_act_rows, output_buffer, sum_partials, winograd,
-};
+use super::common::{ConvGeometry, Epilogue, output_buffer, sum_partials};
+use super::elementwise::add_into;
+use super::gemm::{View, matmul, with_scratch};
+use super::norm::bias_act_rows;
+use super::winograd;
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -33,119 +33,6 @@ const BLOCKING: Blocking = Blocking {
 };
 /// At most this many partial weight gradients are summed.
 const MAX_PARTIALS: usize = 16;
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's scratch buffer of `len` floats (grown once, then reused: no fresh
-/// pages per block). `f` must not re-enter rayon.
-pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut buffer = cell.borrow_mut();
-        if buffer.len() < len {
-            buffer.resize(len, 0.0);
-        }
-        f(&mut buffer[..len])
-    })
-}
-
-/// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
-#[derive(Clone, Copy)]
-pub(super) struct View<'a> {
-    pub(super) data: &'a [f32],
-    pub(super) row_stride: usize,
-    pub(super) col_stride: usize,
-}
-
-impl View<'_> {
-    fn covers(&self, rows: usize, cols: usize) -> bool {
-        rows == 0
-            || cols == 0
-            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
-    }
-}
-
-/// `dst[m×n] = lhs[m×k] · rhs[k×n]` (`+=` when `accumulate`); `dst` is row-major with row
-/// stride `n`. Single-threaded: callers parallelise over blocks.
-pub(super) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: View<'_>,
-    rhs: View<'_>,
-) {
-    matmul_on(gemm::Parallelism::None, m, n, k, dst, accumulate, lhs, rhs);
-}
-
-/// [`matmul`] on all of rayon's threads. gemm splits the output, never the sum over `k`, so
-/// results do not depend on the thread count.
-pub(super) fn matmul_parallel(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: View<'_>,
-    rhs: View<'_>,
-) {
-    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
-    matmul_on(threads, m, n, k, dst, false, lhs, rhs);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn matmul_on(
-    parallelism: gemm::Parallelism,
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: View<'_>,
-    rhs: View<'_>,
-) {
-    assert!(
-        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
-        "matrix product out of bounds"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // Strides fit in isize: each is below a slice length.
-    let s = |v: usize| v as isize;
-    // SAFETY: the assert above keeps every element gemm reads (lhs, rhs) or writes (dst,
-    // `m × n` row-major) inside its slice; `dst` is borrowed mutably, so nothing aliases it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            s(n),
-            accumulate,
-            lhs.data.as_ptr(),
-            s(lhs.col_stride),
-            s(lhs.row_stride),
-            rhs.data.as_ptr(),
-            s(rhs.col_stride),
-            s(rhs.row_stride),
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
 
 /// Output pixels per block so that a block's patches take about `budget` floats.
 fn block_rows(patch: usize, budget: usize) -> usize {

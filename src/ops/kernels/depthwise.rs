@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, ConvGeometry, Epilogue, output_buffer, sum_partials};
+use super::common::{Act, ConvGeometry, Epilogue, output_buffer, sum_partials};
 
 /// Output rows per chunk in the depthwise weight-gradient reduction.
 const DW_GRAD_CHUNK_ROWS: usize = 4;

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, output_buffer};
+use super::common::{Act, output_buffer};
 
 simd_dispatch! {
     fn act_backward_rows(out: &mut [f32], y: &[f32], dy: &[f32], act: Act) {

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::output_buffer;
+use super::common::output_buffer;
 
 /// Matrix rows per parallel chunk.
 const ROWS_PER_CHUNK: usize = 16;

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, output_buffer};
+use super::common::{Act, output_buffer};
 
 /// Rows per chunk in the BatchNorm reductions (a chunk's partial sums stay in f64).
 const BN_CHUNK_ROWS: usize = 256;

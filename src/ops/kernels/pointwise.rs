@@ -3,8 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::dense::{View, matmul, matmul_parallel};
-use super::{Epilogue, bias_act_rows, output_buffer};
+use super::common::{Epilogue, output_buffer};
+use super::gemm::{View, matmul, matmul_parallel};
+use super::norm::bias_act_rows;
 
 /// Output floats per block of [`pointwise_epilogue`]: the block stays in L2 for the epilogue.
 const EPILOGUE_BLOCK_FLOATS: usize = 1 << 18;

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::ConvGeometry;
+use super::common::ConvGeometry;
 
 simd_dispatch! {
     fn max_into(dst: &mut [f32], src: &[f32]) {

@@ -10,8 +10,9 @@
 
 use rayon::prelude::*;
 
-use super::dense::{View, matmul, with_scratch};
-use super::{ConvGeometry, Epilogue, bias_act_rows, output_buffer};
+use super::common::{ConvGeometry, Epilogue, output_buffer};
+use super::gemm::{View, matmul, with_scratch};
+use super::norm::bias_act_rows;
 
 /// Channels below this (an RGB first layer) leave too little work in each matrix product.
 const MIN_CHANNELS: usize = 16;
