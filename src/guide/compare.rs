@@ -14,8 +14,8 @@ use crossbeam_channel::Receiver;
 
 use crate::data::dataset::Dataset;
 use crate::train::{
-    Case, DataSource, EvaluateError, RunError, SavedMetrics, TrainCommand, TrainEvent, TrainJob,
-    TrainOutcome, TrainPlan, evaluate_dataset, run_to_end, spawn_training,
+    Case, DataSource, EvaluateError, RunError, TrainCommand, TrainEvent, TrainJob, TrainOutcome,
+    TrainPlan, evaluate_dataset, run_to_end, spawn_training,
 };
 
 /// One row of the comparison table.
@@ -228,7 +228,7 @@ fn save(case: Case, outcome: &TrainOutcome, dir: &Path) -> Result<PathBuf, Compa
     let target = dir.join(case.to_string());
     outcome
         .model
-        .save(&target, Some(SavedMetrics::from_report(&outcome.report)))
+        .save(&target, Some(outcome.report.saved_metrics()))
         .map_err(|source| CompareError::Save { case, source })?;
     Ok(target)
 }

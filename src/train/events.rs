@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::cut::CutChoice;
 use super::metrics::Evaluation;
 use super::plan::{Case, TrainPlan};
-use super::saved::TrainedModel;
+use super::saved::{SavedMetrics, TrainedModel};
 use crate::data::dataset::{ClassCount, SkippedFile};
 
 /// The phases of a run.
@@ -105,7 +105,11 @@ pub struct TrainOutcome {
     pub model: TrainedModel,
 }
 
-/// What the worker reports.
+/// What the worker reports, in order: `Downloading`/`Loading`/`ChoosingCut`/`CutChosen` as
+/// they apply, `Started`, then per phase `PhaseStarted`, `Batch`es and one `Epoch` per epoch
+/// (with `Paused`/`Resumed`/`Warning` in between), and exactly one terminal event:
+/// `Finished`, `Failed` or `Cancelled`. The terminal, JSON and window observers all read this
+/// one enum.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum TrainEvent {
@@ -114,7 +118,7 @@ pub enum TrainEvent {
         done_bytes: u64,
         total_bytes: u64,
     },
-    /// Decoding the dataset (only for [`DataSource::Folders`]).
+    /// Decoding the dataset (only for [`super::DataSource::Folders`]).
     Loading {
         done: usize,
         total: usize,
@@ -127,6 +131,9 @@ pub enum TrainEvent {
     },
     /// The cut chosen from the data, and the probe behind it.
     CutChosen(CutChoice),
+    /// The run begins: the plan as it will run (the cut chosen), the preset it is (if any),
+    /// the classes with their image counts, the files left out, the trainable parameter
+    /// count and the device, in words.
     Started {
         plan: TrainPlan,
         case: Option<Case>,
@@ -141,10 +148,13 @@ pub enum TrainEvent {
         done: usize,
         total: usize,
     },
+    /// A phase begins: the classifier alone, or fine-tuning, for `epochs` epochs at most.
     PhaseStarted {
         phase: Phase,
         epochs: usize,
     },
+    /// Progress within an epoch (at most every [`super::BATCH_EVENT_INTERVAL_SECS`], and on
+    /// the last batch): the batch's loss, throughput and the estimated time left.
     Batch {
         phase: Phase,
         epoch: usize,
@@ -154,16 +164,24 @@ pub enum TrainEvent {
         images_per_sec: f64,
         eta_secs: f64,
     },
+    /// An epoch ended: its training and validation loss and accuracy.
     Epoch(EpochMetrics),
+    /// The worker is paused (a `Pause` command) and waits for `Resume` or `Stop`.
     Paused,
     Resumed,
+    /// Something the user should know that does not stop the run (images that could not be
+    /// read any more, class weights switched on, no validation images, a cut that could not
+    /// be cross-validated).
     Warning {
         message: String,
     },
+    /// Terminal: the run ended with a model and its report.
     Finished(Box<TrainOutcome>),
+    /// Terminal: the run ended without a model; `error` says why in one line.
     Failed {
         error: String,
     },
+    /// Terminal: stopped by a `Stop` command (or its reader went away).
     Cancelled,
 }
 
@@ -174,5 +192,31 @@ impl TrainEvent {
             self,
             Self::Finished(_) | Self::Failed { .. } | Self::Cancelled
         )
+    }
+}
+
+impl TrainReport {
+    /// What a saved model keeps of the run that made it.
+    pub fn saved_metrics(&self) -> SavedMetrics {
+        let report = self;
+        SavedMetrics {
+            best_epoch: report.best_epoch,
+            epochs_run: report.epochs_run,
+            val_accuracy: report.best_val_accuracy,
+            val_loss: report.best_val_loss,
+            train_accuracy: report.final_train_accuracy,
+            wall_secs: report.wall_secs,
+            per_class: report
+                .evaluation
+                .as_ref()
+                .map(|e| e.per_class.clone())
+                .unwrap_or_default(),
+            confusion: report
+                .evaluation
+                .as_ref()
+                .map(|e| e.confusion.clone())
+                .unwrap_or_default(),
+            cut_choice: report.cut_choice.clone(),
+        }
     }
 }

@@ -3,19 +3,20 @@
 
 use std::time::Instant;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::optim::ParamsAdamW;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::adamw::AdamW;
 use super::augment::{DROPOUT_STREAM, at_least, sample_rng, train_crop};
+use super::ctx::{Ctx, TrainError, warn_skipped};
 use super::evaluate::evaluate_samples;
 use super::events::{EpochMetrics, Phase, TrainEvent};
+use super::loss::{batch_stats, cross_entropy};
 use super::plan::TrainPlan;
 use super::schedule::{cosine_factor, dropout, shuffled};
 use super::tracker::Tracker;
-use super::worker::{Ctx, TrainError};
 use crate::data::dataset::{Dataset, Sample, SkippedFile};
 use crate::data::preprocess::Preprocessing;
 use crate::model::{ModelError, Network};
@@ -81,21 +82,6 @@ impl Optimizers {
     }
 }
 
-/// Loss value and number of correct predictions of a batch.
-pub(super) fn batch_stats(
-    logits: &Tensor,
-    labels: &Tensor,
-    loss: &Tensor,
-) -> candle_core::Result<(f64, usize)> {
-    let loss = f64::from(loss.to_scalar::<f32>()?);
-    let predicted: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-    let truth: Vec<u32> = labels.to_vec1()?;
-    Ok((
-        loss,
-        predicted.iter().zip(&truth).filter(|(p, t)| p == t).count(),
-    ))
-}
-
 /// One optimisation step through the classifier: dropout on `features`, logits, loss,
 /// backward, optimiser step. Returns the batch's loss and correct predictions, or `None` when
 /// the loss is not finite (nothing is updated then).
@@ -118,22 +104,6 @@ fn classifier_step(
     }
     optim.step(&loss.backward()?)?;
     Ok(Some((loss_value, hits)))
-}
-
-/// Cross-entropy over the batch; with class weights, their weighted mean (as PyTorch's
-/// `cross_entropy(weight=…)`).
-pub(super) fn cross_entropy(
-    logits: &Tensor,
-    labels: &Tensor,
-    class_weights: Option<&Tensor>,
-) -> candle_core::Result<Tensor> {
-    let Some(weights) = class_weights else {
-        return candle_nn::loss::cross_entropy(logits, labels);
-    };
-    let log_probs = candle_nn::ops::log_softmax(logits, 1)?;
-    let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let w = weights.index_select(labels, 0)?;
-    picked.mul(&w)?.sum_all()?.neg()?.div(&w.sum_all()?)
 }
 
 /// Training crops of a batch (augmented or not), in parallel; unreadable samples dropped.
@@ -300,7 +270,7 @@ impl FineTune<'_> {
         ctx: &mut Ctx,
         tracker: &mut Tracker,
     ) -> Result<bool, TrainError> {
-        super::run::warn_skipped(ctx, &totals.skipped)?;
+        warn_skipped(ctx, &totals.skipped)?;
         let dataset = self.dataset;
         let val_start = Instant::now();
         let (val_loss, val_accuracy) = if dataset.val.is_empty() {

@@ -352,8 +352,7 @@ mod tests {
                 .matmul(&w.as_tensor().t().expect("t"))
                 .and_then(|l| l.broadcast_add(b.as_tensor()))
                 .expect("logits");
-            let loss =
-                super::super::fine_tune::cross_entropy(&logits, &yt, Some(&wt)).expect("loss");
+            let loss = super::super::loss::cross_entropy(&logits, &yt, Some(&wt)).expect("loss");
             let expected = f64::from(loss.to_scalar::<f32>().expect("scalar"));
             let grads = loss.backward().expect("backward");
             opt_w.step(&grads).expect("step");

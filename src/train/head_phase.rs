@@ -6,13 +6,14 @@ use std::time::Instant;
 use rand_chacha::ChaCha8Rng;
 
 use super::augment::{DROPOUT_STREAM, sample_rng};
+use super::ctx::{Ctx, TrainError};
 use super::events::{EpochMetrics, Phase, TrainEvent};
 use super::features::FeatureSet;
 use super::head::{AdamWConfig, LinearHead};
+use super::loss::batch_stats;
 use super::plan::TrainPlan;
 use super::schedule::{cosine_factor, dropout_mask, shuffled};
 use super::tracker::Tracker;
-use super::worker::{Ctx, TrainError};
 use crate::model::{ModelError, Network};
 
 /// Cached features copied to the host once, for the fused head.
@@ -95,7 +96,7 @@ fn validate(network: &Network, val: &FeatureSet) -> Result<(Option<f64>, Option<
     }
     let logits = network.classifier.forward(&val.features)?;
     let loss = candle_nn::loss::cross_entropy(&logits, &val.labels)?;
-    let (l, hits) = super::fine_tune::batch_stats(&logits, &val.labels, &loss)?;
+    let (l, hits) = batch_stats(&logits, &val.labels, &loss)?;
     Ok((Some(l), Some(hits as f64 / val.len() as f64)))
 }
 

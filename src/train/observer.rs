@@ -5,7 +5,8 @@
 use crossbeam_channel::{Receiver, select};
 
 use super::events::{TrainEvent, TrainOutcome};
-use super::{TrainCommand, TrainerHandle};
+use super::handle::TrainerHandle;
+use super::job::TrainCommand;
 
 /// Renders a run's events as they come.
 pub trait Observer {

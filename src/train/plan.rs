@@ -1,16 +1,23 @@
 //! Training plans: the four cells of the transfer-learning guide as plain, inspectable presets.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use candle_core::Device;
 
+pub use super::class_weights::{ClassWeights, IMBALANCE_RATIO, imbalanced};
+use crate::data::dataset::LoadOptions;
 use crate::data::preprocess::Preprocessing;
 use crate::model::{
     Backbone, HeadInit, Init, ModelError, Network, NetworkSpec, Unit, Weights, WeightsSource,
 };
+
+/// The input sizes a plan may use (the window's slider, the command line and validation all
+/// take this one range): from the smallest crop the networks still run on to what fits memory.
+pub const IMAGE_SIZE_RANGE_PX: std::ops::RangeInclusive<u32> = 16..=1024;
 
 /// A cell of the 2×2 guide: dataset size × similarity to the pretraining data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -272,72 +279,6 @@ pub const HEAD_EPOCHS_BEFORE_FINE_TUNING: usize = 40;
 /// backbone trains with it).
 pub const HEAD_ONLY_LR: f64 = 3e-3;
 
-/// The largest class having more than this many times the training images of the smallest
-/// makes the data imbalanced (and `ClassWeights::Auto` weight the loss).
-pub const IMBALANCE_RATIO: usize = 3;
-
-/// Whether classes of these sizes are imbalanced (see [`IMBALANCE_RATIO`]).
-pub fn imbalanced(counts: &[usize]) -> bool {
-    let largest = counts.iter().copied().max().unwrap_or(0);
-    let smallest = counts.iter().copied().min().unwrap_or(0);
-    smallest > 0 && largest > IMBALANCE_RATIO * smallest
-}
-
-/// Whether the training loss weights each class by `N / (K · n_c)` (N images, K classes, n_c
-/// in class c), so that a small class counts as much as a large one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClassWeights {
-    /// On when the largest class has more than [`IMBALANCE_RATIO`]× the smallest's images.
-    #[default]
-    Auto,
-    On,
-    Off,
-}
-
-impl ClassWeights {
-    pub const ALL: [ClassWeights; 3] = [Self::Auto, Self::On, Self::Off];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::On => "on",
-            Self::Off => "off",
-        }
-    }
-
-    /// The weight of each class given its training images (`None`: an unweighted loss).
-    pub fn resolve(self, counts: &[usize]) -> Option<Vec<f32>> {
-        if counts.is_empty() {
-            return None;
-        }
-        let on = match self {
-            Self::On => true,
-            Self::Off => false,
-            Self::Auto => imbalanced(counts),
-        };
-        let total: usize = counts.iter().sum();
-        let k = counts.len() as f64;
-        on.then(|| {
-            counts
-                .iter()
-                .map(|&n| (total as f64 / (k * n.max(1) as f64)) as f32)
-                .collect()
-        })
-    }
-}
-
-impl std::str::FromStr for ClassWeights {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("class weights {s:?}: use auto, on or off"))
-    }
-}
-
 impl Default for TrainPlan {
     fn default() -> Self {
         Case::SmallSimilar.plan()
@@ -411,9 +352,20 @@ impl TrainPlan {
 
     /// Where this plan's pretrained weights come from.
     pub fn weights_source(&self) -> WeightsSource {
-        self.weights
-            .clone()
-            .unwrap_or_else(|| self.backbone.default_weights())
+        self.backbone.weights_or_default(self.weights.as_ref())
+    }
+
+    /// How to load the training folder for this plan: its validation split (or `val_dir`),
+    /// decoded images cached with their shorter side at most `cache_short_side_px` (the
+    /// preprocessing's resize side, so that nothing is enlarged from a smaller copy).
+    pub fn load_options(&self, val_dir: Option<PathBuf>, cache_short_side_px: u32) -> LoadOptions {
+        LoadOptions {
+            val_dir,
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            cache_short_side_px,
+            ..LoadOptions::default()
+        }
     }
 
     /// Input preprocessing at this plan's image size, as the backbone expects it.
@@ -465,8 +417,12 @@ impl TrainPlan {
         if self.batch_size == 0 {
             return fail("batch size must be at least 1");
         }
-        if !(16..=1024).contains(&self.image_size_px) {
-            return fail("image size must be between 16 and 1024 px");
+        if !IMAGE_SIZE_RANGE_PX.contains(&self.image_size_px) {
+            return fail(&format!(
+                "image size must be between {} and {} px",
+                IMAGE_SIZE_RANGE_PX.start(),
+                IMAGE_SIZE_RANGE_PX.end()
+            ));
         }
         if !(self.head_lr > 0.0 && self.head_lr.is_finite()) {
             return fail("learning rate must be a positive number");

@@ -4,17 +4,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ctx::{Ctx, TrainError, warn_skipped};
 use super::cut::{CutChoice, ProbeFit, choose_cut};
 use super::evaluate::{EVAL_BATCH, evaluate_features, evaluate_samples};
 use super::events::{Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
 use super::features::{FeatureSet, extract_features};
 use super::fine_tune::fine_tune;
 use super::head_phase::train_head;
+use super::job::{DataSource, TrainJob};
+use super::load::load_with_progress;
 use super::plan::{Case, TrainPlan};
 use super::saved::{PretrainedInfo, TrainedModel};
 use super::tracker::Tracker;
-use super::worker::{Ctx, TrainError, load_with_progress};
-use super::{DataSource, TrainJob};
 use crate::data::dataset::{Dataset, SkippedFile};
 use crate::data::preprocess::Preprocessing;
 use crate::model::{HeadInit, Init, LoadedWeights, Network, NetworkSpec};
@@ -75,7 +76,7 @@ fn prepare(job: TrainJob, ctx: &mut Ctx) -> Result<Setup, TrainError> {
         Init::Random => None,
     };
     let pre = match &loaded {
-        Some(l) => l.preprocessing(plan.backbone, plan.image_size_px),
+        Some(l) => plan.backbone.preprocessing_with(l, plan.image_size_px),
         None => plan.preprocessing(),
     };
     let dataset = match job.data {
@@ -329,23 +330,4 @@ fn finish(
         pretrained,
     };
     Ok(TrainOutcome { report, model })
-}
-
-/// One warning naming (up to five of) the images that could not be read any more.
-pub(super) fn warn_skipped(ctx: &Ctx, skipped: &[SkippedFile]) -> Result<(), TrainError> {
-    if !skipped.is_empty() {
-        let names: Vec<String> = skipped
-            .iter()
-            .take(5)
-            .map(|s| format!("{} ({})", s.path.display(), s.reason))
-            .collect();
-        ctx.emit(TrainEvent::Warning {
-            message: format!(
-                "{} images could not be read any more and were left out: {}",
-                skipped.len(),
-                names.join("; ")
-            ),
-        })?;
-    }
-    Ok(())
 }

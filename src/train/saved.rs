@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::cut::CutChoice;
 use super::metrics::ClassMetrics;
-use super::{TrainPlan, TrainReport};
+use super::plan::TrainPlan;
 use crate::data::preprocess::Preprocessing;
 use crate::model::{
     Backbone, HeadInit, ModelError, Network, NetworkSpec, Unit, Weights, WeightsSource,
@@ -96,30 +96,6 @@ pub struct SavedMetrics {
     /// How Start of ConvNet chose its cut, when it measured it (absent in older models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut_choice: Option<CutChoice>,
-}
-
-impl SavedMetrics {
-    pub fn from_report(report: &TrainReport) -> Self {
-        Self {
-            best_epoch: report.best_epoch,
-            epochs_run: report.epochs_run,
-            val_accuracy: report.best_val_accuracy,
-            val_loss: report.best_val_loss,
-            train_accuracy: report.final_train_accuracy,
-            wall_secs: report.wall_secs,
-            per_class: report
-                .evaluation
-                .as_ref()
-                .map(|e| e.per_class.clone())
-                .unwrap_or_default(),
-            confusion: report
-                .evaluation
-                .as_ref()
-                .map(|e| e.confusion.clone())
-                .unwrap_or_default(),
-            cut_choice: report.cut_choice.clone(),
-        }
-    }
 }
 
 /// `model.json`.
