@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use super::args::NetworkArgs;
 use super::progress::{TerminalObserver, percent};
 use crate::model::{Init, Unit};
 use crate::runtime;
-use crate::train::{
-    Case, DataSource, RunError, SavedMetrics, TrainJob, TrainPlan, run_to_end, spawn_training,
-};
+use crate::train::{Case, DataSource, RunError, TrainJob, TrainPlan, run_to_end, spawn_training};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -25,7 +24,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub case: Case,
     #[command(flatten)]
-    pub network: super::NetworkArgs,
+    pub network: NetworkArgs,
     /// Where to save the model (a new directory, or a model saved before).
     #[arg(long)]
     pub out: PathBuf,
@@ -147,47 +146,51 @@ impl std::str::FromStr for CutArg {
     }
 }
 
-pub(super) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let plan = args.plan();
-    plan.validate()?;
-    let job = TrainJob {
-        data: DataSource::Folders {
-            train: args.data.clone(),
-            val: args.val.clone(),
-        },
-        plan,
-        device: runtime::compute_device(),
-    };
-    let handle = spawn_training(job, None).context("starting the trainer")?;
-    let mut observer = TerminalObserver::new(args.json);
-    let outcome = run_to_end(handle, &mut observer, None);
-    observer.finish();
-    let outcome = match outcome {
-        Err(RunError::Cancelled) => anyhow::bail!("training was stopped"),
-        other => other?,
-    };
-    let report = &outcome.report;
-    outcome
-        .model
-        .save(&args.out, Some(SavedMetrics::from_report(report)))
-        .with_context(|| format!("saving the model to {}", args.out.display()))?;
-    if !args.json {
-        eprintln!(
-            "{}; best epoch {} with validation accuracy {} in {:.1}s",
-            report.stop_reason,
-            report.best_epoch,
-            percent(report.best_val_accuracy),
-            report.wall_secs
-        );
-        if let Some(e) = &report.evaluation {
-            eprint!("{}", e.to_text());
+impl TrainArgs {
+    /// Trains as the arguments say and saves the model.
+    pub fn run(&self) -> anyhow::Result<ExitCode> {
+        let args = self;
+        let plan = args.plan();
+        plan.validate()?;
+        let job = TrainJob {
+            data: DataSource::Folders {
+                train: args.data.clone(),
+                val: args.val.clone(),
+            },
+            plan,
+            device: runtime::compute_device(),
+        };
+        let handle = spawn_training(job, None).context("starting the trainer")?;
+        let mut observer = TerminalObserver::new(args.json);
+        let outcome = run_to_end(handle, &mut observer, None);
+        observer.finish();
+        let outcome = match outcome {
+            Err(RunError::Cancelled) => anyhow::bail!("training was stopped"),
+            other => other?,
+        };
+        let report = &outcome.report;
+        outcome
+            .model
+            .save(&args.out, Some(report.saved_metrics()))
+            .with_context(|| format!("saving the model to {}", args.out.display()))?;
+        if !args.json {
+            eprintln!(
+                "{}; best epoch {} with validation accuracy {} in {:.1}s",
+                report.stop_reason,
+                report.best_epoch,
+                percent(report.best_val_accuracy),
+                report.wall_secs
+            );
+            if let Some(e) = &report.evaluation {
+                eprint!("{}", e.to_text());
+            }
+            eprintln!("saved to {}", args.out.display());
+        } else {
+            println!(
+                "{}",
+                serde_json::json!({"event": "saved", "model": args.out})
+            );
         }
-        eprintln!("saved to {}", args.out.display());
-    } else {
-        println!(
-            "{}",
-            serde_json::json!({"event": "saved", "model": args.out})
-        );
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
 }
