@@ -8,11 +8,13 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::command::Command;
-use super::jobs::{JobError, JobResult, Jobs};
+use super::jobs::{JobError, JobResult, Jobs, PendingImages};
 use super::panels;
 use super::runs::{Effect, apply_event};
-use super::session::{Session, SessionEvent};
-use super::state::{AppState, MISTAKE_THUMBNAILS, PredictItem, Run, Settings, Tab};
+use super::session::SessionEvent;
+use super::state::predict::PredictItem;
+use super::state::train::Trainer;
+use super::state::{AppState, Job, MISTAKE_THUMBNAILS, Run, Settings, Tab};
 use crate::predict::Predictor;
 use crate::train::{Case, TrainEvent, TrainOutcome, Waker};
 
@@ -20,18 +22,18 @@ const SETTINGS_KEY: &str = "transfer-studio-settings";
 
 /// The window: its state, and the machinery that fills it.
 pub struct StudioApp {
-    state: AppState,
+    /// What the panels read; only this app writes it.
+    pub(super) state: AppState,
     pub(super) device: Device,
     pub(super) jobs: Jobs,
     pub(super) waker: Waker,
-    pub(super) session: Option<Session>,
     pub(super) imagenet: Option<Arc<Predictor>>,
     /// The predictor in use (the trained model's, else `imagenet`), rebuilt only when the model
     /// changes: folding a network copies its weights (VGG16: 138 M).
     pub(super) predictor: Option<Arc<Predictor>>,
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
     pending_preview: Option<Vec<super::jobs::PreviewRow<egui::ColorImage>>>,
-    pub(super) pending_images: Vec<super::inspect::PendingImages>,
+    pub(super) pending_images: Vec<PendingImages>,
     /// Counts model changes, so that overlays made with an earlier model are dropped.
     pub(super) explain_generation: u64,
 }
@@ -58,13 +60,11 @@ impl StudioApp {
         let mut app = Self {
             state: AppState {
                 settings,
-                device_label: crate::runtime::describe_device(&device),
                 ..AppState::default()
             },
             device,
             jobs: Jobs::new(waker.clone()),
             waker,
-            session: None,
             imagenet: None,
             predictor: None,
             pending_thumbnails: Vec::new(),
@@ -76,9 +76,11 @@ impl StudioApp {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
             Err(e) => app
                 .state
+                .shell
                 .errors
                 .push(format!("cannot load the bundled network: {e}")),
         }
+        app.state.shell.device_label = crate::runtime::describe_device(&app.device);
         app.model_changed();
         if app.state.settings.train_dir.is_some() {
             app.apply(Command::LoadDataset);
@@ -91,12 +93,8 @@ impl StudioApp {
         &self.state
     }
 
-    pub(super) fn state_mut(&mut self) -> &mut AppState {
-        &mut self.state
-    }
-
     pub fn is_training(&self) -> bool {
-        self.session.is_some()
+        self.state.train.is_running()
     }
 
     /// The predictor the Predict panel uses: the trained head if any, else ImageNet's.
@@ -108,7 +106,7 @@ impl StudioApp {
     /// predictor is rebuilt once, Predict's images are classified again (they showed the
     /// previous model's answers), and the Inspect view and the Grad-CAM overlays follow.
     pub(super) fn model_changed(&mut self) {
-        self.predictor = match &self.state.trained {
+        self.predictor = match &self.state.model.trained {
             Some(model) => Predictor::from_network(
                 &model.network,
                 model.classes.clone(),
@@ -128,12 +126,12 @@ impl StudioApp {
         while let Ok(result) = self.jobs.rx.try_recv() {
             self.on_job(result);
         }
-        self.state.loading = self.jobs.loading_progress();
+        self.state.data.loading = self.jobs.loading_progress();
         self.load_inspection_textures(ctx);
         for (path, image) in self.pending_thumbnails.drain(..) {
             let name = path.to_string_lossy().into_owned();
             let texture = ctx.load_texture(name, image, egui::TextureOptions::LINEAR);
-            self.state.thumbnails.insert(path, texture);
+            self.state.shell.thumbnails.insert(path, texture);
         }
         if let Some(rows) = self.pending_preview.take() {
             let texture =
@@ -153,12 +151,12 @@ impl StudioApp {
                     )
                 })
                 .collect();
-            self.state.augment_preview = Some(rows);
+            self.state.data.augment_preview = Some(rows);
         }
     }
 
     fn drain_session(&mut self) {
-        let Some(session) = &self.session else {
+        let Trainer::Running(session) = &self.state.train.trainer else {
             return;
         };
         let mut ended = false;
@@ -169,23 +167,27 @@ impl StudioApp {
             }
         }
         if ended {
-            self.session = None;
-            self.state.training = false;
-            self.state.compare_queue.clear();
+            self.state.train.trainer = Trainer::Idle;
+            self.state.train.compare_queue.clear();
         }
     }
 
     /// Starts a new run in the charts for `case` when a comparison moves on to it.
     fn follow_compare(&mut self, case: Option<Case>, event: &TrainEvent) {
         let Some(case) = case else { return };
-        let moved_on = self.state.runs.last().is_none_or(|r| r.case != Some(case));
+        let moved_on = self
+            .state
+            .train
+            .runs
+            .last()
+            .is_none_or(|r| r.case != Some(case));
         if !moved_on {
             return;
         }
-        self.state.compare_queue.retain(|&c| c != case);
-        let label = format!("{} #{}", case.title(), self.state.runs.len() + 1);
-        self.state.runs.push(Run::new(label, Some(case)));
-        self.state.progress = Default::default();
+        self.state.train.compare_queue.retain(|&c| c != case);
+        let label = format!("{} #{}", case.title(), self.state.train.runs.len() + 1);
+        self.state.train.runs.push(Run::new(label, Some(case)));
+        self.state.train.progress = Default::default();
         if let TrainEvent::Started { plan, .. } = event {
             self.state.settings.plan = plan.clone();
         }
@@ -194,31 +196,31 @@ impl StudioApp {
     fn on_train_event(&mut self, case: Option<Case>, event: TrainEvent) {
         self.follow_compare(case, &event);
         let state = &mut self.state;
-        let Some(run) = state.runs.last_mut() else {
+        let Some(run) = state.train.runs.last_mut() else {
             return;
         };
-        match apply_event(run, &mut state.progress, event) {
+        match apply_event(run, &mut state.train.progress, event) {
             Effect::None => {}
-            Effect::Notice(message) => state.notices.push(message),
+            Effect::Notice(message) => state.shell.notices.push(message),
             Effect::CutChosen(choice) => {
-                state.notices.push(choice.sentence());
-                state.probe = Some(Ok(*choice));
+                state.shell.notices.push(choice.sentence());
+                state.guide.probe = Job::Done(*choice);
             }
             Effect::Finished(outcome) => self.on_finished(*outcome),
             Effect::Failed(error) => {
-                state.compare_queue.clear();
-                state.errors.push(format!("training failed: {error}"));
+                state.train.compare_queue.clear();
+                state.shell.errors.push(format!("training failed: {error}"));
             }
-            Effect::Cancelled => state.compare_queue.clear(),
+            Effect::Cancelled => state.train.compare_queue.clear(),
         }
     }
 
     fn on_finished(&mut self, outcome: TrainOutcome) {
-        self.state.trained_report = Some(outcome.report);
-        self.state.trained = Some(outcome.model);
-        self.state.trained_data = self.state.training_data.clone();
-        self.state.results_run = None;
-        self.state.selected_cell = None;
+        self.state.model.report = Some(outcome.report);
+        self.state.model.trained = Some(outcome.model);
+        self.state.model.data = self.state.train.data.clone();
+        self.state.results.run = None;
+        self.state.results.selected_cell = None;
         self.queue_mistake_thumbnails();
         self.model_changed();
     }
@@ -244,9 +246,9 @@ impl StudioApp {
         match result {
             JobResult::Picked { request, paths } => self.apply_picked(request, paths),
             JobResult::DialogUnavailable(request) => {
-                if !state.native_dialog_failed {
-                    state.native_dialog_failed = true;
-                    state.notices.push(
+                if !state.shell.native_dialog_failed {
+                    state.shell.native_dialog_failed = true;
+                    state.shell.notices.push(
                         "The desktop's file dialog could not open (no xdg-desktop-portal or \
                          zenity): using the built-in browser; a folder can also be dropped on \
                          the window."
@@ -257,14 +259,14 @@ impl StudioApp {
             }
             JobResult::AugmentationPreview(rows) => self.pending_preview = Some(rows),
             JobResult::Listed { dir, entries } => {
-                if let Some(browser) = state.browser.as_mut().filter(|b| b.dir == dir) {
+                if let Some(browser) = state.shell.browser.as_mut().filter(|b| b.dir == dir) {
                     browser.entries = Some(entries);
                 }
             }
             JobResult::DatasetLoaded(result) => self.on_dataset(result),
             JobResult::Thumbnail { path, image } => self.pending_thumbnails.push((path, image)),
             JobResult::Predicted { path, result } => {
-                if let Some(item) = state.predictions.iter_mut().find(|i| i.path == path) {
+                if let Some(item) = state.predict.items.iter_mut().find(|i| i.path == path) {
                     match result {
                         Ok((thumb, top)) => {
                             self.pending_thumbnails.push((path, thumb));
@@ -276,73 +278,96 @@ impl StudioApp {
             }
             JobResult::ModelSaved(Ok(dir)) => {
                 state
+                    .shell
                     .notices
                     .push(format!("model saved to {}", dir.display()));
             }
-            JobResult::ModelSaved(Err(e)) => state.errors.push(format!("saving failed: {e}")),
+            JobResult::ModelSaved(Err(e)) => state.shell.errors.push(format!("saving failed: {e}")),
             JobResult::Exported(Ok(path)) => {
                 state
+                    .shell
                     .notices
                     .push(format!("exported to {} (ONNX)", path.display()));
             }
-            JobResult::Exported(Err(e)) => state.errors.push(format!("export failed: {e}")),
+            JobResult::Exported(Err(e)) => state.shell.errors.push(format!("export failed: {e}")),
             JobResult::ModelOpened(Ok(model)) => {
-                state.notices.push(format!(
+                state.shell.notices.push(format!(
                     "opened a model of {} classes ({})",
                     model.classes.len(),
                     model.classes.join(", ")
                 ));
-                state.trained = Some(*model);
-                state.trained_report = None;
-                state.trained_data = None;
-                state.results_run = None;
+                state.model.trained = Some(*model);
+                state.model.report = None;
+                state.model.data = None;
+                state.results.run = None;
                 self.model_changed();
             }
-            JobResult::ModelOpened(Err(e)) => state.errors.push(format!("cannot open: {e}")),
+            JobResult::ModelOpened(Err(e)) => state.shell.errors.push(format!("cannot open: {e}")),
             JobResult::Recommended(result) => {
-                state.recommending = false;
                 if let Err(e) = &result {
                     state
+                        .shell
                         .errors
                         .push(format!("cannot measure the dataset: {e}"));
                 }
-                state.recommendation = Some(result.map_err(|e| e.to_string()));
+                state.guide.recommendation = Job::finish(result);
                 self.refresh_recommendation();
             }
             JobResult::Inspected(result) => self.on_inspected(result),
             JobResult::Explained(explained) => self.on_explained(explained),
             JobResult::Probed(result) => {
-                state.probing = false;
                 if let Err(e) = &result {
-                    state.errors.push(format!("depth probe failed: {e}"));
+                    state.shell.errors.push(format!("depth probe failed: {e}"));
                 }
-                state.probe = Some(result.map_err(|e| e.to_string()));
+                state.guide.probe = Job::finish(result);
             }
         }
     }
 
     fn on_dataset(&mut self, result: Result<Arc<crate::data::dataset::Dataset>, JobError>) {
-        self.state.augment_preview = None;
+        self.state.data.augment_preview = None;
         self.jobs.loading_done();
         match result {
             Ok(d) => {
                 let state = &mut self.state;
-                state.dataset = Some(d);
-                state.data_error = None;
-                state.recommendation = None;
-                state.shown_recommendation = None;
-                state.probe = None;
-                self.apply(Command::Recommend);
+                // The same images loaded again for another plan (size or split) keep their
+                // measurement; the probe's choice was made for the old plan.
+                let same_images = state.data.dataset.as_ref().is_some_and(|old| {
+                    old.root == d.root
+                        && old.classes == d.classes
+                        && old.train.len() + old.val.len() == d.train.len() + d.val.len()
+                });
+                state.data.dataset = Some(d);
+                state.data.error = None;
+                state.guide.probe = Job::Idle;
+                if same_images && state.guide.recommendation.done().is_some() {
+                    self.refresh_recommendation();
+                } else {
+                    state.guide.recommendation = Job::Idle;
+                    state.guide.shown = None;
+                    self.apply(Command::Recommend);
+                }
+                // The plan may have changed again while this load ran.
+                if self.dataset_needs_reload() {
+                    self.reload_dataset();
+                    return;
+                }
+                if std::mem::take(&mut self.state.data.start_when_loaded) {
+                    self.apply(Command::StartTraining);
+                }
             }
-            Err(e) => self.state.data_error = Some(e.to_string()),
+            Err(e) => {
+                self.state.data.start_when_loaded = false;
+                self.state.data.error = Some(e.to_string());
+            }
         }
     }
 
     /// Classifies the measurement for the data training would use.
     pub(super) fn refresh_recommendation(&mut self) {
         let state = &mut self.state;
-        state.shown_recommendation = match (&state.recommendation, state.training_dataset()) {
-            (Some(Ok(r)), Some(d)) => Some(r.reclassified(
+        state.guide.shown = match (&state.guide.recommendation, state.training_dataset()) {
+            (Job::Done(r), Some(d)) => Some(r.reclassified(
                 crate::guide::recommend::images_per_class(&d),
                 state.settings.thresholds,
             )),
@@ -355,10 +380,10 @@ impl StudioApp {
         let state = &mut self.state;
         let new: Vec<PathBuf> = paths
             .into_iter()
-            .filter(|p| !state.predictions.iter().any(|i| &i.path == p))
+            .filter(|p| !state.predict.items.iter().any(|i| &i.path == p))
             .collect();
         for path in &new {
-            state.predictions.push(PredictItem {
+            state.predict.items.push(PredictItem {
                 path: path.clone(),
                 result: None,
             });
@@ -374,11 +399,12 @@ impl StudioApp {
     pub(super) fn rerun_predictions(&mut self) {
         let paths: Vec<PathBuf> = self
             .state
-            .predictions
+            .predict
+            .items
             .iter()
             .map(|i| i.path.clone())
             .collect();
-        for item in &mut self.state.predictions {
+        for item in &mut self.state.predict.items {
             item.result = None;
         }
         if let Some(predictor) = self.active_predictor() {
@@ -429,8 +455,8 @@ impl eframe::App for StudioApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
-        self.state.frame_secs = frame.info().cpu_usage;
-        let commands = panels::show(ui, &self.state);
+        self.state.shell.frame_secs = frame.info().cpu_usage;
+        let commands = panels::window_ui(ui, &self.state);
         for command in commands {
             self.apply(command);
         }

@@ -448,3 +448,13 @@ impl Jobs {
         });
     }
 }
+
+/// Answers of the inspection jobs, waiting for the UI thread's context to become textures.
+#[derive(Debug)]
+pub enum PendingImages {
+    Inspected(Inspection),
+    Explained {
+        path: PathBuf,
+        result: Result<(egui::ColorImage, String), String>,
+    },
+}

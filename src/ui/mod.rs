@@ -4,6 +4,7 @@
 //! the training session); panels return [`Command`]s, applied after layout.
 
 pub mod app;
+mod apply;
 pub mod browser;
 pub mod command;
 pub mod inspect;

@@ -1,7 +1,7 @@
 //! The window's reading of trainer events: a pure function of (run, event), so that what the
 //! charts and the progress bar show is tested without a window.
 
-use super::state::{Progress, Run, RunStatus};
+use super::state::train::{Progress, Run, RunStatus};
 use crate::train::{TrainEvent, TrainOutcome};
 
 /// What an event asks of the app beyond the run's own record.

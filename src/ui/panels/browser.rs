@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use egui::{Color32, TextEdit};
 
-use super::super::browser::{BrowserEdit, FileBrowser, PathRequest, typed_path};
-use super::super::command::Command;
-use super::tag;
+use super::widgets::tag;
+use crate::ui::browser::{BrowserEdit, FileBrowser, PathRequest, typed_path};
+use crate::ui::command::Command;
 
 const LIST_HEIGHT_PX: f32 = 260.0;
 

@@ -4,11 +4,11 @@
 use egui::{Color32, RichText, Vec2};
 use egui_plot::{Bar, BarChart, Plot};
 
-use super::super::command::Command;
-use super::super::state::Run;
-use super::{run_colour, tag};
+use super::widgets::{run_colour, tag};
 use crate::guide::compare::{Advice, Basis};
 use crate::train::Case;
+use crate::ui::command::Command;
+use crate::ui::state::Run;
 
 const SMALL_MATRIX_PX: f32 = 150.0;
 

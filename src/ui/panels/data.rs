@@ -2,37 +2,39 @@
 
 use egui::{Color32, Vec2};
 
-use super::super::browser::PathRequest;
-use super::super::command::{Command, THUMBNAILS_PER_CLASS};
-use super::super::state::AppState;
 use crate::data::dataset::Dataset;
 use crate::data::demo::DemoPack;
+use crate::ui::browser::PathRequest;
+use crate::ui::command::{Command, THUMBNAILS_PER_CLASS};
+use crate::ui::state::AppState;
 
-pub(super) fn data_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn data_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Data");
-    folders_ui(ui, app, out);
-    if let Some((done, total)) = app.loading {
+    folders_ui(ui, state, out);
+    if let Some((done, total)) = state.data.loading {
         ui.add(
             egui::ProgressBar::new(done as f32 / total.max(1) as f32)
                 .text(format!("decoding {done} / {total} images")),
         );
     }
-    if let Some(e) = &app.data_error {
+    if let Some(e) = &state.data.error {
         ui.colored_label(Color32::from_rgb(200, 40, 40), e);
     }
-    let Some(dataset) = &app.dataset else { return };
+    let Some(dataset) = &state.data.dataset else {
+        return;
+    };
     ui.separator();
-    dataset_ui(ui, app, dataset, out);
+    dataset_ui(ui, state, dataset, out);
 }
 
 /// The training and validation folders, and the demo packs.
-fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+fn folders_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.label("One sub-folder per class, images inside. Drop a folder onto the window, or:");
     ui.horizontal(|ui| {
         if ui.button("Choose training folder…").clicked() {
             out.push(Command::Pick(PathRequest::TrainFolder));
         }
-        if let Some(dir) = &app.settings.train_dir {
+        if let Some(dir) = &state.settings.train_dir {
             ui.monospace(dir.display().to_string());
         }
     });
@@ -40,7 +42,7 @@ fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
         if ui.button("Choose validation folder…").clicked() {
             out.push(Command::Pick(PathRequest::ValidationFolder));
         }
-        match &app.settings.val_dir {
+        match &state.settings.val_dir {
             Some(dir) => {
                 ui.monospace(dir.display().to_string());
                 if ui.small_button("use a split instead").clicked() {
@@ -50,7 +52,7 @@ fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             None => {
                 ui.label(format!(
                     "none: {:.0} % of each class is held out",
-                    app.settings.plan.val_fraction * 100.0
+                    state.settings.plan.val_fraction * 100.0
                 ));
             }
         }
@@ -70,15 +72,15 @@ fn folders_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
 }
 
 /// The size slider, the counts per class with thumbnails, and what was skipped.
-fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Vec<Command>) {
-    let mut percent = app.settings.use_percent;
+fn dataset_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut Vec<Command>) {
+    let mut percent = state.settings.use_percent;
     if ui
         .add(egui::Slider::new(&mut percent, 1..=100).text("% of the training images used"))
         .changed()
     {
         out.push(Command::SetUsePercent(percent));
     }
-    let used = dataset.subset_len(f64::from(app.settings.use_percent) / 100.0);
+    let used = dataset.subset_len(f64::from(state.settings.use_percent) / 100.0);
     ui.label(format!(
         "{} classes; {} training images in use ({:.0} per class), {} validation images; \
          {} held in memory",
@@ -123,7 +125,7 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
                 ui.label(count.val.to_string());
                 ui.horizontal(|ui| {
                     for sample in dataset.examples(c, THUMBNAILS_PER_CLASS) {
-                        if let Some(t) = app.thumbnails.get(&sample.path) {
+                        if let Some(t) = state.shell.thumbnails.get(&sample.path) {
                             ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(48.0)));
                         }
                     }
@@ -131,7 +133,7 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
                 ui.end_row();
             }
         });
-    augmentation_ui(ui, app, out);
+    augmentation_ui(ui, state, out);
     if !dataset.skipped.is_empty() {
         egui::CollapsingHeader::new(format!("{} files skipped", dataset.skipped.len())).show(
             ui,
@@ -153,20 +155,20 @@ fn dataset_ui(ui: &mut egui::Ui, app: &AppState, dataset: &Dataset, out: &mut Ve
 
 /// What random crops and flips do to a few training images: their evaluation crop, then the
 /// views the first fine-tuning epochs train on.
-fn augmentation_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+fn augmentation_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     const VIEW_PX: f32 = 64.0;
     ui.horizontal(|ui| {
         if ui.button("Preview augmentation").clicked() {
             out.push(Command::PreviewAugmentation);
         }
-        let note = if app.settings.plan.augment {
+        let note = if state.settings.plan.augment {
             "what random crops and flips show the network, epoch by epoch"
         } else {
             "augmentation is off in this plan (Guide, Advanced settings): this is what it would do"
         };
         ui.label(egui::RichText::new(note).weak());
     });
-    let Some(rows) = &app.augment_preview else {
+    let Some(rows) = &state.data.augment_preview else {
         return;
     };
     egui::Grid::new("augmentation-preview").show(ui, |ui| {

@@ -5,18 +5,18 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use crate::train::cut::CutChoice;
 
-use super::super::command::Command;
-use super::super::state::AppState;
-use super::strip::{advanced, block_strip};
-use super::{FROZEN, NEW_HEAD, TRAINABLE, tag};
+use super::strip::{advanced_ui, block_strip_ui};
+use super::widgets::{FROZEN, NEW_HEAD, TRAINABLE, tag};
 use crate::model::{Backbone, Init};
 use crate::train::Case;
+use crate::ui::command::Command;
+use crate::ui::state::{AppState, Job};
 
-pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    backbone_picker_ui(ui, app, out);
+pub(super) fn guide_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    backbone_picker_ui(ui, state, out);
     ui.heading("Which case is yours?");
-    let current = Case::matching(&app.settings.plan);
-    let measured = app.shown_recommendation.as_ref().map(|r| r.case());
+    let current = Case::matching(&state.settings.plan);
+    let measured = state.guide.shown.as_ref().map(|r| r.case());
     let cell_size = Vec2::new(260.0, 70.0);
     egui::Grid::new("guide-grid")
         .spacing([8.0, 8.0])
@@ -60,7 +60,7 @@ pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
                 ui.end_row();
             }
         });
-    recommendation_section(ui, app, out);
+    recommendation_ui(ui, state, out);
     match current {
         Some(case) => ui.label(format!("Selected: {} ({case}).", case.title())),
         None => ui.colored_label(
@@ -69,8 +69,8 @@ pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
         ),
     };
     let offers_retrain =
-        current == Some(Case::LargeDifferent) || app.settings.plan.init == Init::Random;
-    let retraining = app.settings.plan.init == Init::Random;
+        current == Some(Case::LargeDifferent) || state.settings.plan.init == Init::Random;
+    let retraining = state.settings.plan.init == Init::Random;
     if offers_retrain
         && ui
             .selectable_label(retraining, "Retrain from scratch (random init)")
@@ -83,12 +83,12 @@ pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
         });
     }
     ui.separator();
-    block_strip(ui, app, out);
+    block_strip_ui(ui, state, out);
     ui.separator();
-    advanced(ui, &app.settings.plan, out);
+    advanced_ui(ui, &state.settings.plan, out);
     ui.separator();
-    ui.label(app.settings.plan.summary());
-    let can_train = app.dataset.is_some() && !app.training;
+    ui.label(state.settings.plan.summary());
+    let can_train = state.data.dataset.is_some() && !state.train.is_running();
     ui.horizontal(|ui| {
         if ui
             .add_enabled(can_train, egui::Button::new("Train with this plan"))
@@ -105,27 +105,27 @@ pub(super) fn guide_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
         {
             out.push(Command::CompareAll);
         }
-        if !app.compare_queue.is_empty() {
-            ui.label(format!("{} more to train", app.compare_queue.len()));
+        if !state.train.compare_queue.is_empty() {
+            ui.label(format!("{} more to train", state.train.compare_queue.len()));
         }
     });
     ui.separator();
-    probe_section(ui, app, out);
+    probe_ui(ui, state, out);
 }
 
 /// The measured place of the data on the grid, its explanation and the thresholds.
-pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    if app.dataset.is_none() {
+pub(super) fn recommendation_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    if state.data.dataset.is_none() {
         ui.label("Load a training folder (Data) to see where it sits on the grid.");
         return;
     }
-    if app.recommending {
+    if state.guide.recommendation.is_running() {
         ui.horizontal(|ui| {
             ui.spinner();
             ui.label("Measuring your data against ImageNet…");
         });
     }
-    if let Some(r) = &app.shown_recommendation {
+    if let Some(r) = &state.guide.shown {
         ui.label(
             RichText::new(format!("Your data: {} ({})", r.case().title(), r.case))
                 .strong()
@@ -144,7 +144,7 @@ pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mu
         }
     }
     ui.collapsing("Thresholds", |ui| {
-        let mut t = app.settings.thresholds;
+        let mut t = state.settings.thresholds;
         let mut changed = false;
         ui.horizontal(|ui| {
             ui.label("large from");
@@ -172,12 +172,12 @@ pub(super) fn recommendation_section(ui: &mut egui::Ui, app: &AppState, out: &mu
 
 /// The cross-validated probe: where the pretrained features stop transferring to this data
 /// (what *Start of ConvNet* cuts by), as a curve with the chosen cut marked.
-pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn probe_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         ui.strong("Depth probe");
         let response = ui
             .add_enabled(
-                app.dataset.is_some() && !app.probing,
+                state.data.dataset.is_some() && !state.guide.probe.is_running(),
                 egui::Button::new("Run"),
             )
             .on_hover_text(
@@ -188,16 +188,16 @@ pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
         if response.clicked() {
             out.push(Command::RunProbe);
         }
-        if app.probing {
+        if state.guide.probe.is_running() {
             ui.spinner();
         }
     });
-    match &app.probe {
-        Some(Ok(choice)) => probe_curve_ui(ui, app, choice),
-        Some(Err(e)) => {
+    match &state.guide.probe {
+        Job::Done(choice) => probe_curve_ui(ui, state, choice),
+        Job::Failed(e) => {
             ui.colored_label(Color32::RED, e);
         }
-        None => {
+        Job::Idle | Job::Running => {
             ui.label(
                 "Where do the pretrained features stop helping with your classes? (Start of \
                  ConvNet cuts there.)",
@@ -206,8 +206,8 @@ pub(super) fn probe_section(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     }
 }
 
-fn probe_curve_ui(ui: &mut egui::Ui, app: &AppState, choice: &CutChoice) {
-    let backbone = app.settings.plan.backbone;
+fn probe_curve_ui(ui: &mut egui::Ui, state: &AppState, choice: &CutChoice) {
+    let backbone = state.settings.plan.backbone;
     let x = |unit| backbone.index_of(unit) as f64;
     let curve: PlotPoints<'_> = choice
         .points
@@ -248,8 +248,8 @@ fn probe_curve_ui(ui: &mut egui::Ui, app: &AppState, choice: &CutChoice) {
 }
 
 /// The network the plans train, and where its weights come from.
-fn backbone_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    let plan = &app.settings.plan;
+fn backbone_picker_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let plan = &state.settings.plan;
     ui.horizontal(|ui| {
         let response = egui::ComboBox::from_label("Network")
             .selected_text(plan.backbone.title())

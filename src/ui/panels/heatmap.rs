@@ -6,9 +6,9 @@ use std::hash::{Hash, Hasher};
 
 use egui::{Color32, ColorImage, Rect, Sense, Stroke, TextureHandle, TextureOptions, Vec2, pos2};
 
-use super::super::command::Command;
-use super::tag;
+use super::widgets::tag;
 use crate::train::Evaluation;
+use crate::ui::command::Command;
 
 /// The widest the map is drawn.
 const MAX_SIDE_PX: f32 = 640.0;

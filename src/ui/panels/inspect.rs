@@ -3,10 +3,10 @@
 
 use egui::{Color32, RichText, Sense, Vec2};
 
-use super::super::command::Command;
-use super::super::inspect::InspectedUnit;
-use super::super::state::AppState;
-use super::tag;
+use super::widgets::tag;
+use crate::ui::command::Command;
+use crate::ui::state::AppState;
+use crate::ui::state::inspect::InspectedUnit;
 
 /// Images offered per class of the loaded data.
 const IMAGES_PER_CLASS: usize = 1;
@@ -19,7 +19,7 @@ const SIDE_COLOURS: [Color32; 2] = [
     Color32::from_rgb(230, 140, 40),
 ];
 
-pub(super) fn inspect_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn inspect_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Inspect: what each layer responds to");
     ui.label(
         "The strongest activation maps of one image at two units: early units respond to \
@@ -27,16 +27,16 @@ pub(super) fn inspect_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
          is why the guide keeps early layers for data unlike ImageNet and late ones for \
          similar data.",
     );
-    let model = match &app.trained {
+    let model = match &state.model.trained {
         Some(m) => format!("your trained model ({} classes)", m.classes.len()),
         None => "the pretrained network".to_owned(),
     };
     ui.label(RichText::new(format!("Looking inside {model}.")).weak());
-    image_picker_ui(ui, app, out);
+    image_picker_ui(ui, state, out);
     ui.add_space(6.0);
-    unit_strip_ui(ui, app, out);
+    unit_strip_ui(ui, state, out);
     ui.add_space(6.0);
-    let inspect = &app.inspect;
+    let inspect = &state.inspect;
     if let Some(e) = &inspect.error {
         ui.colored_label(Color32::from_rgb(200, 40, 40), e);
     }
@@ -59,15 +59,15 @@ pub(super) fn inspect_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
         }
         let width_px = ((ui.available_width() - 24.0) / 2.0).clamp(160.0, 520.0);
         for (side, shown) in inspect.shown.iter().enumerate() {
-            ui.vertical(|ui| maps_ui(ui, app, side, shown, width_px));
+            ui.vertical(|ui| maps_ui(ui, state, side, shown, width_px));
         }
     });
 }
 
 /// Thumbnails of Predict's images and of the first images of each class.
-fn image_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    let mut paths: Vec<&std::path::PathBuf> = app.predictions.iter().map(|i| &i.path).collect();
-    if let Some(dataset) = &app.dataset {
+fn image_picker_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let mut paths: Vec<&std::path::PathBuf> = state.predict.items.iter().map(|i| &i.path).collect();
+    if let Some(dataset) = &state.data.dataset {
         // Classes only until the picker is full: a large folder is not scanned every frame.
         let examples = (0..dataset.classes.len())
             .flat_map(|class| dataset.examples(class, IMAGES_PER_CLASS))
@@ -84,8 +84,8 @@ fn image_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
         .show(ui, |ui| {
             ui.horizontal(|ui| {
                 for (i, path) in paths.into_iter().enumerate() {
-                    let selected = app.inspect.image.as_ref() == Some(path);
-                    let response = match app.thumbnails.get(path) {
+                    let selected = state.inspect.image.as_ref() == Some(path);
+                    let response = match state.shell.thumbnails.get(path) {
                         Some(tex) => ui.add(
                             egui::Image::new(tex)
                                 .fit_to_exact_size(Vec2::splat(PICK_PX))
@@ -115,8 +115,8 @@ fn image_picker_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
 }
 
 /// The units with maps as a strip; a click puts the unit on the chosen side.
-fn unit_strip_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    let inspect = &app.inspect;
+fn unit_strip_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let inspect = &state.inspect;
     let chosen = inspect.chosen_units();
     ui.horizontal(|ui| {
         ui.label("A click on a unit shows it on the");
@@ -126,7 +126,7 @@ fn unit_strip_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             }
         }
     });
-    let backbone = shown_backbone(app);
+    let backbone = shown_backbone(state);
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 3.0;
         for &unit in &inspect.available {
@@ -148,9 +148,9 @@ fn unit_strip_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
     });
 }
 
-fn maps_ui(ui: &mut egui::Ui, app: &AppState, side: usize, shown: &InspectedUnit, width_px: f32) {
+fn maps_ui(ui: &mut egui::Ui, state: &AppState, side: usize, shown: &InspectedUnit, width_px: f32) {
     let maps = &shown.maps;
-    let backbone = shown_backbone(app);
+    let backbone = shown_backbone(state);
     let info = backbone.info(maps.unit);
     ui.label(
         RichText::new(format!(
@@ -183,8 +183,10 @@ fn maps_ui(ui: &mut egui::Ui, app: &AppState, side: usize, shown: &InspectedUnit
 }
 
 /// The network of the model in use (the trained one, else the bundled pretrained one).
-fn shown_backbone(app: &AppState) -> crate::model::Backbone {
-    app.trained
+fn shown_backbone(state: &AppState) -> crate::model::Backbone {
+    state
+        .model
+        .trained
         .as_ref()
         .map_or(crate::model::Backbone::default(), |m| {
             m.network.spec.backbone

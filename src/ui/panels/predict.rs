@@ -2,13 +2,13 @@
 
 use egui::{Color32, Sense, Vec2};
 
-use super::super::browser::PathRequest;
-use super::super::command::Command;
-use super::super::state::AppState;
+use crate::ui::browser::PathRequest;
+use crate::ui::command::Command;
+use crate::ui::state::AppState;
 
-pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Predict");
-    match &app.trained {
+    match &state.model.trained {
         Some(m) => ui.label(format!(
             "Using your trained classifier ({} classes: {}).",
             m.classes.len(),
@@ -18,31 +18,34 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
             "No model trained yet: showing what the pretrained network sees (ImageNet's 1000 classes).",
         ),
     };
-    super::stale_model_ui(ui, app);
+    super::widgets::stale_model_ui(ui, state);
     ui.horizontal(|ui| {
         if ui.button("Add images…").clicked() {
             out.push(Command::Pick(PathRequest::Images));
         }
         if ui
-            .add_enabled(!app.predictions.is_empty(), egui::Button::new("Clear"))
+            .add_enabled(!state.predict.items.is_empty(), egui::Button::new("Clear"))
             .clicked()
         {
             out.push(Command::ClearImages);
         }
         ui.label("or drop images onto the window");
         if ui
-            .add_enabled(app.trained.is_some(), egui::Button::new("Export ONNX…"))
+            .add_enabled(
+                state.model.trained.is_some(),
+                egui::Button::new("Export ONNX…"),
+            )
             .on_hover_text("the classifier in use, with its labels and preprocessing")
             .clicked()
         {
             out.push(Command::Pick(PathRequest::OnnxFile));
         }
     });
-    grad_cam_toggle_ui(ui, app, true, out);
-    for item in &app.predictions {
+    grad_cam_toggle_ui(ui, state, true, out);
+    for item in &state.predict.items {
         ui.separator();
         ui.horizontal(|ui| {
-            match app.thumbnails.get(&item.path) {
+            match state.shell.thumbnails.get(&item.path) {
                 Some(tex) => {
                     ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(96.0)));
                 }
@@ -50,8 +53,8 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
                     ui.allocate_exact_size(Vec2::splat(96.0), Sense::hover());
                 }
             }
-            if app.settings.show_grad_cam {
-                explanation_ui(ui, app, &item.path, 96.0);
+            if state.settings.show_grad_cam {
+                explanation_ui(ui, state, &item.path, 96.0);
             }
             ui.vertical(|ui| {
                 ui.label(
@@ -88,11 +91,11 @@ pub(super) fn predict_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
 /// The switch for the Grad-CAM overlays (shared by Predict and the mistakes gallery).
 pub(super) fn grad_cam_toggle_ui(
     ui: &mut egui::Ui,
-    app: &AppState,
+    state: &AppState,
     enabled: bool,
     out: &mut Vec<Command>,
 ) {
-    let mut on = app.settings.show_grad_cam;
+    let mut on = state.settings.show_grad_cam;
     let response = ui
         .add_enabled(
             enabled,
@@ -103,7 +106,7 @@ pub(super) fn grad_cam_toggle_ui(
              (red: most), taken at the last feature map before pooling",
         )
         .on_disabled_hover_text("Grad-CAM shows the current model: pick it under Results of");
-    super::tag(ui, &response, "grad-cam-toggle");
+    super::widgets::tag(ui, &response, "grad-cam-toggle");
     if response.changed() {
         out.push(Command::ShowGradCam(on));
     }
@@ -112,16 +115,16 @@ pub(super) fn grad_cam_toggle_ui(
 /// An image's Grad-CAM overlay, a spinner while it is computed, or why it failed.
 pub(super) fn explanation_ui(
     ui: &mut egui::Ui,
-    app: &AppState,
+    state: &AppState,
     path: &std::path::Path,
     side_px: f32,
 ) {
-    match app.explanations.get(path) {
+    match state.predict.explanations.get(path) {
         Some(Ok((tex, caption))) => {
             let response = ui
                 .add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(side_px)))
                 .on_hover_text(caption);
-            super::tag(ui, &response, &format!("grad-cam-{}", path.display()));
+            super::widgets::tag(ui, &response, &format!("grad-cam-{}", path.display()));
         }
         Some(Err(e)) => {
             ui.colored_label(Color32::from_rgb(200, 40, 40), e);

@@ -2,25 +2,25 @@
 
 use egui::{Color32, RichText, Stroke, Vec2};
 
-use super::super::command::Command;
-use super::super::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS, Run};
-use super::tag;
+use super::widgets::tag;
 use crate::train::Evaluation;
+use crate::ui::command::Command;
+use crate::ui::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS, Run};
 
-pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn results_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Results");
-    if let (Some(runs), None) = (app.last_comparison(), app.results_run) {
-        let recommended = app.shown_recommendation.as_ref().map(|r| r.case);
+    if let (Some(runs), None) = (state.last_comparison(), state.results.run) {
+        let recommended = state.guide.shown.as_ref().map(|r| r.case);
         super::compare::compare_summary_ui(ui, &runs, recommended, out);
         ui.separator();
     }
-    run_selector_ui(ui, app, out);
-    let Some(eval) = app.shown_report().and_then(|r| r.evaluation.as_ref()) else {
+    run_selector_ui(ui, state, out);
+    let Some(eval) = state.shown_report().and_then(|r| r.evaluation.as_ref()) else {
         ui.label("Train a model to see its confusion matrix and mistakes.");
         return;
     };
-    if app.results_run.is_none() {
-        super::stale_model_ui(ui, app);
+    if state.results.run.is_none() {
+        super::widgets::stale_model_ui(ui, state);
     }
     ui.label(format!(
         "validation accuracy {:.1} % on {} images",
@@ -30,17 +30,18 @@ pub(super) fn results_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Com
     ui.label(
         "Confusion matrix (rows: true class, columns: predicted). Click a cell to see its images.",
     );
-    confusion_ui(ui, app, eval, out);
-    cell_images_ui(ui, app, eval);
+    confusion_ui(ui, state, eval, out);
+    cell_images_ui(ui, state, eval);
     ui.separator();
     per_class_ui(ui, eval);
     ui.separator();
-    mistakes_ui(ui, app, eval, out);
+    mistakes_ui(ui, state, eval, out);
 }
 
 /// Which run's results to show: the current model's, or any earlier run's.
-fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    let runs: Vec<(usize, &Run, f64)> = app
+fn run_selector_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let runs: Vec<(usize, &Run, f64)> = state
+        .train
         .runs
         .iter()
         .enumerate()
@@ -49,13 +50,14 @@ fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             Some((i, run, eval.accuracy))
         })
         .collect();
-    if runs.len() < 2 && app.results_run.is_none() {
+    if runs.len() < 2 && state.results.run.is_none() {
         return;
     }
     const CURRENT: &str = "the current model";
-    let selected = app
-        .results_run
-        .and_then(|i| app.runs.get(i))
+    let selected = state
+        .results
+        .run
+        .and_then(|i| state.train.runs.get(i))
         .map_or(CURRENT.to_owned(), |r| r.label.clone());
     ui.horizontal(|ui| {
         let label = ui.label("Results of");
@@ -63,7 +65,7 @@ fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             .selected_text(selected)
             .show_ui(ui, |ui| {
                 if ui
-                    .selectable_label(app.results_run.is_none(), CURRENT)
+                    .selectable_label(state.results.run.is_none(), CURRENT)
                     .clicked()
                 {
                     out.push(Command::ShowRunResults(None));
@@ -71,7 +73,7 @@ fn run_selector_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
                 for (i, run, accuracy) in runs {
                     let text = format!("{} ({:.1} %)", run.label, accuracy * 100.0);
                     if ui
-                        .selectable_label(app.results_run == Some(i), text)
+                        .selectable_label(state.results.run == Some(i), text)
                         .clicked()
                     {
                         out.push(Command::ShowRunResults(Some(i)));
@@ -89,20 +91,25 @@ const BUTTON_MATRIX_MAX_CLASSES: usize = 12;
 /// The per-class table scrolls on its own beyond this many rows.
 const TABLE_ROWS_SHOWN: usize = 25;
 
-fn confusion_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
+fn confusion_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
     if eval.classes.len() <= BUTTON_MATRIX_MAX_CLASSES {
-        button_matrix_ui(ui, app, eval, out);
+        button_matrix_ui(ui, state, eval, out);
     } else {
         // The list of frequent confusions beside the map (below it in a narrow window).
         ui.horizontal_wrapped(|ui| {
-            super::heatmap::heatmap_ui(ui, app.selected_cell, eval, out);
+            super::heatmap::heatmap_ui(ui, state.results.selected_cell, eval, out);
             ui.vertical(|ui| super::heatmap::top_confusions_ui(ui, eval, out));
         });
     }
 }
 
 /// The confusion matrix as a grid of buttons, shaded by count.
-fn button_matrix_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
+fn button_matrix_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    eval: &Evaluation,
+    out: &mut Vec<Command>,
+) {
     let max = eval
         .confusion
         .iter()
@@ -136,7 +143,7 @@ fn button_matrix_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &
                             (255.0 - 200.0 * strength) as u8,
                         )
                     };
-                    let selected = app.selected_cell == Some((t, p));
+                    let selected = state.results.selected_cell == Some((t, p));
                     let button =
                         egui::Button::new(RichText::new(count.to_string()).color(Color32::BLACK))
                             .fill(fill)
@@ -161,8 +168,8 @@ fn button_matrix_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &
 }
 
 /// The images of the selected confusion cell.
-fn cell_images_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
-    if let Some((t, p)) = app.selected_cell {
+fn cell_images_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation) {
+    if let Some((t, p)) = state.results.selected_cell {
         let count = eval.confusion[t][p];
         ui.label(format!(
             "{} predicted as {}: {}",
@@ -177,7 +184,7 @@ fn cell_images_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation) {
                 .filter(|(_, tt, pp)| *tt == t && *pp == p)
                 .take(CELL_THUMBNAILS)
             {
-                match app.thumbnails.get(path) {
+                match state.shell.thumbnails.get(path) {
                     Some(tex) => {
                         ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(64.0)))
                             .on_hover_text(path.display().to_string());
@@ -228,22 +235,22 @@ fn per_class_ui(ui: &mut egui::Ui, eval: &Evaluation) {
 }
 
 /// A gallery of misclassified validation images with their true and predicted classes.
-fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
+fn mistakes_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         ui.label(format!(
             "Misclassified validation images ({}):",
             eval.misclassified.len()
         ));
-        super::predict::grad_cam_toggle_ui(ui, app, app.results_run.is_none(), out);
+        super::predict::grad_cam_toggle_ui(ui, state, state.results.run.is_none(), out);
     });
-    let overlays = app.settings.show_grad_cam && app.results_run.is_none();
+    let overlays = state.settings.show_grad_cam && state.results.run.is_none();
     ui.horizontal_wrapped(|ui| {
         for m in eval.misclassified.iter().take(MISTAKE_THUMBNAILS) {
             ui.vertical(|ui| {
                 if overlays {
-                    super::predict::explanation_ui(ui, app, &m.path, 72.0);
+                    super::predict::explanation_ui(ui, state, &m.path, 72.0);
                 } else {
-                    thumbnail_ui(ui, app, &m.path);
+                    thumbnail_ui(ui, state, &m.path);
                 }
                 ui.label(RichText::new(format!("true: {}", eval.classes[m.true_label])).small());
                 ui.label(
@@ -259,8 +266,8 @@ fn mistakes_ui(ui: &mut egui::Ui, app: &AppState, eval: &Evaluation, out: &mut V
     });
 }
 
-fn thumbnail_ui(ui: &mut egui::Ui, app: &AppState, path: &std::path::Path) {
-    match app.thumbnails.get(path) {
+fn thumbnail_ui(ui: &mut egui::Ui, state: &AppState, path: &std::path::Path) {
+    match state.shell.thumbnails.get(path) {
         Some(tex) => {
             ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(72.0)));
         }

@@ -2,16 +2,16 @@
 
 use egui::{Color32, Sense, Vec2};
 
-use super::super::command::Command;
-use super::super::state::AppState;
-use super::{CUT_AWAY, FROZEN, NEW_HEAD, TRAINABLE, tag};
+use super::widgets::{CUT_AWAY, FROZEN, NEW_HEAD, TRAINABLE, tag};
 use crate::model::Init;
 use crate::train::TrainPlan;
+use crate::ui::command::Command;
+use crate::ui::state::AppState;
 
 /// The network as a strip of blocks: frozen, trainable, cut away, and the new head.
-pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
-    let (cut, trainable) = app.plan_units();
-    let plan = &app.settings.plan;
+pub(super) fn block_strip_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let (cut, trainable) = state.plan_units();
+    let plan = &state.settings.plan;
     let backbone = plan.backbone;
     let first_trainable = plan.first_trainable_unit();
     let cut_index = backbone.index_of(cut);
@@ -49,7 +49,7 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
                 let plan = TrainPlan {
                     cut_after: unit,
                     auto_cut: false,
-                    ..app.settings.plan.clone()
+                    ..state.settings.plan.clone()
                 };
                 out.push(Command::SetPlan(plan));
             }
@@ -76,18 +76,18 @@ pub(super) fn block_strip(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Comma
             ui.label(name);
         }
     });
-    cut_controls_ui(ui, app, cut_index, trainable, out);
+    cut_controls_ui(ui, state, cut_index, trainable, out);
 }
 
 /// The cut and trainable-blocks sliders, and the switch for choosing the cut from the data.
 fn cut_controls_ui(
     ui: &mut egui::Ui,
-    app: &AppState,
+    state: &AppState,
     cut_index: usize,
     trainable: usize,
     out: &mut Vec<Command>,
 ) {
-    let backbone = app.settings.plan.backbone;
+    let backbone = state.settings.plan.backbone;
     let mut cut_index = cut_index;
     let mut trainable_units = trainable;
     ui.horizontal(|ui| {
@@ -98,7 +98,7 @@ fn cut_controls_ui(
                     .text("cut after"),
             )
             .changed();
-        let mut auto = app.settings.plan.auto_cut;
+        let mut auto = state.settings.plan.auto_cut;
         let changed_auto = ui
             .checkbox(&mut auto, "choose the cut from the data")
             .on_hover_text(
@@ -110,7 +110,7 @@ fn cut_controls_ui(
         if changed_auto {
             out.push(Command::SetPlan(TrainPlan {
                 auto_cut: auto,
-                ..app.settings.plan.clone()
+                ..state.settings.plan.clone()
             }));
         }
         let kept = cut_index + 1;
@@ -120,15 +120,15 @@ fn cut_controls_ui(
         if changed_cut || changed_trainable {
             out.push(Command::SetPlan(TrainPlan {
                 cut_after: backbone.unit_at(cut_index),
-                auto_cut: app.settings.plan.auto_cut && !changed_cut,
+                auto_cut: state.settings.plan.auto_cut && !changed_cut,
                 trainable_units: trainable_units.min(kept),
-                ..app.settings.plan.clone()
+                ..state.settings.plan.clone()
             }));
         }
     });
 }
 
-pub(super) fn advanced(ui: &mut egui::Ui, plan: &TrainPlan, out: &mut Vec<Command>) {
+pub(super) fn advanced_ui(ui: &mut egui::Ui, plan: &TrainPlan, out: &mut Vec<Command>) {
     egui::CollapsingHeader::new("Advanced settings").show(ui, |ui| {
         let mut p = plan.clone();
         egui::Grid::new("advanced").num_columns(2).show(ui, |ui| {
@@ -141,7 +141,7 @@ pub(super) fn advanced(ui: &mut egui::Ui, plan: &TrainPlan, out: &mut Vec<Comman
             ui.label("image size (px)");
             ui.add(
                 egui::DragValue::new(&mut p.image_size_px)
-                    .range(32..=512)
+                    .range(crate::train::plan::IMAGE_SIZE_RANGE_PX)
                     .speed(8),
             );
             ui.end_row();

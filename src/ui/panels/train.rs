@@ -2,20 +2,20 @@
 
 use egui_plot::{Line, LineStyle, Plot, PlotPoints, VLine};
 
-use super::super::browser::PathRequest;
-use super::super::command::Command;
-use super::super::state::{AppState, RunStatus};
-use super::run_colour;
+use super::widgets::run_colour;
 use crate::train::{EpochMetrics, Phase, TrainCommand};
+use crate::ui::browser::PathRequest;
+use crate::ui::command::Command;
+use crate::ui::state::{AppState, RunStatus};
 
 /// Per run: the training series solid, the validation series dashed, in the run's colour.
 pub(super) fn epoch_lines(
     plot: &mut egui_plot::PlotUi<'_>,
-    app: &AppState,
+    state: &AppState,
     train_value: impl Fn(&EpochMetrics) -> f64,
     val_value: impl Fn(&EpochMetrics) -> Option<f64>,
 ) {
-    for (i, run) in app.runs.iter().enumerate() {
+    for (i, run) in state.train.runs.iter().enumerate() {
         let colour = run_colour(i);
         let train: Vec<[f64; 2]> = run
             .epochs
@@ -36,40 +36,46 @@ pub(super) fn epoch_lines(
     }
 }
 
-pub(super) fn train_panel(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+pub(super) fn train_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Train");
-    ui.label(app.settings.plan.summary());
-    if !app.compare_queue.is_empty() {
-        let next: Vec<&str> = app.compare_queue.iter().map(|c| c.title()).collect();
+    ui.label(state.settings.plan.summary());
+    if !state.train.compare_queue.is_empty() {
+        let next: Vec<&str> = state
+            .train
+            .compare_queue
+            .iter()
+            .map(|c| c.title())
+            .collect();
         ui.label(format!(
             "Comparing all four: {} of 4; then {}.",
-            4 - app.compare_queue.len(),
+            4 - state.train.compare_queue.len(),
             next.join(", ")
         ));
     }
-    controls_ui(ui, app, out);
-    if app.dataset.is_none() {
+    controls_ui(ui, state, out);
+    if state.data.dataset.is_none() {
         ui.label("Choose a training folder in Data first.");
     }
-    progress_ui(ui, app);
-    charts_ui(ui, app);
-    runs_table_ui(ui, app);
+    progress_ui(ui, state);
+    charts_ui(ui, state);
+    runs_table_ui(ui, state);
 }
 
 /// Start, pause or resume, stop, clear, save and open.
-fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
+fn controls_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
-        let training = app.training;
+        let training = state.train.is_running();
         if ui
             .add_enabled(
-                app.dataset.is_some() && !training,
+                state.data.dataset.is_some() && !training,
                 egui::Button::new("Start"),
             )
             .clicked()
         {
             out.push(Command::StartTraining);
         }
-        let paused = app
+        let paused = state
+            .train
             .runs
             .last()
             .is_some_and(|r| r.status == RunStatus::Paused);
@@ -91,7 +97,7 @@ fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
         }
         if ui
             .add_enabled(
-                !training && !app.runs.is_empty(),
+                !training && !state.train.runs.is_empty(),
                 egui::Button::new("Clear runs"),
             )
             .clicked()
@@ -99,13 +105,19 @@ fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
             out.push(Command::ClearRuns);
         }
         if ui
-            .add_enabled(app.trained.is_some(), egui::Button::new("Save model…"))
+            .add_enabled(
+                state.model.trained.is_some(),
+                egui::Button::new("Save model…"),
+            )
             .clicked()
         {
             out.push(Command::Pick(PathRequest::SaveModel));
         }
         if ui
-            .add_enabled(app.trained.is_some(), egui::Button::new("Export ONNX…"))
+            .add_enabled(
+                state.model.trained.is_some(),
+                egui::Button::new("Export ONNX…"),
+            )
             .clicked()
         {
             out.push(Command::Pick(PathRequest::OnnxFile));
@@ -117,9 +129,9 @@ fn controls_ui(ui: &mut egui::Ui, app: &AppState, out: &mut Vec<Command>) {
 }
 
 /// The live run's progress bar, with what it is doing in words.
-fn progress_ui(ui: &mut egui::Ui, app: &AppState) {
-    if let Some(run) = app.runs.last() {
-        let p = &app.progress;
+fn progress_ui(ui: &mut egui::Ui, state: &AppState) {
+    if let Some(run) = state.train.runs.last() {
+        let p = &state.train.progress;
         let text = match &run.status {
             RunStatus::Downloading {
                 done_bytes,
@@ -152,7 +164,7 @@ fn progress_ui(ui: &mut egui::Ui, app: &AppState) {
 /// Loss and accuracy per epoch for every run, batch losses faint behind, the start of
 /// fine-tuning marked; the legend sits below the charts (inside, it covered the curves), and the
 /// charts take the height the window has.
-fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
+fn charts_ui(ui: &mut egui::Ui, state: &AppState) {
     let height_px = (ui.ctx().content_rect().height() - 420.0).clamp(200.0, 640.0);
     ui.columns(2, |cols| {
         cols[0].label("loss");
@@ -160,7 +172,7 @@ fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
             .height(height_px)
             .x_axis_label("epoch")
             .show(&mut cols[0], |plot| {
-                for (i, run) in app.runs.iter().enumerate() {
+                for (i, run) in state.train.runs.iter().enumerate() {
                     if !run.batch_losses.is_empty() {
                         plot.line(
                             Line::new(
@@ -172,8 +184,8 @@ fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
                         );
                     }
                 }
-                epoch_lines(plot, app, |m| m.train_loss, |m| m.val_loss);
-                phase_marks(plot, app);
+                epoch_lines(plot, state, |m| m.train_loss, |m| m.val_loss);
+                phase_marks(plot, state);
             });
         cols[1].label("accuracy");
         Plot::new("accuracy-plot")
@@ -182,16 +194,16 @@ fn charts_ui(ui: &mut egui::Ui, app: &AppState) {
             .include_y(0.0)
             .include_y(1.0)
             .show(&mut cols[1], |plot| {
-                epoch_lines(plot, app, |m| m.train_accuracy, |m| m.val_accuracy);
-                phase_marks(plot, app);
+                epoch_lines(plot, state, |m| m.train_accuracy, |m| m.val_accuracy);
+                phase_marks(plot, state);
             });
     });
-    legend_ui(ui, app);
+    legend_ui(ui, state);
 }
 
 /// A dotted vertical line where a run's fine-tuning starts (after its classifier-only epochs).
-fn phase_marks(plot: &mut egui_plot::PlotUi<'_>, app: &AppState) {
-    for (i, run) in app.runs.iter().enumerate() {
+fn phase_marks(plot: &mut egui_plot::PlotUi<'_>, state: &AppState) {
+    for (i, run) in state.train.runs.iter().enumerate() {
         let head_only = run.epochs.iter().any(|m| m.phase == Phase::HeadOnly);
         let first_fine_tune = run.epochs.iter().find(|m| m.phase == Phase::FineTune);
         if let (true, Some(m)) = (head_only, first_fine_tune) {
@@ -208,12 +220,12 @@ fn phase_marks(plot: &mut egui_plot::PlotUi<'_>, app: &AppState) {
 }
 
 /// Which colour is which run, and what the line styles mean.
-fn legend_ui(ui: &mut egui::Ui, app: &AppState) {
-    if app.runs.is_empty() {
+fn legend_ui(ui: &mut egui::Ui, state: &AppState) {
+    if state.train.runs.is_empty() {
         return;
     }
     ui.horizontal_wrapped(|ui| {
-        for (i, run) in app.runs.iter().enumerate() {
+        for (i, run) in state.train.runs.iter().enumerate() {
             let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 10.0), egui::Sense::hover());
             ui.painter().hline(
                 rect.x_range(),
@@ -234,15 +246,15 @@ fn legend_ui(ui: &mut egui::Ui, app: &AppState) {
 }
 
 /// One row per run: best validation accuracy, time, trainable parameters.
-fn runs_table_ui(ui: &mut egui::Ui, app: &AppState) {
-    if !app.runs.is_empty() {
+fn runs_table_ui(ui: &mut egui::Ui, state: &AppState) {
+    if !state.train.runs.is_empty() {
         egui::Grid::new("runs").striped(true).show(ui, |ui| {
             ui.strong("run");
             ui.strong("best val accuracy");
             ui.strong("time");
             ui.strong("trainable parameters");
             ui.end_row();
-            for run in &app.runs {
+            for run in &state.train.runs {
                 ui.label(&run.label);
                 match &run.report {
                     Some(r) => {

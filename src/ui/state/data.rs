@@ -1,0 +1,32 @@
+//! The Data panel's state: the loaded dataset, its loading, and the augmentation preview.
+
+use std::sync::Arc;
+
+use crate::data::dataset::Dataset;
+use crate::ui::jobs::PreviewRow;
+
+/// What the Data panel shows.
+#[derive(Default)]
+pub struct DataState {
+    /// The dataset loaded. While it is reloaded for a new plan (another image size or split),
+    /// the previous one stays shown.
+    pub dataset: Option<Arc<Dataset>>,
+    pub error: Option<String>,
+    /// Images decoded so far of the dataset being loaded (done, total), while it loads.
+    pub loading: Option<(usize, usize)>,
+    /// Training was asked for while the dataset was reloaded for the plan: it starts when
+    /// the reload ends.
+    pub start_when_loaded: bool,
+    /// What augmentation does to a few training images (after "Preview augmentation").
+    pub augment_preview: Option<Vec<PreviewRow<egui::TextureHandle>>>,
+}
+
+impl std::fmt::Debug for DataState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataState")
+            .field("dataset", &self.dataset.as_ref().map(|d| &d.root))
+            .field("error", &self.error)
+            .field("loading", &self.loading)
+            .finish_non_exhaustive()
+    }
+}
