@@ -138,6 +138,80 @@ fn exchange(_: &Path, _: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// Renames `from` to `to` only if `to` does not exist (an existing one is an `AlreadyExists`
+/// error, never overwritten), in one step where the platform can (Linux `renameat2` with
+/// `RENAME_NOREPLACE`). Across file systems a file is copied beside `to`, flushed, put in place
+/// the same way, and only then removed at `from`: a crash leaves both copies, never neither.
+pub fn move_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    match rename_no_replace(from, to) {
+        Err(e) if is_cross_device(&e) && from.is_file() => copy_then_remove(from, to),
+        other => other,
+    }
+}
+
+fn is_cross_device(error: &Error) -> bool {
+    error.kind() == ErrorKind::CrossesDevices
+}
+
+fn copy_then_remove(from: &Path, to: &Path) -> std::io::Result<()> {
+    let (parent, name) = parent_and_name(to)?;
+    let staged = tempfile::Builder::new()
+        .prefix(&staging_prefix(&name, "partial"))
+        .tempfile_in(&parent)?;
+    std::fs::copy(from, staged.path())?;
+    staged.as_file().sync_all()?;
+    let staged = staged.into_temp_path();
+    rename_no_replace(&staged, to)?;
+    // The copy is in place and durable: only now does the original go.
+    std::mem::forget(staged);
+    sync_dir(&parent);
+    std::fs::remove_file(from)
+}
+
+#[cfg(target_os = "linux")]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::new(ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that live across the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = Error::last_os_error();
+    match error.raw_os_error() {
+        // A file system without the flag: check, then rename (a narrow race, as elsewhere).
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => checked_rename(from, to),
+        _ => Err(error),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    checked_rename(from, to)
+}
+
+fn checked_rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        ));
+    }
+    std::fs::rename(from, to)
+}
+
 /// Makes the renames in `dir` durable (best effort: not every platform can open a folder).
 fn sync_dir(dir: &Path) {
     #[cfg(unix)]

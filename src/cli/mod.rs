@@ -16,6 +16,7 @@ mod predict_cmd;
 mod probe_cmd;
 mod progress;
 mod recommend_cmd;
+mod relabel_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub enum Command {
     Inspect(Box<inspect_cmd::InspectArgs>),
     Explain(Box<explain_cmd::ExplainArgs>),
     ImportWeights(import_cmd::ImportWeightsArgs),
+    Relabel(relabel_cmd::RelabelArgs),
 }
 
 /// Parses the arguments and runs the command; errors are printed, never panicked.
@@ -99,5 +101,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => args.run(),
         Command::Explain(args) => args.run(),
         Command::ImportWeights(args) => args.run(),
+        Command::Relabel(args) => args.run(),
     }
 }

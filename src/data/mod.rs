@@ -3,8 +3,10 @@
 pub mod dataset;
 pub mod decode;
 pub mod demo;
+pub mod edit;
 pub mod limits;
 pub mod prefetch;
 pub mod preprocess;
 pub mod resize;
+pub mod trash;
 pub mod variants;

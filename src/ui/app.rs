@@ -34,6 +34,8 @@ pub struct StudioApp {
     pending_thumbnails: Vec<(PathBuf, egui::ColorImage)>,
     pending_preview: Option<Vec<super::jobs::PreviewRow<egui::ColorImage>>>,
     pub(super) pending_images: Vec<PendingImages>,
+    /// Where removed images and classes go (the desktop's trash; none without a home folder).
+    pub(super) trash: Option<crate::data::trash::Trash>,
     /// Counts model changes, so that overlays made with an earlier model are dropped.
     pub(super) explain_generation: u64,
 }
@@ -70,6 +72,7 @@ impl StudioApp {
             pending_thumbnails: Vec::new(),
             pending_preview: None,
             pending_images: Vec::new(),
+            trash: crate::data::trash::Trash::desktop(),
             explain_generation: 0,
         };
         match Predictor::imagenet(&app.device) {
@@ -314,6 +317,12 @@ impl StudioApp {
                 self.refresh_recommendation();
             }
             JobResult::Inspected(result) => self.on_inspected(result),
+            JobResult::Edited(edited) => self.on_edited(edited),
+            JobResult::Undone {
+                journal,
+                before,
+                result,
+            } => self.on_undone(super::state::data::UndoEntry { journal, before }, result),
             JobResult::Explained(explained) => self.on_explained(explained),
             JobResult::Probed(result) => {
                 if let Err(e) = &result {

@@ -92,6 +92,15 @@ impl StudioApp {
             | Command::ShowRunResults(_)
             | Command::DismissError(_) => self.apply_model_command(command),
             Command::SetDevice(choice) => self.set_device(choice),
+            Command::SetClassDraft(_)
+            | Command::NewClass(_)
+            | Command::RenameClass { .. }
+            | Command::DeleteClass(_)
+            | Command::SelectImage { .. }
+            | Command::ClearSelection
+            | Command::MoveSelected(_)
+            | Command::RemoveSelected
+            | Command::UndoEdit => self.apply_edit_command(command),
             Command::InspectImage(_)
             | Command::InspectUnit { .. }
             | Command::InspectSide(_)
@@ -172,7 +181,7 @@ impl StudioApp {
     /// Reloads the training folder when the plan needs it loaded otherwise (another resize
     /// side, split fraction or seed), so that the window trains on the pixels and the split
     /// the command line would use. The dataset shown stays until the new one arrives.
-    fn dataset_follows_plan(&mut self) {
+    pub(super) fn dataset_follows_plan(&mut self) {
         if self.dataset_needs_reload() && !self.jobs.is_loading() {
             self.reload_dataset();
         }
@@ -180,8 +189,12 @@ impl StudioApp {
 
     /// Loads the training folder anew (another folder, or the first load).
     fn load_dataset(&mut self) {
-        self.state.data.dataset = None;
-        self.state.data.start_when_loaded = false;
+        let data = &mut self.state.data;
+        data.dataset = None;
+        data.start_when_loaded = false;
+        // Edits of another folder cannot be undone into this one.
+        data.undo.clear();
+        data.selection.clear();
         self.reload_dataset();
     }
 
@@ -350,7 +363,7 @@ impl StudioApp {
         let state = &mut self.state;
         state.train.trainer = Trainer::Running(session);
         state.train.progress = Default::default();
-        state.train.data = Some(state.settings.data_choice());
+        state.train.data = Some(state.data_choice());
         state.train.runs.push(run);
         state.settings.tab = Tab::Train;
     }

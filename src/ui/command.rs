@@ -76,6 +76,29 @@ pub enum Command {
     InspectSide(usize),
     /// Predict and the mistakes gallery show Grad-CAM overlays (or stop showing them).
     ShowGradCam(bool),
+    /// The class name being typed in Data (for a new class or a rename).
+    SetClassDraft(String),
+    /// Creates a class (its folder).
+    NewClass(String),
+    RenameClass {
+        from: String,
+        to: String,
+    },
+    /// Sends a class's folder, images and all, to the trash.
+    DeleteClass(String),
+    /// Selects an image in a thumbnail grid (`add`: keep the others selected; a selected one
+    /// is deselected).
+    SelectImage {
+        path: PathBuf,
+        add: bool,
+    },
+    ClearSelection,
+    /// Moves the selected images to this class (keys 1–9).
+    MoveSelected(String),
+    /// Sends the selected images to the trash (Delete).
+    RemoveSelected,
+    /// Undoes the last edit of the folders (Ctrl+Z).
+    UndoEdit,
     /// Trains and predicts on this device from now on (not while training).
     SetDevice(crate::runtime::DeviceChoice),
 }

@@ -11,6 +11,7 @@ use image::RgbImage;
 use super::browser::PathRequest;
 use crate::data::dataset::{Dataset, DatasetError, LoadOptions, LoadProgress, load_dataset};
 use crate::data::decode::{DecodeError, decode_rgb};
+use crate::data::edit::Journal;
 use crate::guide::probe::{ProbeOptions, cross_validated_cut};
 use crate::guide::recommend::{RecommendError, RecommendOptions, Recommendation, recommend};
 use crate::model::ModelError;
@@ -77,6 +78,24 @@ pub enum JobResult {
     Probed(Result<CutChoice, JobError>),
     Inspected(Result<Inspection, JobError>),
     Explained(Explained),
+    /// An edit of the folders was made (as far as it could be).
+    Edited(Edited),
+    /// An edit was undone (or could not be): `journal` and `before` as the edit left them.
+    Undone {
+        journal: Journal,
+        before: Arc<Dataset>,
+        result: Result<(), String>,
+    },
+}
+
+/// What an edit of the folders did.
+#[derive(Debug)]
+pub struct Edited {
+    pub journal: Journal,
+    /// What could not be done, one line each.
+    pub errors: Vec<String>,
+    pub before: Arc<Dataset>,
+    pub after: Arc<Dataset>,
 }
 
 /// An image's activation maps at some units, for the Inspect view.
@@ -174,6 +193,11 @@ impl Jobs {
         self.loading = None;
     }
 
+    /// Runs `work` on a named thread; what it sends arrives in [`Self::rx`].
+    pub fn run(&self, name: &str, work: impl FnOnce(&Sender<JobResult>) + Send + 'static) {
+        self.spawn(name, work);
+    }
+
     fn spawn(&self, name: &str, work: impl FnOnce(&Sender<JobResult>) + Send + 'static) {
         let tx = self.tx.clone();
         let waker = self.waker.clone();
@@ -188,7 +212,7 @@ impl Jobs {
         }
     }
 
-    fn send(tx: &Sender<JobResult>, result: JobResult) {
+    pub fn send(tx: &Sender<JobResult>, result: JobResult) {
         // The window is closing if nobody receives; nothing to do then.
         let _ = tx.send(result);
     }

@@ -240,3 +240,59 @@ fn a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_model() {
     assert_loads(&model);
     assert_eq!(entries_starting(out.path(), "."), Vec::<String>::new());
 }
+
+/// Every file name under `root`'s class folders, with how many times it is there.
+fn file_census(root: &Path) -> std::collections::BTreeMap<Vec<u8>, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for class in std::fs::read_dir(root)
+        .expect("root")
+        .filter_map(Result::ok)
+    {
+        for file in std::fs::read_dir(class.path())
+            .expect("class")
+            .filter_map(Result::ok)
+        {
+            let bytes = std::fs::read(file.path()).expect("read");
+            *seen.entry(bytes).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// `kill -9` in the middle of relabelling many images (the moves the window's keys make):
+/// every image is still there, exactly once, in one class or the other.
+#[test]
+fn kill_9_during_a_relabel_loses_no_file() {
+    let data = tempfile::tempdir().expect("data");
+    let (from, to) = (data.path().join("cat"), data.path().join("dog"));
+    std::fs::create_dir_all(&from).expect("dir");
+    std::fs::create_dir_all(&to).expect("dir");
+    let count = 3000;
+    let files: Vec<PathBuf> = (0..count)
+        .map(|i| {
+            let path = from.join(format!("{i:05}.jpg"));
+            // Distinct contents, so that the census tells each file apart.
+            std::fs::write(&path, format!("image {i}")).expect("write");
+            path
+        })
+        .collect();
+    let before = file_census(data.path());
+    let mut killed_midway = 0;
+    for round in 0..6u64 {
+        let remaining: Vec<PathBuf> = files.iter().filter(|f| f.exists()).cloned().collect();
+        if remaining.is_empty() {
+            break;
+        }
+        let mut command = binary();
+        command.args(["relabel", "--to", "dog"]).args(&remaining);
+        let child = command.spawn().expect("spawn");
+        let moved_some = || std::fs::read_dir(&to).is_ok_and(|d| d.count() > 0);
+        let deadline = Duration::from_millis(5 + 10 * round);
+        if kill_when(child, moved_some, deadline).is_some() {
+            killed_midway += 1;
+        }
+        assert_eq!(file_census(data.path()), before, "after kill {round}");
+    }
+    eprintln!("killed {killed_midway} relabels midway");
+    assert!(killed_midway > 0, "no relabel was killed while it ran");
+}

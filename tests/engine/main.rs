@@ -5,6 +5,7 @@
 mod common;
 
 mod backbones;
+mod edit;
 mod export;
 mod guide;
 mod import;

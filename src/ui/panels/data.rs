@@ -8,6 +8,8 @@ use crate::ui::browser::PathRequest;
 use crate::ui::command::{Command, THUMBNAILS_PER_CLASS};
 use crate::ui::state::AppState;
 
+use super::widgets::{tag, thumbnail_ui};
+
 pub(super) fn data_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Data");
     folders_ui(ui, state, out);
@@ -105,6 +107,7 @@ fn dataset_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut 
             ),
         );
     }
+    edit_bar_ui(ui, state, dataset, out);
     egui::Grid::new("class-counts")
         .striped(true)
         .show(ui, |ui| {
@@ -112,6 +115,7 @@ fn dataset_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut 
             ui.strong("train");
             ui.strong("validation");
             ui.strong("examples");
+            ui.strong("");
             ui.end_row();
             for (c, count) in counts.iter().enumerate() {
                 ui.label(&count.class);
@@ -125,11 +129,10 @@ fn dataset_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut 
                 ui.label(count.val.to_string());
                 ui.horizontal(|ui| {
                     for sample in dataset.examples(c, THUMBNAILS_PER_CLASS) {
-                        if let Some(t) = state.shell.thumbnails.get(&sample.path) {
-                            ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(48.0)));
-                        }
+                        thumbnail_ui(ui, state, &sample.path, 48.0, out);
                     }
                 });
+                class_actions_ui(ui, state, &count.class, out);
                 ui.end_row();
             }
         });
@@ -185,6 +188,93 @@ fn augmentation_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) 
                 });
             }
             ui.end_row();
+        }
+    });
+}
+
+/// The class name field (for a new class or a rename), undo, and the selection with what keys
+/// do to it.
+fn edit_bar_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut Vec<Command>) {
+    let data = &state.data;
+    ui.horizontal(|ui| {
+        let mut draft = data.class_draft.clone();
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut draft)
+                .hint_text("class name")
+                .desired_width(140.0),
+        );
+        tag(ui, &field, "class-name");
+        if field.changed() {
+            out.push(Command::SetClassDraft(draft.clone()));
+        }
+        let name = draft.trim().to_owned();
+        let free = !name.is_empty() && !dataset.classes.contains(&name);
+        let new = ui.add_enabled(free && !data.editing, egui::Button::new("New class"));
+        tag(ui, &new, "new-class");
+        if new.clicked() {
+            out.push(Command::NewClass(name));
+        }
+        if let Some(last) = data.undo.last() {
+            let undo = ui
+                .add_enabled(!data.editing, egui::Button::new("Undo"))
+                .on_hover_text(format!("Ctrl+Z: {}", last.journal.summary));
+            tag(ui, &undo, "undo-edit");
+            if undo.clicked() {
+                out.push(Command::UndoEdit);
+            }
+        }
+        if data.editing {
+            ui.spinner();
+        }
+    });
+    if !data.selection.is_empty() {
+        let keys: Vec<String> = dataset
+            .classes
+            .iter()
+            .take(9)
+            .enumerate()
+            .map(|(i, c)| format!("{} {c}", i + 1))
+            .collect();
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "{} selected: press {} to move them there, Delete to send them to the trash, \
+                 Escape to deselect.",
+                data.selection.len(),
+                keys.join(", ")
+            ));
+            if ui.small_button("remove").clicked() {
+                out.push(Command::RemoveSelected);
+            }
+        });
+    }
+}
+
+/// Renaming (to the name in the class field) and deleting one class.
+fn class_actions_ui(ui: &mut egui::Ui, state: &AppState, class: &str, out: &mut Vec<Command>) {
+    let data = &state.data;
+    let to = data.class_draft.trim();
+    ui.horizontal(|ui| {
+        let rename = ui
+            .add_enabled(
+                !to.is_empty() && to != class && !data.editing,
+                egui::Button::new("rename").small(),
+            )
+            .on_hover_text("rename this class to the name in the class field");
+        tag(ui, &rename, &format!("rename-{class}"));
+        if rename.clicked() {
+            out.push(Command::RenameClass {
+                from: class.to_owned(),
+                to: to.to_owned(),
+            });
+        }
+        let delete = ui
+            .add_enabled(!data.editing, egui::Button::new("delete").small())
+            .on_hover_text(
+                "send this class's folder, images and all, to the trash (Undo brings it back)",
+            );
+        tag(ui, &delete, &format!("delete-{class}"));
+        if delete.clicked() {
+            out.push(Command::DeleteClass(class.to_owned()));
         }
     });
 }

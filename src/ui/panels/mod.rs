@@ -78,6 +78,7 @@ pub fn window_ui(ui: &mut egui::Ui, state: &AppState) -> Vec<Command> {
             }
         });
     }
+    widgets::edit_keys_ui(ui, state, &mut out);
     egui::CentralPanel::default().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| match state.settings.tab {
             Tab::Data => data::data_panel_ui(ui, state, &mut out),

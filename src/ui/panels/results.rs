@@ -2,7 +2,7 @@
 
 use egui::{Color32, RichText, Stroke, Vec2};
 
-use super::widgets::tag;
+use super::widgets::{tag, thumbnail_ui};
 use crate::train::Evaluation;
 use crate::ui::command::Command;
 use crate::ui::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS, Run};
@@ -31,7 +31,7 @@ pub(super) fn results_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
         "Confusion matrix (rows: true class, columns: predicted). Click a cell to see its images.",
     );
     confusion_ui(ui, state, eval, out);
-    cell_images_ui(ui, state, eval);
+    cell_images_ui(ui, state, eval, out);
     ui.separator();
     per_class_ui(ui, eval);
     ui.separator();
@@ -168,7 +168,7 @@ fn button_matrix_ui(
 }
 
 /// The images of the selected confusion cell.
-fn cell_images_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation) {
+fn cell_images_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut Vec<Command>) {
     if let Some((t, p)) = state.results.selected_cell {
         let count = eval.confusion[t][p];
         ui.label(format!(
@@ -184,14 +184,8 @@ fn cell_images_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation) {
                 .filter(|(_, tt, pp)| *tt == t && *pp == p)
                 .take(CELL_THUMBNAILS)
             {
-                match state.shell.thumbnails.get(path) {
-                    Some(tex) => {
-                        ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(64.0)))
-                            .on_hover_text(path.display().to_string());
-                    }
-                    None => {
-                        ui.spinner();
-                    }
+                if thumbnail_ui(ui, state, path, 64.0, out).is_none() {
+                    ui.spinner();
                 }
             }
         });
@@ -250,7 +244,9 @@ fn mistakes_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut
                 if overlays {
                     super::predict::explanation_ui(ui, state, &m.path, 72.0);
                 } else {
-                    thumbnail_ui(ui, state, &m.path);
+                    if thumbnail_ui(ui, state, &m.path, 72.0, out).is_none() {
+                        ui.spinner();
+                    }
                 }
                 ui.label(RichText::new(format!("true: {}", eval.classes[m.true_label])).small());
                 ui.label(
@@ -264,15 +260,4 @@ fn mistakes_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut
             });
         }
     });
-}
-
-fn thumbnail_ui(ui: &mut egui::Ui, state: &AppState, path: &std::path::Path) {
-    match state.shell.thumbnails.get(path) {
-        Some(tex) => {
-            ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(72.0)));
-        }
-        None => {
-            ui.spinner();
-        }
-    }
 }

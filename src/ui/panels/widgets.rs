@@ -3,6 +3,7 @@
 
 use egui::Color32;
 
+use crate::ui::command::Command;
 use crate::ui::state::AppState;
 
 pub const FROZEN: Color32 = Color32::from_rgb(96, 125, 160);
@@ -40,4 +41,86 @@ pub fn stale_model_ui(ui: &mut egui::Ui, state: &AppState) {
             format!("This is the previous run's model: {reason}. Train again to update it."),
         );
     }
+}
+
+/// A dataset image's thumbnail that can be selected for editing: a click selects it alone,
+/// with Ctrl (or Shift) it joins the selection; selected ones are framed. Tagged
+/// `thumb:<path>` for tests.
+pub fn thumbnail_ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    path: &std::path::Path,
+    side_px: f32,
+    out: &mut Vec<Command>,
+) -> Option<egui::Response> {
+    let texture = state.shell.thumbnails.get(path)?;
+    let selected = state.data.selection.contains(path);
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let image = egui::Image::new(texture)
+        .fit_to_exact_size(egui::Vec2::splat(side_px))
+        .alt_text(name)
+        .sense(egui::Sense::click());
+    let frame_colour = if selected {
+        Color32::from_rgb(66, 133, 244)
+    } else {
+        Color32::TRANSPARENT
+    };
+    let response = egui::Frame::new()
+        .stroke(egui::Stroke::new(3.0, frame_colour))
+        .show(ui, |ui| ui.add(image))
+        .inner;
+    tag(ui, &response, &format!("thumb:{}", path.display()));
+    if response.clicked() {
+        let add = ui.input(|i| i.modifiers.command || i.modifiers.shift);
+        out.push(Command::SelectImage {
+            path: path.to_owned(),
+            add,
+        });
+    }
+    Some(response.on_hover_text(format!(
+        "{}\nclick to select (Ctrl: add); then 1–9 moves to a class, Delete removes, Ctrl+Z undoes",
+        path.display()
+    )))
+}
+
+/// Keys for the selected images: 1–9 move them to that class (in the Data panel's order),
+/// Delete sends them to the trash, Escape deselects; Ctrl+Z undoes the last edit. Not while
+/// a text field has the keyboard.
+pub fn edit_keys_ui(ui: &egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    if ui.ctx().egui_wants_keyboard_input() {
+        return;
+    }
+    const DIGITS: [egui::Key; 9] = [
+        egui::Key::Num1,
+        egui::Key::Num2,
+        egui::Key::Num3,
+        egui::Key::Num4,
+        egui::Key::Num5,
+        egui::Key::Num6,
+        egui::Key::Num7,
+        egui::Key::Num8,
+        egui::Key::Num9,
+    ];
+    ui.input(|i| {
+        if i.modifiers.command && i.key_pressed(egui::Key::Z) {
+            out.push(Command::UndoEdit);
+        }
+        if state.data.selection.is_empty() {
+            return;
+        }
+        let classes = state.data.dataset.as_ref().map(|d| d.classes.as_slice());
+        for (key, class) in DIGITS.iter().zip(classes.unwrap_or_default()) {
+            if i.key_pressed(*key) {
+                out.push(Command::MoveSelected(class.clone()));
+            }
+        }
+        if i.key_pressed(egui::Key::Delete) {
+            out.push(Command::RemoveSelected);
+        }
+        if i.key_pressed(egui::Key::Escape) {
+            out.push(Command::ClearSelection);
+        }
+    });
 }

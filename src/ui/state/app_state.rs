@@ -9,7 +9,7 @@ use super::inspect::InspectState;
 use super::model::ModelState;
 use super::predict::PredictState;
 use super::results::ResultsState;
-use super::settings::Settings;
+use super::settings::{DataChoice, Settings};
 use super::shell::ShellState;
 use super::train::{Run, RunStatus, TrainState};
 use crate::data::dataset::{Dataset, LoadOptions};
@@ -80,7 +80,7 @@ impl AppState {
     /// or the plan changed after it was trained here.
     pub fn stale_model_reason(&self) -> Option<&'static str> {
         let (model, data) = (self.model.trained.as_ref()?, self.model.data.as_ref()?);
-        if *data != self.settings.data_choice() {
+        if *data != self.data_choice() {
             Some("the training data changed since")
         } else if model.plan.as_chosen() != self.settings.plan.as_chosen() {
             Some("the plan changed since")
@@ -97,6 +97,17 @@ impl AppState {
             self.settings.val_dir.clone(),
             plan.preprocessing().resize_px,
         )
+    }
+
+    /// The data a run trains on, as chosen now.
+    pub fn data_choice(&self) -> DataChoice {
+        let settings = &self.settings;
+        DataChoice {
+            train_dir: settings.train_dir.clone(),
+            val_dir: settings.val_dir.clone(),
+            use_percent: settings.use_percent,
+            revision: self.data.revision,
+        }
     }
 
     /// Which cut point and trainable units the block strip shows.

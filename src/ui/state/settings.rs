@@ -73,21 +73,12 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// The data a run trains on, as chosen here.
-    pub fn data_choice(&self) -> DataChoice {
-        DataChoice {
-            train_dir: self.train_dir.clone(),
-            val_dir: self.val_dir.clone(),
-            use_percent: self.use_percent,
-        }
-    }
-}
-
 /// Which data a model was trained on (to tell when the window's choice has moved on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataChoice {
     pub train_dir: Option<PathBuf>,
     pub val_dir: Option<PathBuf>,
     pub use_percent: u32,
+    /// Edits made in the window to the folders since they were loaded.
+    pub revision: u64,
 }
