@@ -13,6 +13,7 @@ use super::panels;
 use super::runs::{Effect, apply_event};
 use super::session::SessionEvent;
 use super::state::predict::PredictItem;
+use super::state::shell::Topic;
 use super::state::train::Trainer;
 use super::state::{AppState, Job, MISTAKE_THUMBNAILS, Run, Settings, Tab};
 use crate::predict::Predictor;
@@ -77,11 +78,10 @@ impl StudioApp {
         };
         match Predictor::imagenet(&app.device) {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
-            Err(e) => app
-                .state
-                .shell
-                .errors
-                .push(format!("cannot load the bundled network: {e}")),
+            Err(e) => app.state.shell.error(
+                Topic::Network,
+                format!("cannot load the bundled network: {e}"),
+            ),
         }
         app.state.shell.device_label = crate::runtime::describe_device(&app.device);
         app.model_changed();
@@ -212,13 +212,16 @@ impl StudioApp {
             Effect::Finished(outcome) => self.on_finished(*outcome),
             Effect::Failed(error) => {
                 state.train.compare_queue.clear();
-                state.shell.errors.push(format!("training failed: {error}"));
+                state
+                    .shell
+                    .error(Topic::Training, format!("training failed: {error}"));
             }
             Effect::Cancelled => state.train.compare_queue.clear(),
         }
     }
 
     fn on_finished(&mut self, outcome: TrainOutcome) {
+        self.state.shell.succeeded(Topic::Training);
         self.state.model.report = Some(outcome.report);
         self.state.model.trained = Some(outcome.model);
         self.state.model.data = self.state.train.data.clone();
@@ -280,20 +283,27 @@ impl StudioApp {
                 }
             }
             JobResult::ModelSaved(Ok(dir)) => {
+                state.shell.succeeded(Topic::Model);
                 state
                     .shell
                     .notices
                     .push(format!("model saved to {}", dir.display()));
             }
-            JobResult::ModelSaved(Err(e)) => state.shell.errors.push(format!("saving failed: {e}")),
+            JobResult::ModelSaved(Err(e)) => state
+                .shell
+                .error(Topic::Model, format!("saving failed: {e}")),
             JobResult::Exported(Ok(path)) => {
+                state.shell.succeeded(Topic::Model);
                 state
                     .shell
                     .notices
                     .push(format!("exported to {} (ONNX)", path.display()));
             }
-            JobResult::Exported(Err(e)) => state.shell.errors.push(format!("export failed: {e}")),
+            JobResult::Exported(Err(e)) => state
+                .shell
+                .error(Topic::Model, format!("export failed: {e}")),
             JobResult::ModelOpened(Ok(model)) => {
+                state.shell.succeeded(Topic::Model);
                 state.shell.notices.push(format!(
                     "opened a model of {} classes ({})",
                     model.classes.len(),
@@ -305,13 +315,15 @@ impl StudioApp {
                 state.results.run = None;
                 self.model_changed();
             }
-            JobResult::ModelOpened(Err(e)) => state.shell.errors.push(format!("cannot open: {e}")),
+            JobResult::ModelOpened(Err(e)) => {
+                state.shell.error(Topic::Model, format!("cannot open: {e}"))
+            }
             JobResult::Recommended(result) => {
-                if let Err(e) = &result {
-                    state
+                match &result {
+                    Ok(_) => state.shell.succeeded(Topic::Guide),
+                    Err(e) => state
                         .shell
-                        .errors
-                        .push(format!("cannot measure the dataset: {e}"));
+                        .error(Topic::Guide, format!("cannot measure the dataset: {e}")),
                 }
                 state.guide.recommendation = Job::finish(result);
                 self.refresh_recommendation();
@@ -325,8 +337,11 @@ impl StudioApp {
             } => self.on_undone(super::state::data::UndoEntry { journal, before }, result),
             JobResult::Explained(explained) => self.on_explained(explained),
             JobResult::Probed(result) => {
-                if let Err(e) = &result {
-                    state.shell.errors.push(format!("depth probe failed: {e}"));
+                match &result {
+                    Ok(_) => state.shell.succeeded(Topic::Guide),
+                    Err(e) => state
+                        .shell
+                        .error(Topic::Guide, format!("depth probe failed: {e}")),
                 }
                 state.guide.probe = Job::finish(result);
             }

@@ -7,6 +7,7 @@ use super::app::StudioApp;
 use super::browser::{FileBrowser, PathRequest};
 use super::command::{Command, THUMBNAILS_PER_CLASS};
 use super::session::Session;
+use super::state::shell::Topic;
 use super::state::train::Trainer;
 use super::state::{CELL_THUMBNAILS, Job, Run, Tab};
 use crate::guide::recommend::RecommendOptions;
@@ -66,6 +67,10 @@ impl StudioApp {
                 let case = Case::matching(&self.state.settings.plan).unwrap_or(Case::SmallSimilar);
                 self.set_plan_keeping_seed(case.plan_for(backbone));
             }
+            Command::SetWeights(file) => {
+                let plan = &mut self.state.settings.plan;
+                plan.weights = file.map(crate::model::WeightsSource::File);
+            }
             Command::SetPlan(plan) => {
                 self.state.settings.plan = plan;
                 self.dataset_follows_plan();
@@ -122,8 +127,7 @@ impl StudioApp {
                     None => self
                         .state
                         .shell
-                        .errors
-                        .push("nothing trained to save yet".into()),
+                        .error(Topic::Model, "nothing trained to save yet"),
                 }
             }
             Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
@@ -140,8 +144,7 @@ impl StudioApp {
                 None => self
                     .state
                     .shell
-                    .errors
-                    .push("nothing trained or opened to export yet".into()),
+                    .error(Topic::Model, "nothing trained or opened to export yet"),
             },
             Command::AddImages(paths) => self.add_images(paths),
             Command::ClearImages => self.state.predict.items.clear(),
@@ -228,6 +231,7 @@ impl StudioApp {
         }
         match crate::runtime::device_for(choice) {
             Ok(device) => {
+                self.state.shell.succeeded(Topic::Network);
                 let moved = !device.same_device(&self.device);
                 self.state.settings.device = choice;
                 self.state.shell.device_label = crate::runtime::describe_device(&device);
@@ -239,11 +243,10 @@ impl StudioApp {
                     self.model_changed();
                 }
             }
-            Err(e) => self
-                .state
-                .shell
-                .errors
-                .push(format!("cannot use {}: {e}", choice.title())),
+            Err(e) => self.state.shell.error(
+                Topic::Network,
+                format!("cannot use {}: {e}", choice.title()),
+            ),
         }
     }
 
@@ -295,13 +298,12 @@ impl StudioApp {
         let Some(dataset) = self.state.training_dataset() else {
             self.state
                 .shell
-                .errors
-                .push("choose a training folder first (Data)".into());
+                .error(Topic::Training, "choose a training folder first (Data)");
             return;
         };
         let plan = self.state.settings.plan.clone();
         if let Err(e) = plan.validate() {
-            self.state.shell.errors.push(e.to_string());
+            self.state.shell.error(Topic::Training, e.to_string());
             return;
         }
         let case = Case::matching(&plan);
@@ -320,8 +322,7 @@ impl StudioApp {
             Err(e) => self
                 .state
                 .shell
-                .errors
-                .push(format!("cannot start training: {e}")),
+                .error(Topic::Training, format!("cannot start training: {e}")),
         }
     }
 
@@ -354,8 +355,7 @@ impl StudioApp {
             Err(e) => self
                 .state
                 .shell
-                .errors
-                .push(format!("cannot start training: {e}")),
+                .error(Topic::Training, format!("cannot start training: {e}")),
         }
     }
 
@@ -425,6 +425,7 @@ impl StudioApp {
                 paths.sort();
                 self.apply(Command::AddImages(paths));
             }
+            PathRequest::Weights => self.apply(Command::SetWeights(Some(first))),
         }
     }
 

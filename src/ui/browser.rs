@@ -12,7 +12,12 @@ pub enum PathRequest {
     SaveModel,
     Images,
     OnnxFile,
+    /// A network's pretrained weights (.safetensors, .pth or .pt).
+    Weights,
 }
+
+/// Files a weights file may be.
+pub const WEIGHTS_EXTENSIONS: &[&str] = &["safetensors", "pth", "pt"];
 
 impl PathRequest {
     pub fn title(self) -> &'static str {
@@ -23,6 +28,7 @@ impl PathRequest {
             Self::SaveModel => "Save the model (choose or name a folder)",
             Self::Images => "Add images",
             Self::OnnxFile => "Export ONNX (choose a folder and a file name)",
+            Self::Weights => "Choose the network's weights (.safetensors, .pth or .pt)",
         }
     }
 
@@ -44,6 +50,7 @@ impl PathRequest {
         match self {
             Self::Images => Some(crate::data::decode::IMAGE_EXTENSIONS),
             Self::OnnxFile => Some(&["onnx"]),
+            Self::Weights => Some(WEIGHTS_EXTENSIONS),
             _ => None,
         }
     }

@@ -35,6 +35,9 @@ pub enum Command {
     /// Switches the network, keeping the selected case (its preset on the new network).
     SetBackbone(Backbone),
     Retrain,
+    /// The plan's network loads its pretrained weights from this file (`None`: its default,
+    /// bundled or the hub's); remembered with the plan.
+    SetWeights(Option<PathBuf>),
     SetPlan(TrainPlan),
     StartTraining,
     Train(TrainCommand),

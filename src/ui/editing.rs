@@ -9,6 +9,7 @@ use super::app::StudioApp;
 use super::command::{Command, THUMBNAILS_PER_CLASS};
 use super::jobs::{Edited, JobResult, Jobs};
 use super::state::data::{UNDO_LEVELS, UndoEntry};
+use super::state::shell::Topic;
 use crate::data::dataset::Dataset;
 use crate::data::edit::{self, EditError, Folders, Journal};
 use crate::data::trash::Trash;
@@ -127,7 +128,12 @@ impl StudioApp {
         let data = &mut self.state.data;
         data.editing = false;
         data.selection.clear();
-        self.state.shell.errors.extend(edited.errors);
+        if edited.errors.is_empty() {
+            self.state.shell.succeeded(Topic::Data);
+        }
+        for e in edited.errors {
+            self.state.shell.error(Topic::Data, e);
+        }
         if edited.journal.steps.is_empty() {
             return;
         }
@@ -150,11 +156,15 @@ impl StudioApp {
         self.state.data.editing = false;
         match result {
             Ok(()) => {
+                self.state.shell.succeeded(Topic::Data);
                 let summary = format!("undone: {}", entry.journal.summary);
                 self.state.shell.notices.push(summary);
                 self.dataset_edited(entry.before);
             }
-            Err(e) => self.state.shell.errors.push(format!("cannot undo: {e}")),
+            Err(e) => self
+                .state
+                .shell
+                .error(Topic::Data, format!("cannot undo: {e}")),
         }
     }
 

@@ -228,6 +228,10 @@ impl Jobs {
                 PathRequest::Images => dialog
                     .add_filter("images", crate::data::decode::IMAGE_EXTENSIONS)
                     .pick_files(),
+                PathRequest::Weights => dialog
+                    .add_filter("weights", super::browser::WEIGHTS_EXTENSIONS)
+                    .pick_file()
+                    .map(|p| vec![p]),
                 PathRequest::OnnxFile => dialog
                     .add_filter("ONNX", &["onnx"])
                     .set_file_name(request.default_name())

@@ -61,7 +61,7 @@ fn the_device_picker_shows_where_training_runs() {
             .shell
             .errors
             .iter()
-            .any(|e| e.contains("no CUDA support")),
+            .any(|e| e.text.contains("no CUDA support")),
         "{:?}",
         state.shell.errors
     );
@@ -81,4 +81,52 @@ fn the_device_picker_shows_where_training_runs() {
         n.author_id() == Some("device-picker")
             && n.value().is_some_and(|v| v.starts_with("runs on: CPU"))
     });
+}
+
+/// The network's weights can come from a file chosen in the window (for offline use): the
+/// picker offers it beside the default, the plan remembers it, and training loads it.
+#[test]
+fn weights_chosen_from_a_file_are_remembered_and_trained_from() {
+    let data = tempfile::tempdir().expect("data");
+    common::write_shapes(data.path(), 2, 6, 32, 21);
+    let weights = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/models/efficientnet_lite0.safetensors");
+    let quick = transfer_studio::train::TrainPlan {
+        image_size_px: 32,
+        epochs: 2,
+        ..transfer_studio::train::Case::SmallSimilar.plan()
+    };
+    let mut h = loaded(Some(quick), data.path());
+    h.state_mut().apply(Command::ShowTab(Tab::Guide));
+    h.run();
+    h.get_by(|n| n.author_id() == Some("weights-picker"))
+        .click();
+    h.run();
+    h.get_by(|n| n.author_id() == Some("weights-file"));
+    h.state_mut()
+        .apply(Command::SetWeights(Some(weights.clone())));
+    let plan = &h.state().state().settings.plan;
+    assert_eq!(
+        plan.weights,
+        Some(transfer_studio::model::WeightsSource::File(weights.clone()))
+    );
+    // Remembered: the plan is part of the persisted settings.
+    let saved = serde_json::to_string(&h.state().state().settings).expect("json");
+    assert!(saved.contains("efficientnet_lite0.safetensors"), "{saved}");
+    h.state_mut().apply(Command::StartTraining);
+    step_until(&mut h, "training", |s| {
+        s.train.runs.last().is_some_and(|r| {
+            matches!(
+                r.status,
+                transfer_studio::ui::RunStatus::Finished
+                    | transfer_studio::ui::RunStatus::Failed(_)
+            )
+        })
+    });
+    let model = h.state().state().model.trained.as_ref().expect("a model");
+    let source = &model.pretrained.as_ref().expect("pretrained").source;
+    assert_eq!(
+        *source,
+        transfer_studio::model::WeightsSource::File(weights)
+    );
 }

@@ -105,11 +105,20 @@ fn a_short_training_run_fills_the_charts_and_ends_with_a_confusion_matrix() {
     std::fs::write(occupied.join("notes.txt"), "mine").expect("file");
     h.state_mut().apply(Command::SaveModelTo(occupied.clone()));
     step_until(&mut h, "the refusal", |app| !app.shell.errors.is_empty());
-    assert!(h.state().state().shell.errors[0].contains("not a saved model"));
+    assert!(
+        h.state().state().shell.errors[0]
+            .text
+            .contains("not a saved model")
+    );
     assert_eq!(
         std::fs::read_to_string(occupied.join("notes.txt")).expect("kept"),
         "mine"
     );
+    // The error stays until a save succeeds, then it no longer holds and goes.
+    let again = saved.path().join("again");
+    h.state_mut().apply(Command::SaveModelTo(again.clone()));
+    step_until(&mut h, "the second save", |app| app.shell.errors.is_empty());
+    assert!(again.join("model.json").is_file());
 
     let mut fresh = harness();
     fresh.state_mut().apply(Command::OpenModelFrom(model_dir));

@@ -7,8 +7,9 @@ use crate::train::cut::CutChoice;
 
 use super::strip::{advanced_ui, block_strip_ui};
 use super::widgets::{FROZEN, NEW_HEAD, TRAINABLE, tag};
-use crate::model::{Backbone, Init};
+use crate::model::{Backbone, Init, WeightsSource};
 use crate::train::Case;
+use crate::ui::browser::PathRequest;
 use crate::ui::command::Command;
 use crate::ui::state::{AppState, Job};
 
@@ -263,9 +264,40 @@ fn backbone_picker_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command
                 }
             });
         tag(ui, &response.response, "backbone-picker");
-        ui.label(RichText::new(format!("weights: {}", plan.weights_source())).weak())
-            .on_hover_text(
-                "hf:… weights are downloaded once into the Hugging Face cache, then used offline",
-            );
+        weights_picker_ui(ui, state, out);
     });
+}
+
+/// Where the network's weights come from: its default (bundled, or the hub's, downloaded once
+/// into the cache), or a file chosen here (for offline use).
+pub(super) fn weights_picker_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let plan = &state.settings.plan;
+    let default = plan.backbone.weights_or_default(None);
+    let shown = match &plan.weights {
+        Some(WeightsSource::File(path)) => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        Some(other) => other.to_string(),
+        None => format!("default ({default})"),
+    };
+    let response = egui::ComboBox::from_id_salt("weights-picker")
+        .selected_text(format!("weights: {shown}"))
+        .show_ui(ui, |ui| {
+            let item = ui.selectable_label(plan.weights.is_none(), format!("default ({default})"));
+            tag(ui, &item, "weights-default");
+            if item.clicked() {
+                out.push(Command::SetWeights(None));
+            }
+            let file = ui.selectable_label(false, "choose a .pth/.safetensors file…");
+            tag(ui, &file, "weights-file");
+            if file.clicked() {
+                out.push(Command::Pick(PathRequest::Weights));
+            }
+        });
+    tag(ui, &response.response, "weights-picker");
+    response.response.on_hover_text(
+        "hf:… weights are downloaded once into the Hugging Face cache, then used offline; a \
+         file (torchvision or timm names) needs no network at all",
+    );
 }

@@ -66,15 +66,25 @@ pub fn window_ui(ui: &mut egui::Ui, state: &AppState) -> Vec<Command> {
     if !state.shell.errors.is_empty() || !state.shell.notices.is_empty() {
         egui::Panel::bottom("messages").show(ui, |ui| {
             for (i, e) in state.shell.errors.iter().enumerate() {
-                ui.horizontal(|ui| {
-                    ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+                // The button first: a long message (a remedy at its end) wraps in what is left.
+                ui.horizontal_top(|ui| {
                     if ui.small_button("dismiss").clicked() {
                         out.push(Command::DismissError(i));
                     }
+                    // Offline, with weights not in the hub's cache: the way out, one click away.
+                    if e.text.contains("not in the cache") {
+                        let choose = ui.small_button("choose a weights file…");
+                        tag(ui, &choose, "error-choose-weights");
+                        if choose.clicked() {
+                            out.push(Command::Pick(crate::ui::browser::PathRequest::Weights));
+                        }
+                    }
+                    let text = RichText::new(&e.text).color(Color32::from_rgb(200, 40, 40));
+                    ui.add(egui::Label::new(text).wrap());
                 });
             }
             if let Some(n) = state.shell.notices.last() {
-                ui.label(RichText::new(n).weak());
+                ui.add(egui::Label::new(RichText::new(n).weak()).wrap());
             }
         });
     }

@@ -13,7 +13,8 @@ pub struct ShellState {
     pub device_label: String,
     /// CPU time of the last frame's layout (eframe's measure), shown in the top bar.
     pub frame_secs: Option<f32>,
-    pub errors: Vec<String>,
+    /// Errors shown until dismissed, or until the same kind of work succeeds.
+    pub errors: Vec<ErrorLine>,
     pub notices: Vec<String>,
     /// Decoded thumbnails by image (Data, Results and Predict show them).
     pub thumbnails: HashMap<PathBuf, egui::TextureHandle>,
@@ -21,6 +22,41 @@ pub struct ShellState {
     pub browser: Option<FileBrowser>,
     /// The desktop's file dialog could not open once: the in-window browser is used from then.
     pub native_dialog_failed: bool,
+}
+
+/// What an error is about: a later success of the same kind clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// The bundled network, the device.
+    Network,
+    /// Editing the folders.
+    Data,
+    /// The recommendation and the depth probe.
+    Guide,
+    Training,
+    /// Saving, opening and exporting models.
+    Model,
+}
+
+/// An error in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLine {
+    pub topic: Topic,
+    pub text: String,
+}
+
+impl ShellState {
+    pub fn error(&mut self, topic: Topic, text: impl Into<String>) {
+        self.errors.push(ErrorLine {
+            topic,
+            text: text.into(),
+        });
+    }
+
+    /// Work of `topic` succeeded: its earlier errors no longer hold.
+    pub fn succeeded(&mut self, topic: Topic) {
+        self.errors.retain(|e| e.topic != topic);
+    }
 }
 
 impl std::fmt::Debug for ShellState {
