@@ -8,7 +8,7 @@ use crate::ui::browser::PathRequest;
 use crate::ui::command::{Command, THUMBNAILS_PER_CLASS};
 use crate::ui::state::AppState;
 
-use super::widgets::{tag, thumbnail_ui};
+use super::widgets::{selection_hint_ui, tag, thumbnail_ui};
 
 pub(super) fn data_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
     ui.heading("Data");
@@ -227,26 +227,7 @@ fn edit_bar_ui(ui: &mut egui::Ui, state: &AppState, dataset: &Dataset, out: &mut
             ui.spinner();
         }
     });
-    if !data.selection.is_empty() {
-        let keys: Vec<String> = dataset
-            .classes
-            .iter()
-            .take(9)
-            .enumerate()
-            .map(|(i, c)| format!("{} {c}", i + 1))
-            .collect();
-        ui.horizontal_wrapped(|ui| {
-            ui.label(format!(
-                "{} selected: press {} to move them there, Delete to send them to the trash, \
-                 Escape to deselect.",
-                data.selection.len(),
-                keys.join(", ")
-            ));
-            if ui.small_button("remove").clicked() {
-                out.push(Command::RemoveSelected);
-            }
-        });
-    }
+    selection_hint_ui(ui, state, out);
 }
 
 /// Renaming (to the name in the class field) and deleting one class.

@@ -2,7 +2,7 @@
 
 use egui::{Color32, RichText, Stroke, Vec2};
 
-use super::widgets::{tag, thumbnail_ui};
+use super::widgets::{selection_hint_ui, tag, thumbnail_ui};
 use crate::train::Evaluation;
 use crate::ui::command::Command;
 use crate::ui::state::{AppState, CELL_THUMBNAILS, MISTAKE_THUMBNAILS, Run};
@@ -237,6 +237,9 @@ fn mistakes_ui(ui: &mut egui::Ui, state: &AppState, eval: &Evaluation, out: &mut
         ));
         super::predict::grad_cam_toggle_ui(ui, state, state.results.run.is_none(), out);
     });
+    if state.data.dataset.is_some() {
+        selection_hint_ui(ui, state, out);
+    }
     let overlays = state.settings.show_grad_cam && state.results.run.is_none();
     ui.horizontal_wrapped(|ui| {
         for m in eval.misclassified.iter().take(MISTAKE_THUMBNAILS) {

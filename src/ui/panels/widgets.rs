@@ -124,3 +124,38 @@ pub fn edit_keys_ui(ui: &egui::Ui, state: &AppState, out: &mut Vec<Command>) {
         }
     });
 }
+
+/// One line under a thumbnail grid: how to select, or what the keys do to the selection. Always
+/// one line, so that selecting does not move the thumbnails under the pointer.
+pub fn selection_hint_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
+    let data = &state.data;
+    if data.selection.is_empty() {
+        ui.label(
+            egui::RichText::new(
+                "Click images to select them (Ctrl: add more); then 1–9 moves them to a class, \
+                 Delete sends them to the trash, Ctrl+Z undoes.",
+            )
+            .weak(),
+        );
+        return;
+    }
+    let classes = data.dataset.as_ref().map(|d| d.classes.as_slice());
+    let keys: Vec<String> = classes
+        .unwrap_or_default()
+        .iter()
+        .take(9)
+        .enumerate()
+        .map(|(i, c)| format!("{} {c}", i + 1))
+        .collect();
+    ui.horizontal_wrapped(|ui| {
+        ui.label(format!(
+            "{} selected: press {} to move them there, Delete to send them to the trash, \
+             Escape to deselect.",
+            data.selection.len(),
+            keys.join(", ")
+        ));
+        if ui.small_button("remove").clicked() {
+            out.push(Command::RemoveSelected);
+        }
+    });
+}
