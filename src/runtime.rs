@@ -135,8 +135,24 @@ pub fn compute_device() -> Device {
 /// A short description of a device for logs and the window.
 pub fn describe_device(device: &Device) -> String {
     match device {
+        Device::Cpu if !cpu_kernels_enabled() => format!(
+            "CPU ({} threads, device-generic ops)",
+            rayon::current_num_threads()
+        ),
         Device::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
         Device::Cuda(_) => "CUDA GPU".into(),
         Device::Metal(_) => "Metal GPU".into(),
     }
+}
+
+/// Environment variable: `1` makes every operation take its device-generic path (compositions
+/// of stock candle ops, candle's AdamW) on the CPU too — exactly the code a CUDA build runs —
+/// so that the GPU path is exercised and checked on machines without a GPU.
+pub const GENERIC_OPS_VAR: &str = "TRANSFER_STUDIO_GENERIC_OPS";
+
+/// Whether the CPU's hand-written kernels may be used (not when [`GENERIC_OPS_VAR`] is `1`).
+/// Read once per process.
+pub fn cpu_kernels_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var(GENERIC_OPS_VAR).map_or(true, |v| v.trim() != "1"))
 }

@@ -32,8 +32,10 @@ pub(super) fn dims4(layout: &Layout, what: &str) -> Result<(usize, usize, usize,
     }
 }
 
+/// Whether the CPU kernels take `t` (else the device-generic path, as on a GPU, or as forced
+/// by `runtime::GENERIC_OPS_VAR`).
 pub(super) fn is_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    t.device().is_cpu() && t.dtype() == DType::F32 && crate::runtime::cpu_kernels_enabled()
 }
 
 pub(super) fn vec_tensor(data: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> Result<Tensor> {

@@ -119,6 +119,7 @@ impl AdamW {
         if vars
             .iter()
             .all(|v| v.dtype() == DType::F32 && v.device().is_cpu())
+            && crate::runtime::cpu_kernels_enabled()
         {
             return Ok(Self::Fused(FusedAdamW::new(vars, &params)));
         }

@@ -260,7 +260,12 @@ fn the_backbone_picker_switches_the_network_and_the_strip_follows() {
             .is_none(),
         "ResNet has no head unit"
     );
-    h.get_by_label_contains("hf:timm/resnet18.tv_in1k");
+    // The weights picker names the network's default.
+    h.get_by(|n| {
+        n.author_id() == Some("weights-picker")
+            && n.value()
+                .is_some_and(|v| v.contains("hf:timm/resnet18.tv_in1k"))
+    });
 }
 
 #[test]
