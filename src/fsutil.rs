@@ -107,12 +107,19 @@ fn replace_in_two_steps(
 /// Swaps two paths in one step. `Ok(false)`: this file system or platform cannot.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+/// Linux `renameat2` with `flags`. `Ok(false)`: this file system (or kernel) does not know
+/// the flag; nothing was renamed.
+#[cfg(target_os = "linux")]
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<bool> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::new(ErrorKind::InvalidInput, e))
     };
-    let (a, b) = (c(a)?, c(b)?);
+    let (a, b) = (c(from)?, c(to)?);
     // SAFETY: both are valid NUL-terminated paths that live across the call.
     let rc = unsafe {
         libc::renameat2(
@@ -120,7 +127,7 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
             a.as_ptr(),
             libc::AT_FDCWD,
             b.as_ptr(),
-            libc::RENAME_EXCHANGE,
+            flags,
         )
     };
     if rc == 0 {
@@ -163,38 +170,18 @@ fn copy_then_remove(from: &Path, to: &Path) -> std::io::Result<()> {
     let staged = staged.into_temp_path();
     rename_no_replace(&staged, to)?;
     // The copy is in place and durable: only now does the original go.
-    std::mem::forget(staged);
+    let _ = staged.keep();
     sync_dir(&parent);
     std::fs::remove_file(from)
 }
 
 #[cfg(target_os = "linux")]
 fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::new(ErrorKind::InvalidInput, e))
-    };
-    let (a, b) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that live across the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
+    if renameat2(from, to, libc::RENAME_NOREPLACE)? {
         return Ok(());
     }
-    let error = Error::last_os_error();
-    match error.raw_os_error() {
-        // A file system without the flag: check, then rename (a narrow race, as elsewhere).
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => checked_rename(from, to),
-        _ => Err(error),
-    }
+    // A file system without the flag: check, then rename (a narrow race, as elsewhere).
+    checked_rename(from, to)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -112,3 +112,17 @@ pub fn json_lines(command: &mut std::process::Command) -> Vec<serde_json::Value>
         .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
         .collect()
 }
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

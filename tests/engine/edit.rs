@@ -29,19 +29,6 @@ fn listing(d: &Dataset) -> Vec<(PathBuf, String)> {
     all
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// Applies `journal` to `dataset` and checks it against a reload of the folder (a new class
 /// with no image yet is the one difference a reload cannot show).
 fn follows(dataset: &Dataset, journal: &Journal) -> Dataset {
@@ -76,18 +63,21 @@ fn each_edit_moves_files_on_disk_and_the_dataset_follows_and_undo_restores() {
     let (moved, errors) = edit::move_images(&moved_images, "star");
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
-        files_in(&root.join("star")),
+        common::names_in(&root.join("star")),
         ["000 (2).png", "000.png", "001.png"]
     );
-    assert_eq!(files_in(&root.join("circle")), ["001.png", "002.png"]);
+    assert_eq!(
+        common::names_in(&root.join("circle")),
+        ["001.png", "002.png"]
+    );
 
     // Undo puts them back; the folder is as before the move.
     edit::undo(&moved, Some(&trash)).expect("undo move");
     assert_eq!(
-        files_in(&root.join("circle")),
+        common::names_in(&root.join("circle")),
         ["000.png", "001.png", "002.png"]
     );
-    assert_eq!(files_in(&root.join("star")), ["000.png"]);
+    assert_eq!(common::names_in(&root.join("star")), ["000.png"]);
     std::fs::remove_file(root.join("star/000.png")).expect("rm");
     edit::undo(&made, Some(&trash)).expect("undo new class");
     assert!(!root.join("star").exists());
@@ -116,7 +106,10 @@ fn each_edit_moves_files_on_disk_and_the_dataset_follows_and_undo_restores() {
         edit::undo(journal, Some(&trash)).expect("undo");
     }
     assert_eq!(listing(&load(&root)), listing(&original));
-    assert_eq!(files_in(&trash.root().join("files")), Vec::<String>::new());
+    assert_eq!(
+        common::names_in(&trash.root().join("files")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

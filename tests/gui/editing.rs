@@ -10,19 +10,6 @@ use egui_kittest::kittest::Queryable;
 use transfer_studio::data::trash::Trash;
 use transfer_studio::ui::{AppState, Command, Tab};
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 fn class_of(state: &AppState, file: &Path) -> Option<String> {
     let d = state.data.dataset.as_ref()?;
     let s = d.train.iter().chain(&d.val).find(|s| s.path == file)?;
@@ -85,8 +72,11 @@ fn a_class_is_made_images_moved_and_removed_with_keys_and_each_step_undone() {
     step_until(&mut h, "the move", |s| {
         idle(s) && s.data.selection.is_empty()
     });
-    assert_eq!(names(&root.join("star")), ["000.png"]);
-    assert_eq!(names(&root.join("circle")), ["001.png", "002.png"]);
+    assert_eq!(common::names_in(&root.join("star")), ["000.png"]);
+    assert_eq!(
+        common::names_in(&root.join("circle")),
+        ["001.png", "002.png"]
+    );
     assert_eq!(
         class_of(h.state().state(), &root.join("star/000.png")).as_deref(),
         Some("star")
@@ -102,8 +92,14 @@ fn a_class_is_made_images_moved_and_removed_with_keys_and_each_step_undone() {
     step_until(&mut h, "the removal", |s| {
         idle(s) && s.data.selection.is_empty()
     });
-    assert_eq!(names(&root.join("square")), ["000.png", "002.png"]);
-    assert_eq!(names(&dir.path().join("Trash/files")), ["001.png"]);
+    assert_eq!(
+        common::names_in(&root.join("square")),
+        ["000.png", "002.png"]
+    );
+    assert_eq!(
+        common::names_in(&dir.path().join("Trash/files")),
+        ["001.png"]
+    );
     assert_eq!(class_of(h.state().state(), &second), None);
 
     // Ctrl+Z, one action at a time.
@@ -112,7 +108,7 @@ fn a_class_is_made_images_moved_and_removed_with_keys_and_each_step_undone() {
         idle(s) && s.data.undo.len() == 2
     });
     assert_eq!(
-        names(&root.join("square")),
+        common::names_in(&root.join("square")),
         ["000.png", "001.png", "002.png"]
     );
     assert_eq!(
@@ -124,10 +120,10 @@ fn a_class_is_made_images_moved_and_removed_with_keys_and_each_step_undone() {
         idle(s) && s.data.undo.len() == 1
     });
     assert_eq!(
-        names(&root.join("circle")),
+        common::names_in(&root.join("circle")),
         ["000.png", "001.png", "002.png"]
     );
-    assert_eq!(names(&root.join("star")), Vec::<String>::new());
+    assert_eq!(common::names_in(&root.join("star")), Vec::<String>::new());
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     step_until(&mut h, "the third undo", |s| {
         idle(s) && s.data.undo.is_empty()
