@@ -348,9 +348,12 @@ pub fn apply(dataset: &Dataset, journal: &Journal) -> Dataset {
         out
     };
     Dataset {
+        root: dataset.root.clone(),
         train: follow(&dataset.train),
         val: follow(&dataset.val),
         classes,
-        ..dataset.clone()
+        skipped: dataset.skipped.clone(),
+        validation: dataset.validation.clone(),
+        cache_short_side_px: dataset.cache_short_side_px,
     }
 }
