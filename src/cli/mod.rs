@@ -6,6 +6,7 @@
 mod args;
 mod bench_cmd;
 mod compare_cmd;
+mod doctor_cmd;
 mod evaluate_cmd;
 mod explain_cmd;
 mod export_cmd;
@@ -63,6 +64,7 @@ pub enum Command {
     Recommend(recommend_cmd::RecommendArgs),
     Compare(Box<compare_cmd::CompareArgs>),
     Probe(probe_cmd::ProbeArgs),
+    Doctor(Box<doctor_cmd::DoctorArgs>),
     Export(export_cmd::ExportArgs),
     Inspect(Box<inspect_cmd::InspectArgs>),
     Explain(Box<explain_cmd::ExplainArgs>),
@@ -97,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recommend(args) => args.run(),
         Command::Compare(args) => args.run(),
         Command::Probe(args) => args.run(),
+        Command::Doctor(args) => args.run(),
         Command::Export(args) => args.run(),
         Command::Inspect(args) => args.run(),
         Command::Explain(args) => args.run(),

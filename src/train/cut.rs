@@ -147,7 +147,7 @@ pub fn fit_probe(
 }
 
 /// A linear head trained on the standardised training rows.
-fn fit_head(
+pub(crate) fn fit_head(
     data: &Standardised,
     train_labels: &[usize],
     classes: usize,
@@ -209,7 +209,7 @@ pub fn fold_count(labels: &[usize]) -> Option<usize> {
 }
 
 /// Rows `rows` of a row-major `[N, dim]` matrix.
-fn gather(values: &[f32], dim: usize, rows: &[usize]) -> Vec<f32> {
+pub(crate) fn gather(values: &[f32], dim: usize, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * dim);
     for &r in rows {
         out.extend_from_slice(&values[r * dim..(r + 1) * dim]);

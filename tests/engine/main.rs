@@ -5,6 +5,7 @@
 mod common;
 
 mod backbones;
+mod doctor;
 mod edit;
 mod export;
 mod guide;
