@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::{DoctorOptions, Report, sides};
+use super::types::{DoctorOptions, sides};
 use crate::data::dataset::Dataset;
 
 /// Where reports are kept: `$XDG_CACHE_HOME/transfer-studio/doctor` (or `~/.cache/…`).
@@ -43,22 +43,22 @@ pub fn fingerprint(dataset: &Dataset, options: &DoctorOptions) -> String {
     format!("{:x}", hasher.finalize())
 }
 
-/// The report stored under `key`, with every map, when there is one.
-pub fn cached_report(key: &str) -> Option<Report> {
+/// What is stored under `key`, when it can be read.
+pub(super) fn load<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
     let bytes = std::fs::read(cache_dir()?.join(format!("{key}.json"))).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Stores a finished report under `key` (best effort: a cache that cannot be written only
-/// costs a later examination).
-pub fn store_report(key: &str, report: &Report) {
+/// Stores `value` under `key` (best effort: a cache that cannot be written only costs a later
+/// examination).
+pub(super) fn store<T: serde::Serialize>(key: &str, value: &T) {
     let Some(dir) = cache_dir() else {
         return;
     };
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    if let Ok(bytes) = serde_json::to_vec(report) {
+    if let Ok(bytes) = serde_json::to_vec(value) {
         let _ = crate::fsutil::write_atomic(&dir.join(format!("{key}.json")), &bytes);
     }
 }

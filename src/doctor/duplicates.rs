@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{DoctorError, DoctorEvent, ImageEntry, Side, Stage};
+use super::types::{ImageEntry, Side};
 use crate::data::dataset::{Sample, SkippedFile};
 
 /// Near copies differ by at most this many of the perceptual hash's 64 bits.
@@ -119,11 +119,12 @@ fn read_one(
 }
 
 /// Digests and hashes of every sample; unreadable files are skipped with their reason.
-pub(super) fn read_all(
+/// `progress(done, total)` after each step; an error from it (a stop request) ends the reading.
+pub(super) fn read_all<E>(
     all: &[(&Sample, Side)],
     side_px: u32,
-    on_event: &mut impl FnMut(DoctorEvent) -> Result<(), DoctorError>,
-) -> Result<(Vec<ReadImage>, Vec<SkippedFile>), DoctorError> {
+    mut progress: impl FnMut(usize, usize) -> Result<(), E>,
+) -> Result<(Vec<ReadImage>, Vec<SkippedFile>), E> {
     let hasher = hasher();
     let (mut read, mut skipped) = (Vec::with_capacity(all.len()), Vec::new());
     for start in (0..all.len()).step_by(READ_CHUNK) {
@@ -141,11 +142,7 @@ pub(super) fn read_all(
                 }),
             }
         }
-        on_event(DoctorEvent::Progress {
-            stage: Stage::Reading,
-            done: end,
-            total: all.len(),
-        })?;
+        progress(end, all.len())?;
     }
     Ok((read, skipped))
 }
@@ -224,23 +221,6 @@ pub(super) fn find(
     dim: usize,
 ) -> (Vec<DuplicateGroup>, Vec<LeakPair>) {
     let pairs = pairs(read, features, dim);
-    if std::env::var_os("TS_DOCTOR_PAIRS").is_some() {
-        let rows = unit_rows(features, dim);
-        for i in 0..read.len() {
-            for j in i + 1..read.len() {
-                let bits = (read[i].hash ^ read[j].hash).count_ones();
-                let cos = dot(&rows[i * dim..(i + 1) * dim], &rows[j * dim..(j + 1) * dim]);
-                let px = dot(&read[i].thumb, &read[j].thumb);
-                if bits <= 24 || cos >= 0.8 {
-                    eprintln!(
-                        "PAIR {} {} {bits} {cos} {px}",
-                        images[i].path.display(),
-                        images[j].path.display()
-                    );
-                }
-            }
-        }
-    }
     let mut parent: Vec<usize> = (0..images.len()).collect();
     for &(i, j, _, _) in &pairs {
         let (a, b) = (root(&mut parent, i), root(&mut parent, j));

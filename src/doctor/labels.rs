@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ImageEntry;
+use super::types::{ImageEntry, Side};
 use crate::train::cut::{ProbeFit, fit_head, fold_count, gather, standardise, stratified_folds};
 
 /// A class with fewer images than this is reported as near-empty.
@@ -191,8 +191,8 @@ pub(super) fn health(images: &[ImageEntry], probe: &OutOfFold, classes: usize) -
     for (i, image) in images.iter().enumerate() {
         let count = &mut counts[image.class];
         match image.side {
-            super::Side::Train => count.train += 1,
-            super::Side::Validation => count.validation += 1,
+            Side::Train => count.train += 1,
+            Side::Validation => count.validation += 1,
         }
         let row = probe.row(i);
         let predicted = (0..classes)

@@ -50,10 +50,10 @@ pub(super) fn map_images(labels: &[usize], classes: usize, seed: u64) -> Vec<usi
     for round in 0.. {
         let before = chosen.len();
         for members in &per_class {
-            if let Some(&i) = members.get(round) {
-                if chosen.len() < MAX_MAP_IMAGES {
-                    chosen.push(i);
-                }
+            if let Some(&i) = members.get(round)
+                && chosen.len() < MAX_MAP_IMAGES
+            {
+                chosen.push(i);
             }
         }
         if chosen.len() == before || chosen.len() == MAX_MAP_IMAGES {

@@ -20,61 +20,24 @@ mod cache;
 mod duplicates;
 mod labels;
 mod map;
-
-use std::path::PathBuf;
+mod types;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-pub use cache::{cached_report, fingerprint, store_report};
+pub use cache::fingerprint;
 pub use duplicates::{
     DuplicateGroup, DuplicateKind, LeakPair, NEAR_MAX_HASH_BITS, NEAR_MIN_COSINE,
 };
 pub use labels::{ClassCount, ClassHealth, ConfusedPair, NEAR_EMPTY_IMAGES, Suspect};
 pub use map::{CutMap, MAX_MAP_IMAGES};
+pub use types::{DoctorOptions, ImageEntry, Side};
 
 use crate::data::dataset::{Dataset, Sample, SkippedFile};
-use crate::model::{Backbone, ModelError, Network, Unit, WeightsSource};
+use crate::model::{ModelError, Network, Unit};
 use crate::train::cut::candidate_units;
 use crate::train::features::extract_multi;
-
-/// What the doctor looks with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DoctorOptions {
-    pub backbone: Backbone,
-    /// `None`: the backbone's default weights.
-    pub weights: Option<WeightsSource>,
-    pub image_size_px: u32,
-    /// Folds, probes and the map's start are seeded: the same folder gives the same report.
-    pub seed: u64,
-}
-
-impl Default for DoctorOptions {
-    fn default() -> Self {
-        Self {
-            backbone: Backbone::default(),
-            weights: None,
-            image_size_px: 224,
-            seed: 0,
-        }
-    }
-}
-
-/// Which side of the split an image is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Train,
-    Validation,
-}
-
-/// One image the doctor examined; the report's other parts refer to images by their index here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageEntry {
-    pub path: PathBuf,
-    pub class: usize,
-    pub side: Side,
-}
+use types::sides;
 
 /// What the doctor found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -171,13 +134,6 @@ impl From<candle_core::Error> for DoctorError {
     }
 }
 
-/// Samples of both splits with their side, training first.
-fn sides(dataset: &Dataset) -> Vec<(&Sample, Side)> {
-    (dataset.train.iter().map(|s| (s, Side::Train)))
-        .chain(dataset.val.iter().map(|s| (s, Side::Validation)))
-        .collect()
-}
-
 /// Examines every image of `dataset` (both splits). Events go to `on_event` as they are ready:
 /// progress, then the report, then a map per cut (`first_map` first, then the others from the
 /// last cut back). An error from `on_event` (a stop request) ends the examination.
@@ -194,7 +150,13 @@ pub fn examine(
     let folded = Network::pretrained_from(backbone, &loaded.weights, device)?.folded()?;
     let pre = backbone.preprocessing_with(&loaded, options.image_size_px);
     let all = sides(dataset);
-    let (read, mut skipped) = duplicates::read_all(&all, pre.resize_px, &mut on_event)?;
+    let (read, mut skipped) = duplicates::read_all(&all, pre.resize_px, |done, total| {
+        on_event(DoctorEvent::Progress {
+            stage: Stage::Reading,
+            done,
+            total,
+        })
+    })?;
     let kept: Vec<Sample> = read.iter().map(|r| all[r.index].0.clone()).collect();
     if kept.is_empty() {
         return Err(DoctorError::NoImages);
@@ -212,7 +174,7 @@ pub fn examine(
     skipped.extend(unread);
     // Only images with both hashes and features go on (a file that vanished in between is
     // skipped).
-    let with_features: std::collections::HashSet<&PathBuf> = sets
+    let with_features: std::collections::HashSet<&std::path::PathBuf> = sets
         .first()
         .map(|s| s.paths.iter().collect())
         .unwrap_or_default();
@@ -259,30 +221,60 @@ pub fn examine(
         skipped,
     };
     on_event(DoctorEvent::Report(Box::new(report.clone())))?;
+    draw_maps(
+        &mut report,
+        &features,
+        &dims,
+        &labels,
+        classes,
+        first_map,
+        options.seed,
+        &mut on_event,
+    )?;
+    Ok(report)
+}
+
+/// Maps at every cut of the report (`first_map` first, then from the last cut back), each
+/// reported as it is made.
+#[allow(clippy::too_many_arguments)]
+fn draw_maps(
+    report: &mut Report,
+    features: &[Vec<f32>],
+    dims: &[usize],
+    labels: &[usize],
+    classes: usize,
+    first_map: Option<Unit>,
+    seed: u64,
+    on_event: &mut impl FnMut(DoctorEvent) -> Result<(), DoctorError>,
+) -> Result<(), DoctorError> {
+    let units = report.cuts.clone();
     let mut order: Vec<usize> = (0..units.len()).rev().collect();
     if let Some(first) = first_map.and_then(|u| units.iter().position(|&x| x == u)) {
         order.retain(|&k| k != first);
         order.insert(0, first);
     }
-    let chosen = map::map_images(&labels, classes, options.seed);
+    let chosen = map::map_images(labels, classes, seed);
     for k in order {
         on_event(DoctorEvent::Progress {
             stage: Stage::Map(units[k]),
             done: 0,
             total: 1,
         })?;
-        let made = map::cut_map(
-            units[k],
-            &features[k],
-            dims[k],
-            &labels,
-            &chosen,
-            options.seed,
-        );
+        let made = map::cut_map(units[k], &features[k], dims[k], labels, &chosen, seed);
         if let Some(made) = made {
             on_event(DoctorEvent::Map(made.clone()))?;
             report.maps.push(made);
         }
     }
-    Ok(report)
+    Ok(())
+}
+
+/// The report stored for `key` (a [`fingerprint`]), maps included, when there is one.
+pub fn cached_report(key: &str) -> Option<Report> {
+    cache::load(key)
+}
+
+/// Stores a finished report under `key` (best effort).
+pub fn store_report(key: &str, report: &Report) {
+    cache::store(key, report);
 }

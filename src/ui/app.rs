@@ -330,6 +330,8 @@ impl StudioApp {
             }
             JobResult::Inspected(result) => self.on_inspected(result),
             JobResult::Edited(edited) => self.on_edited(edited),
+            JobResult::Doctor(event) => self.on_doctor(event),
+            JobResult::DoctorDone(result) => self.on_doctor_done(result),
             JobResult::Undone {
                 journal,
                 before,

@@ -105,7 +105,11 @@ impl StudioApp {
             | Command::ClearSelection
             | Command::MoveSelected(_)
             | Command::RemoveSelected
-            | Command::UndoEdit => self.apply_edit_command(command),
+            | Command::UndoEdit
+            | Command::SelectImages { .. }
+            | Command::MoveImages { .. }
+            | Command::RemoveImages(_) => self.apply_edit_command(command),
+            Command::Doctor(command) => self.apply_doctor_command(command),
             Command::InspectImage(_)
             | Command::InspectUnit { .. }
             | Command::InspectSide(_)

@@ -96,6 +96,20 @@ pub enum Command {
         add: bool,
     },
     ClearSelection,
+    /// Selects these images (a lasso on the doctor's map; `add`: keep the others selected).
+    SelectImages {
+        paths: Vec<PathBuf>,
+        add: bool,
+    },
+    /// Moves these images to a class (a suspect's suggested class).
+    MoveImages {
+        images: Vec<PathBuf>,
+        class: String,
+    },
+    /// Sends these images to the trash (copies the doctor found).
+    RemoveImages(Vec<PathBuf>),
+    /// The dataset doctor.
+    Doctor(DoctorCommand),
     /// Moves the selected images to this class (keys 1–9).
     MoveSelected(String),
     /// Sends the selected images to the trash (Delete).
@@ -104,4 +118,16 @@ pub enum Command {
     UndoEdit,
     /// Trains and predicts on this device from now on (not while training).
     SetDevice(crate::runtime::DeviceChoice),
+}
+
+/// What the Doctor view asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DoctorCommand {
+    /// Examines the loaded dataset (or shows the cached report of an unchanged folder).
+    Examine,
+    Stop,
+    /// Shows the map at this cut.
+    ShowCut(crate::model::Unit),
+    /// Decodes thumbnails of these images (those not yet asked for).
+    Thumbnails(Vec<PathBuf>),
 }

@@ -51,6 +51,15 @@ impl StudioApp {
                 data.selection.clear();
                 return;
             }
+            Command::SelectImages { paths, add } => {
+                if !add {
+                    data.selection.clear();
+                }
+                data.selection.extend(paths);
+                return;
+            }
+            Command::MoveImages { images, class } => Action::Move { images, class },
+            Command::RemoveImages(images) => Action::Remove(images),
             Command::UndoEdit => return self.undo_edit(),
             Command::NewClass(name) => Action::NewClass(name.trim().to_owned()),
             Command::RenameClass { from, to } => Action::RenameClass {

@@ -76,6 +76,10 @@ pub enum JobResult {
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
     Probed(Result<CutChoice, JobError>),
+    /// The doctor's progress, report and maps, as they come.
+    Doctor(crate::doctor::DoctorEvent),
+    /// An examination ended (`Err`: why it stopped early, in words).
+    DoctorDone(Result<(), String>),
     Inspected(Result<Inspection, JobError>),
     Explained(Explained),
     /// An edit of the folders was made (as far as it could be).
@@ -191,6 +195,11 @@ impl Jobs {
     /// The load in flight has reported its result.
     pub fn loading_done(&mut self) {
         self.loading = None;
+    }
+
+    /// Wakes the window (work that reports as it goes calls it after each report).
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
     }
 
     /// Runs `work` on a named thread; what it sends arrives in [`Self::rx`].

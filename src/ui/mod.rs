@@ -7,6 +7,7 @@ pub mod app;
 mod apply;
 pub mod browser;
 pub mod command;
+mod doctor;
 mod editing;
 pub mod inspect;
 pub mod jobs;

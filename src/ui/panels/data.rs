@@ -27,6 +27,11 @@ pub(super) fn data_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<C
     };
     ui.separator();
     dataset_ui(ui, state, dataset, out);
+    ui.separator();
+    egui::CollapsingHeader::new(egui::RichText::new("Doctor").heading())
+        .id_salt("doctor")
+        .default_open(true)
+        .show(ui, |ui| super::doctor::doctor_ui(ui, state, dataset, out));
 }
 
 /// The training and validation folders, and the demo packs.

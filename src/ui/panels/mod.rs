@@ -4,6 +4,8 @@
 mod browser;
 mod compare;
 mod data;
+mod doctor;
+mod doctor_map;
 mod guide;
 mod heatmap;
 mod inspect;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::data::DataState;
+use super::doctor::DoctorState;
 use super::guide::GuideState;
 use super::inspect::InspectState;
 use super::model::ModelState;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub settings: Settings,
     pub shell: ShellState,
     pub data: DataState,
+    /// The dataset doctor (on the Data tab).
+    pub doctor: DoctorState,
     pub guide: GuideState,
     pub train: TrainState,
     pub model: ModelState,

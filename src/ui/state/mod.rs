@@ -3,6 +3,7 @@
 
 pub mod app_state;
 pub mod data;
+pub mod doctor;
 pub mod guide;
 pub mod inspect;
 pub mod job;
