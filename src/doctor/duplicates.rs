@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::types::{ImageEntry, Side};
 use crate::data::dataset::{Sample, SkippedFile};
+pub(super) use crate::train::head::dot;
 
 /// Near copies differ by at most this many of the perceptual hash's 64 bits.
 pub const NEAR_MAX_HASH_BITS: u32 = 12;
@@ -157,21 +158,6 @@ pub(super) fn unit_rows(values: &[f32], dim: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// A dot product in 16 independent lanes (vectorised by the compiler).
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = (ca.remainder().iter().zip(cb.remainder()))
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..16 {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// A pair of copies: (i, j, cosine, hash bits apart), i < j.
@@ -326,13 +312,5 @@ mod tests {
         assert!(groups[0].leaks && groups[0].mixed_labels);
         assert_eq!(leakage.len(), 2, "{leakage:?}");
         assert!(leakage.iter().all(|l| l.validation == 2));
-    }
-
-    #[test]
-    fn the_dot_product_matches_the_plain_sum() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.25).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - plain).abs() < 1e-3 * plain.abs());
     }
 }
