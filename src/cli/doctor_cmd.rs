@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::args::NetworkArgs;
 use super::load::load;
-use crate::doctor::{DoctorEvent, DoctorOptions, DuplicateKind, Report, examine};
+use crate::doctor::{DoctorEvent, DoctorOptions, Report, examine_cached};
 use crate::runtime;
 
 /// Find duplicate images, copies across the training/validation split, likely mislabels and
@@ -54,47 +54,37 @@ impl DoctorArgs {
             image_size_px: self.image_size,
             seed: self.seed,
         };
-        let key = crate::doctor::fingerprint(&dataset, &options);
-        let cached = (!self.fresh)
-            .then(|| crate::doctor::cached_report(&key))
-            .flatten();
-        let report = match cached {
-            Some(report) => {
-                eprintln!("(the folder is unchanged since the last examination: its report)");
-                report
-            }
-            None => {
-                let tty = std::io::stderr().is_terminal();
-                let started = std::time::Instant::now();
-                let mut times_secs = Vec::new();
-                let device = runtime::compute_device();
-                let report = examine(&dataset, &options, None, &device, |event| {
-                    match event {
-                        DoctorEvent::Progress { stage, done, total } if tty => {
-                            eprint!("\r\x1b[2K{stage}: {done}/{total}");
-                        }
-                        DoctorEvent::Report(_) | DoctorEvent::Map(_) => {
-                            times_secs.push(started.elapsed().as_secs_f64());
-                        }
-                        DoctorEvent::Progress { .. } => {}
-                    }
-                    Ok(())
-                })?;
-                if tty {
-                    eprintln!();
+        let tty = std::io::stderr().is_terminal();
+        let started = std::time::Instant::now();
+        let mut times_secs = Vec::new();
+        let device = runtime::compute_device();
+        let (report, cached) = examine_cached(&dataset, &options, self.fresh, &device, |event| {
+            match event {
+                DoctorEvent::Progress { stage, done, total } if tty => {
+                    eprint!("\r\x1b[2K{stage}: {done}/{total}");
                 }
-                if let (Some(report_secs), Some(map_secs), Some(all_secs)) =
-                    (times_secs.first(), times_secs.get(1), times_secs.last())
-                {
-                    eprintln!(
-                        "report after {report_secs:.1} s, the first map after {map_secs:.1} s, \
-                         every map after {all_secs:.1} s"
-                    );
+                DoctorEvent::Report(_) | DoctorEvent::Map(_) => {
+                    times_secs.push(started.elapsed().as_secs_f64());
                 }
-                crate::doctor::store_report(&key, &report);
-                report
+                DoctorEvent::Progress { .. } => {}
             }
-        };
+            Ok(())
+        })?;
+        if cached {
+            eprintln!("(the folder is unchanged since the last examination: its report)");
+        } else {
+            if tty {
+                eprintln!();
+            }
+            if let (Some(report_secs), Some(map_secs), Some(all_secs)) =
+                (times_secs.first(), times_secs.get(1), times_secs.last())
+            {
+                eprintln!(
+                    "report after {report_secs:.1} s, the first map after {map_secs:.1} s, \
+                     every map after {all_secs:.1} s"
+                );
+            }
+        }
         for s in &report.skipped {
             eprintln!("skipped {}: {}", s.path.display(), s.reason);
         }
@@ -118,7 +108,7 @@ fn print_report(report: &Report, show: usize) {
                 "  {} = {} ({})",
                 path(leak.validation),
                 path(leak.train),
-                kind(leak.kind)
+                leak.kind.words()
             );
         }
     }
@@ -131,7 +121,7 @@ fn print_report(report: &Report, show: usize) {
             } else {
                 ""
             };
-            println!("  {}{labels}: {}", kind(group.kind), names.join("  "));
+            println!("  {}{labels}: {}", group.kind.words(), names.join("  "));
         }
     }
     if !report.suspects.is_empty() {
@@ -187,12 +177,5 @@ fn print_report(report: &Report, show: usize) {
                 map.neighbour_agreement * 100.0
             );
         }
-    }
-}
-
-fn kind(kind: DuplicateKind) -> &'static str {
-    match kind {
-        DuplicateKind::Exact => "exact copy",
-        DuplicateKind::Near => "near copy",
     }
 }

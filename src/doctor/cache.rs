@@ -20,7 +20,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// The key of `dataset` examined with `options` (reads each file's metadata).
-pub fn fingerprint(dataset: &Dataset, options: &DoctorOptions) -> String {
+pub(super) fn fingerprint(dataset: &Dataset, options: &DoctorOptions) -> String {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(options).unwrap_or_default());
     hasher.update(serde_json::to_vec(&dataset.classes).unwrap_or_default());

@@ -48,6 +48,16 @@ pub enum DuplicateKind {
     Near,
 }
 
+impl DuplicateKind {
+    /// What kind of copy, in words.
+    pub fn words(self) -> &'static str {
+        match self {
+            DuplicateKind::Exact => "the same file",
+            DuplicateKind::Near => "resized or re-encoded",
+        }
+    }
+}
+
 /// Images that are copies of one another (indices into the report's images).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DuplicateGroup {

@@ -250,20 +250,9 @@ mod tests {
 
     #[test]
     fn separable_features_leave_only_the_flipped_label() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (classes, per_class, dim) = (3, 20, 8);
-        let mut features = Vec::new();
-        let mut labels = Vec::new();
-        for c in 0..classes {
-            for _ in 0..per_class {
-                for d in 0..dim {
-                    let signal = if d % classes == c { 4.0 } else { 0.0 };
-                    features.push(signal + rng.random_range(-1.0f32..1.0));
-                }
-                labels.push(c);
-            }
-        }
+        let (classes, dim) = (3, 8);
+        let (features, mut labels) =
+            crate::doctor::types::separable_features(classes, 20, dim, 4.0, 3);
         labels[5] = 2; // a class-0 image filed under class 2
         let probe = out_of_fold(&features, dim, &labels, classes, 0);
         let found = suspects(&probe, &labels);

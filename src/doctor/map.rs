@@ -159,20 +159,8 @@ mod tests {
 
     #[test]
     fn separated_classes_stay_apart_on_the_map_and_their_neighbours_agree() {
-        use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let (classes, per_class, dim) = (3, 30, 12);
-        let mut features = Vec::new();
-        let mut labels = Vec::new();
-        for c in 0..classes {
-            for _ in 0..per_class {
-                for d in 0..dim {
-                    let signal = if d % classes == c { 5.0 } else { 0.0 };
-                    features.push(signal + rng.random_range(-1.0f32..1.0));
-                }
-                labels.push(c);
-            }
-        }
+        let (classes, dim) = (3, 12);
+        let (features, labels) = crate::doctor::types::separable_features(classes, 30, dim, 5.0, 1);
         let chosen = map_images(&labels, classes, 0);
         let map = cut_map(Unit::Head, &features, dim, &labels, &chosen, 0).expect("a map");
         assert_eq!(map.points.len(), 90);

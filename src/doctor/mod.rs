@@ -25,7 +25,6 @@ mod types;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-pub use cache::fingerprint;
 pub use duplicates::{
     DuplicateGroup, DuplicateKind, LeakPair, NEAR_MAX_HASH_BITS, NEAR_MIN_COSINE,
 };
@@ -135,12 +134,11 @@ impl From<candle_core::Error> for DoctorError {
 }
 
 /// Examines every image of `dataset` (both splits). Events go to `on_event` as they are ready:
-/// progress, then the report, then a map per cut (`first_map` first, then the others from the
-/// last cut back). An error from `on_event` (a stop request) ends the examination.
+/// progress, then the report, then a map per cut (from the last cut back: the one the run uses
+/// first). An error from `on_event` (a stop request) ends the examination.
 pub fn examine(
     dataset: &Dataset,
     options: &DoctorOptions,
-    first_map: Option<Unit>,
     device: &Device,
     mut on_event: impl FnMut(DoctorEvent) -> Result<(), DoctorError>,
 ) -> Result<Report, DoctorError> {
@@ -227,34 +225,25 @@ pub fn examine(
         &dims,
         &labels,
         classes,
-        first_map,
         options.seed,
         &mut on_event,
     )?;
     Ok(report)
 }
 
-/// Maps at every cut of the report (`first_map` first, then from the last cut back), each
-/// reported as it is made.
-#[allow(clippy::too_many_arguments)]
+/// Maps at every cut of the report, from the last cut back, each reported as it is made.
 fn draw_maps(
     report: &mut Report,
     features: &[Vec<f32>],
     dims: &[usize],
     labels: &[usize],
     classes: usize,
-    first_map: Option<Unit>,
     seed: u64,
     on_event: &mut impl FnMut(DoctorEvent) -> Result<(), DoctorError>,
 ) -> Result<(), DoctorError> {
     let units = report.cuts.clone();
-    let mut order: Vec<usize> = (0..units.len()).rev().collect();
-    if let Some(first) = first_map.and_then(|u| units.iter().position(|&x| x == u)) {
-        order.retain(|&k| k != first);
-        order.insert(0, first);
-    }
     let chosen = map::map_images(labels, classes, seed);
-    for k in order {
+    for k in (0..units.len()).rev() {
         on_event(DoctorEvent::Progress {
             stage: Stage::Map(units[k]),
             done: 0,
@@ -269,12 +258,23 @@ fn draw_maps(
     Ok(())
 }
 
-/// The report stored for `key` (a [`fingerprint`]), maps included, when there is one.
-pub fn cached_report(key: &str) -> Option<Report> {
-    cache::load(key)
-}
-
-/// Stores a finished report under `key` (best effort).
-pub fn store_report(key: &str, report: &Report) {
-    cache::store(key, report);
+/// [`examine`], unless the folder is unchanged since a report was stored for it with these
+/// options (`fresh`: examine anyway). A stored report is sent whole as one `Report` event, maps
+/// included; a finished examination is stored. Also says whether the report came from the
+/// store.
+pub fn examine_cached(
+    dataset: &Dataset,
+    options: &DoctorOptions,
+    fresh: bool,
+    device: &Device,
+    mut on_event: impl FnMut(DoctorEvent) -> Result<(), DoctorError>,
+) -> Result<(Report, bool), DoctorError> {
+    let key = cache::fingerprint(dataset, options);
+    if !fresh && let Some(report) = cache::load::<Report>(&key) {
+        on_event(DoctorEvent::Report(Box::new(report.clone())))?;
+        return Ok((report, true));
+    }
+    let report = examine(dataset, options, device, on_event)?;
+    cache::store(&key, &report);
+    Ok((report, false))
 }

@@ -51,3 +51,28 @@ pub(super) fn sides(dataset: &Dataset) -> Vec<(&Sample, Side)> {
         .chain(dataset.val.iter().map(|s| (s, Side::Validation)))
         .collect()
 }
+
+/// Test rows: `per_class` images of each class whose feature `d` carries `signal` where
+/// `d % classes` is the class, plus seeded uniform noise in ±1; with their labels.
+#[cfg(test)]
+pub(super) fn separable_features(
+    classes: usize,
+    per_class: usize,
+    dim: usize,
+    signal: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut features, mut labels) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        for _ in 0..per_class {
+            for d in 0..dim {
+                let s = if d % classes == c { signal } else { 0.0 };
+                features.push(s + rng.random_range(-1.0f32..1.0));
+            }
+            labels.push(c);
+        }
+    }
+    (features, labels)
+}

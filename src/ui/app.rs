@@ -338,16 +338,19 @@ impl StudioApp {
                 result,
             } => self.on_undone(super::state::data::UndoEntry { journal, before }, result),
             JobResult::Explained(explained) => self.on_explained(explained),
-            JobResult::Probed(result) => {
-                match &result {
-                    Ok(_) => state.shell.succeeded(Topic::Guide),
-                    Err(e) => state
-                        .shell
-                        .error(Topic::Guide, format!("depth probe failed: {e}")),
-                }
-                state.guide.probe = Job::finish(result);
-            }
+            JobResult::Probed(result) => self.on_probed(result),
         }
+    }
+
+    fn on_probed(&mut self, result: Result<crate::train::cut::CutChoice, JobError>) {
+        let state = &mut self.state;
+        match &result {
+            Ok(_) => state.shell.succeeded(Topic::Guide),
+            Err(e) => state
+                .shell
+                .error(Topic::Guide, format!("depth probe failed: {e}")),
+        }
+        state.guide.probe = Job::finish(result);
     }
 
     fn on_dataset(&mut self, result: Result<Arc<crate::data::dataset::Dataset>, JobError>) {

@@ -8,13 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::app::StudioApp;
 use super::command::DoctorCommand;
 use super::jobs::{JobResult, Jobs};
-use crate::doctor::{
-    DoctorError, DoctorEvent, DoctorOptions, Stage, cached_report, examine, fingerprint,
-    store_report,
-};
-
-/// Thumbnails decoded when a report arrives: the images it points at first.
-const REPORT_THUMBNAILS: usize = 120;
+use crate::doctor::{DoctorError, DoctorEvent, DoctorOptions, Stage, examine_cached};
 
 impl StudioApp {
     pub(super) fn apply_doctor_command(&mut self, command: DoctorCommand) {
@@ -63,13 +57,7 @@ impl StudioApp {
         doctor.examined = Some((dataset.root.clone(), self.state.data.revision));
         let (waker, device) = (self.jobs.waker(), self.device.clone());
         self.jobs.run("doctor", move |tx| {
-            let key = fingerprint(&dataset, &options);
-            if let Some(report) = cached_report(&key) {
-                Jobs::send(tx, JobResult::Doctor(DoctorEvent::Report(Box::new(report))));
-                Jobs::send(tx, JobResult::DoctorDone(Ok(())));
-                return;
-            }
-            let result = examine(&dataset, &options, None, &device, |event| {
+            let result = examine_cached(&dataset, &options, false, &device, |event| {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(DoctorError::Cancelled);
                 }
@@ -77,10 +65,11 @@ impl StudioApp {
                 waker();
                 Ok(())
             });
-            if let Ok(report) = &result {
-                store_report(&key, report);
-            }
-            let done = result.map(|_| ()).map_err(|e| e.to_string());
+            // A stop asked for is not a failure.
+            let done = match result {
+                Ok(_) | Err(DoctorError::Cancelled) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
             Jobs::send(tx, JobResult::DoctorDone(done));
         });
     }
@@ -93,23 +82,8 @@ impl StudioApp {
                     doctor.progress = Some((stage, done, total));
                 }
             }
-            DoctorEvent::Report(report) => {
-                let (mut paths, suspects) = (Vec::new(), report.suspects.iter());
-                for leak in &report.leakage {
-                    paths.extend([leak.validation, leak.train]);
-                }
-                for group in &report.duplicates {
-                    paths.extend(&group.images);
-                }
-                paths.extend(suspects.map(|s| s.image));
-                let paths = paths
-                    .into_iter()
-                    .filter_map(|i| report.images.get(i).map(|e| e.path.clone()))
-                    .take(REPORT_THUMBNAILS)
-                    .collect();
-                doctor.report = Some(*report);
-                self.apply_doctor_command(DoctorCommand::Thumbnails(paths));
-            }
+            // The panel asks for the thumbnails it shows.
+            DoctorEvent::Report(report) => doctor.report = Some(*report),
             DoctorEvent::Map(map) => {
                 if let Some(report) = &mut doctor.report {
                     report.maps.push(map);
@@ -122,10 +96,6 @@ impl StudioApp {
         let doctor = &mut self.state.doctor;
         doctor.progress = None;
         doctor.cancel = None;
-        if let Err(e) = result
-            && e != DoctorError::Cancelled.to_string()
-        {
-            doctor.error = Some(e);
-        }
+        doctor.error = result.err();
     }
 }

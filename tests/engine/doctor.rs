@@ -128,7 +128,6 @@ fn diagnose(root: &Path) -> Report {
     let result = examine(
         &dataset,
         &DoctorOptions::default(),
-        None,
         &candle_core::Device::Cpu,
         |event| match event {
             DoctorEvent::Report(r) => {

@@ -9,7 +9,7 @@ use egui::{Color32, RichText};
 use super::doctor_map::map_ui;
 use super::widgets::{tag, thumbnail_ui};
 use crate::data::dataset::Dataset;
-use crate::doctor::{DuplicateKind, Report};
+use crate::doctor::Report;
 use crate::ui::command::{Command, DoctorCommand};
 use crate::ui::state::AppState;
 
@@ -141,17 +141,10 @@ fn leakage_ui(
             );
             ui.label("validation = training");
             thumb_ui(ui, state, &report.images[leak.train].path, missing, out);
-            ui.label(kind(leak.kind));
+            ui.label(leak.kind.words());
             ui.end_row();
         }
     });
-}
-
-fn kind(kind: DuplicateKind) -> &'static str {
-    match kind {
-        DuplicateKind::Exact => "the same file",
-        DuplicateKind::Near => "resized or re-encoded",
-    }
 }
 
 fn duplicates_ui(
@@ -172,7 +165,7 @@ fn duplicates_ui(
                 thumb_ui(ui, state, &report.images[i].path, missing, out);
             }
             ui.vertical(|ui| {
-                ui.label(kind(group.kind));
+                ui.label(group.kind.words());
                 if group.mixed_labels {
                     ui.colored_label(WARN, "in different classes");
                 }
