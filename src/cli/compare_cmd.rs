@@ -8,8 +8,9 @@ use anyhow::Context;
 
 use super::args::NetworkArgs;
 use super::load::{load, load_test};
-use crate::guide::compare::{Advice, CompareRow, compare_all};
-use crate::guide::recommend::{RecommendOptions, recommend};
+use crate::guide::compare::{Advice, CompareRow};
+use crate::guide::recommend::{RecommendOptions, Recommendation, recommend};
+use crate::guide::seeds::{SeedRows, SeededComparison, Spread, compare_seeds};
 use crate::runtime;
 use crate::train::{Case, TrainEvent, TrainPlan, unknown_class};
 
@@ -32,6 +33,10 @@ pub struct CompareArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub quick: QuickArgs,
+    /// Compare with this many seeds (--seed, --seed + 1, …): each case's mean and spread, the
+    /// advice judged on the means, and whether the gap to the best is larger than the spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub seeds: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -95,40 +100,44 @@ impl CompareArgs {
         let device = runtime::compute_device();
         let recommendation = recommend(&dataset, &RecommendOptions::default(), &device, |_, _| {})
             .context("measuring the data for the recommendation")?;
-        let rows = compare_all(
+        let first = quick.seed.unwrap_or(0);
+        let seeds: Vec<u64> = (first..first.saturating_add(self.seeds)).collect();
+        let several = seeds.len() > 1;
+        let runs = compare_seeds(
             dataset,
             test.as_ref(),
             &device,
             Some(out),
-            plan_of,
-            |case, event| match event {
-                TrainEvent::Epoch(m) if json => {
-                    let line = serde_json::json!({"case": case.to_string(), "event": "epoch", "metrics": m});
-                    println!("{line}");
-                }
-                TrainEvent::Epoch(m) => eprintln!(
-                    "{case}: epoch {} val accuracy {}",
-                    m.epoch,
-                    m.val_accuracy
-                        .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0))
-                ),
-                TrainEvent::Started { .. } if !json => {
-                    eprintln!("{case}: training {}", case.title())
-                }
-                _ => {}
+            &seeds,
+            |case, seed| TrainPlan {
+                seed,
+                ..plan_of(case)
             },
+            |seed, case, event| report_event(seed, case, event, several, json),
             None,
         )?;
+        if several {
+            self.finish_seeded(runs, recommendation)
+        } else {
+            // One seed: the table and compare.json as they have always been.
+            let rows = runs.into_iter().next().map(|r| r.rows).unwrap_or_default();
+            self.finish_single(rows, recommendation)
+        }
+    }
+
+    fn finish_single(
+        &self,
+        rows: Vec<CompareRow>,
+        recommendation: Recommendation,
+    ) -> anyhow::Result<ExitCode> {
         let advice = Advice::judge(&rows, recommendation.case);
         let table = serde_json::json!({
             "rows": rows,
             "recommendation": recommendation,
             "advice": advice,
         });
-        let table_path = out.join("compare.json");
-        crate::fsutil::write_atomic(&table_path, &serde_json::to_vec_pretty(&table)?)
-            .with_context(|| format!("writing {}", table_path.display()))?;
-        if json {
+        self.write_table(&table)?;
+        if self.json {
             println!(
                 "{}",
                 serde_json::json!({"event": "compared", "rows": rows, "advice": advice})
@@ -138,9 +147,129 @@ impl CompareArgs {
             if let Some(advice) = &advice {
                 println!("{}", advice.sentence());
             }
-            println!("models and compare.json in {}", out.display());
+            println!("models and compare.json in {}", self.out.display());
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    fn finish_seeded(
+        &self,
+        runs: Vec<SeedRows>,
+        recommendation: Recommendation,
+    ) -> anyhow::Result<ExitCode> {
+        let compared = SeededComparison::new(runs, recommendation.case);
+        let table = serde_json::json!({
+            "seeds": compared.seeds,
+            "runs": compared.runs,
+            "summary": compared.summary,
+            "recommendation": recommendation,
+            "advice": compared.advice,
+            "gap_is_real": compared.gap_is_real,
+        });
+        self.write_table(&table)?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "compared",
+                    "seeds": compared.seeds,
+                    "summary": compared.summary,
+                    "advice": compared.advice,
+                    "gap_is_real": compared.gap_is_real,
+                })
+            );
+        } else {
+            print_summary(&compared, recommendation.case);
+            if let Some(line) = compared.sentence() {
+                println!("{line}");
+            }
+            println!(
+                "models (one folder per seed) and compare.json in {}",
+                self.out.display()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn write_table(&self, table: &serde_json::Value) -> anyhow::Result<()> {
+        let path = self.out.join("compare.json");
+        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(table)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Progress on the terminal (or epochs as JSON lines); the seed is named when there are several.
+fn report_event(seed: u64, case: Case, event: &TrainEvent, several: bool, json: bool) {
+    let tag = if several {
+        format!("{case} (seed {seed})")
+    } else {
+        case.to_string()
+    };
+    match event {
+        TrainEvent::Epoch(m) if json => {
+            let mut line =
+                serde_json::json!({"case": case.to_string(), "event": "epoch", "metrics": m});
+            if several {
+                line["seed"] = seed.into();
+            }
+            println!("{line}");
+        }
+        TrainEvent::Epoch(m) => eprintln!(
+            "{tag}: epoch {} val accuracy {}",
+            m.epoch,
+            m.val_accuracy
+                .map_or_else(|| "-".into(), |a| format!("{:.1} %", a * 100.0))
+        ),
+        TrainEvent::Started { .. } if !json => eprintln!("{tag}: training {}", case.title()),
+        _ => {}
+    }
+}
+
+/// Each case's mean ± standard deviation over the seeds (and the range of test accuracy).
+fn print_summary(compared: &SeededComparison, recommended: Case) {
+    let tested = compared.summary.iter().any(|s| s.test_accuracy.is_some());
+    let text = |s: Option<Spread>| s.map_or_else(|| "-".into(), |s| s.percent());
+    println!(
+        "{} seeds: {}",
+        compared.seeds.len(),
+        compared
+            .seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "{:16} {:32} {:>15} {:>15} {:>13} {:>8}",
+        "case",
+        "",
+        "val acc",
+        if tested { "test acc" } else { "" },
+        if tested { "test range" } else { "" },
+        "time"
+    );
+    for s in &compared.summary {
+        let title = if s.case == recommended {
+            format!("{} (recommended)", s.title)
+        } else {
+            s.title.clone()
+        };
+        let range = s.test_accuracy.map_or_else(String::new, |t| {
+            format!("{:.1}–{:.1}", t.min * 100.0, t.max * 100.0)
+        });
+        println!(
+            "{:16} {:32} {:>15} {:>15} {:>13} {:>7.1}s",
+            s.case.to_string(),
+            title,
+            text(s.val_accuracy),
+            if tested {
+                text(s.test_accuracy)
+            } else {
+                String::new()
+            },
+            range,
+            s.train_secs_mean
+        );
     }
 }
 

@@ -15,8 +15,9 @@ pub struct ProbeArgs {
     pub data: PathBuf,
     #[arg(long)]
     pub val: Option<PathBuf>,
-    /// Training epochs of each linear probe.
-    #[arg(long, default_value_t = 60)]
+    /// Training epochs of each linear probe (default: as the presets train their classifier,
+    /// with dropout 0.2 on raw pooled features).
+    #[arg(long, default_value_t = crate::train::cut::ProbeFit::default().epochs)]
     pub epochs: usize,
     #[command(flatten)]
     pub network: NetworkArgs,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decode::{decode_rgb, has_image_extension};
 use super::resize::resize_shorter_side;
+use super::split::stratified_split;
 
 /// Default in-memory budget for decoded images.
 pub const DEFAULT_CACHE_BYTES: usize = 1536 << 20;
@@ -405,7 +406,9 @@ pub fn load_dataset(
         }
         None => {
             let (train, val) =
-                stratified_split(decoded.per_class, options.val_fraction, options.seed);
+                stratified_split(decoded.per_class, options.val_fraction, options.seed, |s| {
+                    &s.path
+                });
             (
                 train,
                 val,
@@ -427,35 +430,29 @@ pub fn load_dataset(
     })
 }
 
-/// Per class: a seeded shuffle, then `round(fraction · n)` images to validation, at least one
-/// when the class has two or more (a class of one image stays in training).
-fn stratified_split(
-    per_class: Vec<Vec<Sample>>,
-    fraction: f64,
-    seed: u64,
-) -> (Vec<Sample>, Vec<Sample>) {
-    let fraction = fraction.clamp(0.0, 0.9);
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    for (c, mut samples) in per_class.into_iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(crate::seed::split_stream(seed, c as u64));
-        samples.shuffle(&mut rng);
-        let n = samples.len();
-        let mut n_val = (fraction * n as f64).round() as usize;
-        if fraction > 0.0 && n >= 2 {
-            n_val = n_val.clamp(1, n - 1);
-        } else {
-            n_val = n_val.min(n.saturating_sub(1));
-        }
-        val.extend(samples.drain(..n_val));
-        train.extend(samples);
-    }
-    train.sort_by(|a, b| a.path.cmp(&b.path));
-    val.sort_by(|a, b| a.path.cmp(&b.path));
-    (train, val)
-}
-
 impl Dataset {
+    /// The same images split again with another seed (as loading with that seed would split
+    /// them; the decoded pixels are shared). `None` where validation is a separate folder.
+    pub fn resplit(&self, seed: u64) -> Option<Self> {
+        let ValidationSource::Split { fraction, .. } = self.validation else {
+            return None;
+        };
+        let mut per_class: Vec<Vec<Sample>> = vec![Vec::new(); self.classes.len()];
+        for sample in self.train.iter().chain(&self.val) {
+            per_class.get_mut(sample.label)?.push(sample.clone());
+        }
+        for samples in &mut per_class {
+            samples.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        let (train, val) = stratified_split(per_class, fraction, seed, |s| &s.path);
+        Some(Self {
+            train,
+            val,
+            validation: ValidationSource::Split { fraction, seed },
+            ..self.clone()
+        })
+    }
+
     /// The first `count` training samples of `class` (the examples thumbnails show).
     pub fn examples(&self, class: usize, count: usize) -> impl Iterator<Item = &Sample> {
         self.train

@@ -8,5 +8,6 @@ pub mod limits;
 pub mod prefetch;
 pub mod preprocess;
 pub mod resize;
+pub mod split;
 pub mod trash;
 pub mod variants;

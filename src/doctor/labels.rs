@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{ImageEntry, Side};
-use crate::train::cut::{ProbeFit, fit_head, fold_count, gather, standardise, stratified_folds};
+use super::types::{ImageEntry, Side, standardise};
+use crate::train::cut::{ProbeFit, fit_head, fold_count, gather, stratified_folds};
 
 /// A class with fewer images than this is reported as near-empty.
 pub const NEAR_EMPTY_IMAGES: usize = 10;
@@ -55,9 +55,13 @@ pub(super) fn out_of_fold(
     let judged: Vec<bool> = (0..classes).map(|c| count(c) >= 2).collect();
     let folds = fold_count(labels).unwrap_or(2);
     let fold_of = stratified_folds(labels, folds, seed);
+    // Standardised features and no dropout: the probe that was measured on the fault sets
+    // (mislabels found out of fold), not the run's classifier.
     let fit = ProbeFit {
+        epochs: 60,
+        lr: 3e-3,
+        dropout: 0.0,
         seed,
-        ..ProbeFit::default()
     };
     let mut probs = vec![1.0 / classes.max(1) as f32; labels.len() * classes];
     for fold in 0..folds {
@@ -72,7 +76,7 @@ pub(super) fn out_of_fold(
             dim,
         );
         let kept_labels: Vec<usize> = kept.iter().map(|&i| labels[i]).collect();
-        let head = fit_head(&data, &kept_labels, classes, &fit);
+        let head = fit_head(&data.train, dim, &kept_labels, classes, &fit);
         let mut out = head.logits(&data.val);
         softmax_rows(&mut out, classes);
         for (k, &i) in held.iter().enumerate() {

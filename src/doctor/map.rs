@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::duplicates::{dot, unit_rows};
+use super::types::standardise;
 use crate::model::Unit;
-use crate::train::cut::standardise;
 
 /// Images a map shows at most (a balanced, seeded subset beyond).
 pub const MAX_MAP_IMAGES: usize = 3000;

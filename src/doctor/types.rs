@@ -76,3 +76,33 @@ pub(super) fn separable_features(
     }
     (features, labels)
 }
+
+/// Features standardised with the training rows' mean and deviation (depths differ in scale).
+#[derive(Debug)]
+pub(super) struct Standardised {
+    pub(super) train: Vec<f32>,
+    pub(super) val: Vec<f32>,
+}
+
+/// Standardises `train` and `val` rows (`dim` values each) with `train`'s statistics.
+pub(super) fn standardise(mut train: Vec<f32>, mut val: Vec<f32>, dim: usize) -> Standardised {
+    let dim = dim.max(1);
+    let rows = (train.len() / dim).max(1) as f64;
+    for d in 0..dim {
+        let column = |v: &Vec<f32>| {
+            v.iter()
+                .skip(d)
+                .step_by(dim)
+                .map(|&x| f64::from(x))
+                .collect::<Vec<_>>()
+        };
+        let values = column(&train);
+        let mean = values.iter().sum::<f64>() / rows;
+        let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / rows;
+        let inv = 1.0 / (var.sqrt() + 1e-6);
+        for x in train.iter_mut().chain(val.iter_mut()).skip(d).step_by(dim) {
+            *x = ((f64::from(*x) - mean) * inv) as f32;
+        }
+    }
+    Standardised { train, val }
+}

@@ -76,6 +76,9 @@ pub struct Advice {
     pub held: bool,
     /// How far the recommended case is behind the best (0 when it is the best).
     pub shortfall: f64,
+    /// Over how many seeds the accuracies were averaged (absent: one run each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<usize>,
 }
 
 impl Advice {
@@ -120,16 +123,29 @@ impl Advice {
             best_accuracy,
             held: recommended_accuracy.is_some() && shortfall <= ADVICE_MARGIN + 1e-9,
             shortfall,
+            seeds: None,
         })
+    }
+
+    /// The same advice, its accuracies being means over `seeds` runs.
+    pub fn over_seeds(self, seeds: usize) -> Self {
+        Self {
+            seeds: (seeds > 1).then_some(seeds),
+            ..self
+        }
     }
 
     /// One line for the terminal and the window.
     pub fn sentence(&self) -> String {
-        let opening = match self.basis {
-            Basis::Validation => "The advice",
-            Basis::Test => "On the held-out test images the advice",
+        let opening = match (self.basis, self.seeds) {
+            (Basis::Validation, None) => "The advice".to_owned(),
+            (Basis::Validation, Some(n)) => format!("Averaged over {n} seeds, the advice"),
+            (Basis::Test, None) => "On the held-out test images the advice".to_owned(),
+            (Basis::Test, Some(n)) => {
+                format!("On the held-out test images, averaged over {n} seeds, the advice")
+            }
         };
-        self.verdict(opening)
+        self.verdict(&opening)
     }
 
     /// The verdict after `opening` ("The advice" and how it was judged).

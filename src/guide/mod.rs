@@ -5,5 +5,6 @@
 pub mod compare;
 pub mod probe;
 pub mod recommend;
+pub mod seeds;
 
 pub use crate::data::dataset::balanced_subset;

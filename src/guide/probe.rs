@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::data::dataset::Dataset;
 use crate::data::preprocess::Preprocessing;
 use crate::model::{Backbone, FoldedNetwork, ModelError, Network, Unit, WeightsSource};
-use crate::train::cut::{CutChoice, ProbeFit, Standardised, choose_cut, fit_probe, standardise};
+use crate::train::cut::{CutChoice, ProbeFit, choose_cut, fit_probe};
 use crate::train::features::{FeatureSet, extract_multi};
 
 #[derive(Debug, Clone)]
@@ -30,20 +30,22 @@ impl Default for ProbeOptions {
             backbone: Backbone::default(),
             weights: None,
             image_size_px: 224,
-            epochs: 60,
-            lr: 3e-3,
+            epochs: ProbeFit::default().epochs,
+            lr: ProbeFit::default().lr,
             seed: 0,
         }
     }
 }
 
 impl ProbeOptions {
-    /// How each linear probe trains.
+    /// How each linear probe trains (as the run trains its classifier, with these epochs,
+    /// rate and seed).
     fn fit(&self) -> ProbeFit {
         ProbeFit {
             epochs: self.epochs,
             lr: self.lr,
             seed: self.seed,
+            ..ProbeFit::default()
         }
     }
 }
@@ -59,14 +61,12 @@ pub struct ProbePoint {
     pub val_accuracy: Option<f64>,
 }
 
-/// Standardised rows of a training and an optional validation feature set.
-fn standardised(train: &FeatureSet, val: Option<&FeatureSet>) -> candle_core::Result<Standardised> {
-    let train_rows: Vec<f32> = train.features.flatten_all()?.to_vec1()?;
-    let val_rows: Vec<f32> = match val {
-        Some(v) if !v.is_empty() => v.features.flatten_all()?.to_vec1()?,
-        _ => Vec::new(),
-    };
-    Ok(standardise(train_rows, val_rows, train.dim()))
+/// The rows of a feature set, row-major (empty for an empty set).
+fn rows_of(set: Option<&FeatureSet>) -> candle_core::Result<Vec<f32>> {
+    match set {
+        Some(s) if !s.is_empty() => s.features.flatten_all()?.to_vec1(),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Runs the probe at every cut the backbone names. `progress(done, total)` while computing
@@ -99,10 +99,11 @@ pub fn depth_probe(
             continue;
         };
         let val = val_sets.get(k);
-        let data = standardised(train, val)?;
         let val_labels = val.map_or(&[][..], |v| &v.label_values[..]);
         let (train_accuracy, val_accuracy) = fit_probe(
-            &data,
+            &rows_of(Some(train))?,
+            &rows_of(val)?,
+            train.dim(),
             &train.label_values,
             val_labels,
             dataset.classes.len(),
@@ -111,7 +112,7 @@ pub fn depth_probe(
         points.push(ProbePoint {
             unit,
             unit_index,
-            features: data.dim,
+            features: train.dim(),
             train_accuracy,
             val_accuracy,
         });

@@ -158,9 +158,12 @@ fn choose_cut_for(
         ..NetworkSpec::pretrained(plan.backbone)
     };
     let folded = Network::build(spec, Some(weights), HeadInit::Random, 0, device)?.folded()?;
+    // The probe trains as this run's classifier will.
     let fit = ProbeFit {
+        epochs: plan.head_only_epochs(),
+        lr: plan.head_lr,
+        dropout: plan.dropout,
         seed: plan.seed,
-        ..ProbeFit::default()
     };
     let choice = choose_cut(
         &dataset.train,

@@ -389,6 +389,22 @@ fn stratified_split_keeps_every_class_in_both_parts() {
         d.val.iter().map(|s| s.path.clone()).collect::<Vec<_>>()
     };
     assert_eq!(paths(&a), paths(&b), "same seed, same split");
+    // Split again with another seed: as loading with that seed splits, pixels shared.
+    let other = LoadOptions { seed: 8, ..options };
+    let fresh = load_dataset(data.path(), &other, &LoadProgress::default()).expect("load");
+    let again = a.resplit(8).expect("a split");
+    assert_eq!(paths(&again), paths(&fresh));
+    assert_ne!(
+        paths(&again),
+        paths(&a),
+        "seed 8 splits otherwise than seed 3"
+    );
+    assert_eq!(again.validation, fresh.validation);
+    let train = |d: &transfer_studio::data::dataset::Dataset| {
+        d.train.iter().map(|s| s.path.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(train(&again), train(&fresh));
+    assert_eq!(a.resplit(3).map(|d| paths(&d)), Some(paths(&a)));
 }
 
 /// An image cached smaller than asked for is decoded again, never enlarged from the copy; one
