@@ -4,6 +4,7 @@
 //! GUI; the `transfer-studio` binary is a thin command-line front over it.
 
 pub mod bench;
+pub mod capture;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

@@ -5,6 +5,7 @@
 
 mod args;
 mod bench_cmd;
+mod camera_cmd;
 mod compare_cmd;
 mod doctor_cmd;
 mod evaluate_cmd;
@@ -43,6 +44,10 @@ pub struct Cli {
     /// Open the window with this training folder loaded (one sub-folder per class).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Open the window with this camera running: a device (`/dev/video0`) or a recorded
+    /// `.mjpeg` file played in a loop (for demonstrations without a camera).
+    #[arg(long, value_name = "SOURCE")]
+    pub camera: Option<String>,
     /// Files to open in the window: images go to Predict, a folder becomes the training data.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -70,6 +75,7 @@ pub enum Command {
     Explain(Box<explain_cmd::ExplainArgs>),
     ImportWeights(import_cmd::ImportWeightsArgs),
     Relabel(relabel_cmd::RelabelArgs),
+    Camera(Box<camera_cmd::CameraArgs>),
 }
 
 /// Parses the arguments and runs the command; errors are printed, never panicked.
@@ -87,7 +93,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime::choose_device(cli.device)?;
     let Some(command) = cli.command else {
-        crate::ui::run_window(cli.data, cli.paths, cli.device)
+        crate::ui::run_window(cli.data, cli.paths, cli.device, cli.camera)
             .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -105,5 +111,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => args.run(),
         Command::ImportWeights(args) => args.run(),
         Command::Relabel(args) => args.run(),
+        Command::Camera(args) => args.run(),
     }
 }

@@ -245,11 +245,17 @@ fn move_to_free_name(file: &Path, dir: &Path) -> std::io::Result<PathBuf> {
         .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "not a file"))?
         .to_string_lossy()
         .into_owned();
+    place_under_free_name(file, dir, &name)
+}
+
+/// Moves `file` into `dir` as `name`, or `name (2)`, `name (3)`, … when taken; never over
+/// an existing file.
+pub fn place_under_free_name(file: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
     for n in 1..10_000 {
         let to = dir.join(if n == 1 {
-            name.clone()
+            name.to_owned()
         } else {
-            numbered(&name, n)
+            numbered(name, n)
         });
         match move_no_replace(file, &to) {
             Ok(()) => return Ok(to),

@@ -22,6 +22,9 @@ pub struct Explanation {
     /// Rows × columns over the network's input crop, non-negative, maximum 1 (all 0 where no
     /// position raised the score).
     pub grid: Vec<Vec<f32>>,
+    /// Every class's probability (the pass that made the map computed them anyway).
+    #[serde(skip)]
+    pub probs: Vec<f32>,
 }
 
 /// The class `text` names: an index, or a label (case-insensitive).
@@ -62,6 +65,7 @@ pub fn grad_cam(
         prob: traced.probs[traced.class_index],
         unit: predictor.network().unit_at(traced.map_unit),
         grid,
+        probs: traced.probs,
     })
 }
 

@@ -39,6 +39,8 @@ pub struct StudioApp {
     pub(super) trash: Option<crate::data::trash::Trash>,
     /// Counts model changes, so that overlays made with an earlier model are dropped.
     pub(super) explain_generation: u64,
+    /// The camera's session and live predictor, while running.
+    pub(super) camera: super::camera_runtime::CameraRuntime,
 }
 
 impl std::fmt::Debug for StudioApp {
@@ -75,6 +77,7 @@ impl StudioApp {
             pending_images: Vec::new(),
             trash: crate::data::trash::Trash::desktop(),
             explain_generation: 0,
+            camera: super::camera_runtime::CameraRuntime::default(),
         };
         match Predictor::imagenet(&app.device) {
             Ok(p) => app.imagenet = Some(Arc::new(p)),
@@ -121,11 +124,13 @@ impl StudioApp {
         };
         self.rerun_predictions();
         self.inspection_follows_model();
+        self.restart_live();
     }
 
     /// Drains the training session's and the background jobs' channels. Called every frame.
     pub fn drain(&mut self, ctx: &egui::Context) {
         self.drain_session();
+        self.drain_camera(ctx);
         while let Ok(result) = self.jobs.rx.try_recv() {
             self.on_job(result);
         }
@@ -250,6 +255,9 @@ impl StudioApp {
     fn on_job(&mut self, result: JobResult) {
         let state = &mut self.state;
         match result {
+            JobResult::CameraCounts(_) | JobResult::CameraClassMade(_) => {
+                self.on_camera_job(result);
+            }
             JobResult::Picked { request, paths } => self.apply_picked(request, paths),
             JobResult::DialogUnavailable(request) => {
                 if !state.shell.native_dialog_failed {

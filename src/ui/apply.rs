@@ -110,6 +110,7 @@ impl StudioApp {
             | Command::MoveImages { .. }
             | Command::RemoveImages(_) => self.apply_edit_command(command),
             Command::Doctor(command) => self.apply_doctor_command(command),
+            Command::Camera(command) => self.apply_camera_command(command),
             Command::InspectImage(_)
             | Command::InspectUnit { .. }
             | Command::InspectSide(_)

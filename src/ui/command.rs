@@ -118,6 +118,26 @@ pub enum Command {
     UndoEdit,
     /// Trains and predicts on this device from now on (not while training).
     SetDevice(crate::runtime::DeviceChoice),
+    /// The camera: preview, recording, live prediction.
+    Camera(CameraCommand),
+}
+
+/// What the camera's controls ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraCommand {
+    /// Lists the cameras again (and counts the class folders' images).
+    List,
+    /// Starts this camera (a device path or a recorded `.mjpeg` file), stopping another.
+    Start(String),
+    Stop,
+    /// Records into this class's folder while held (`None`: the button was let go).
+    Record(Option<String>),
+    SetRecordFps(u32),
+    SetClassDraft(String),
+    /// Makes a class folder in the training folder (an empty folder is fine).
+    NewClass(String),
+    /// Classifies the camera's frames live in Predict.
+    Live(bool),
 }
 
 /// What the Doctor view asks for.

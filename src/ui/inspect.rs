@@ -29,6 +29,7 @@ impl StudioApp {
             Command::ShowGradCam(on) => {
                 state.settings.show_grad_cam = on;
                 self.request_explanations();
+                self.live_explain(on);
             }
             _ => {}
         }

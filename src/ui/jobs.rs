@@ -84,6 +84,10 @@ pub enum JobResult {
     Explained(Explained),
     /// An edit of the folders was made (as far as it could be).
     Edited(Edited),
+    /// Images in each class folder of the training folder, for the camera's counters.
+    CameraCounts(Result<std::collections::BTreeMap<String, usize>, String>),
+    /// A class folder made from the Camera section (no dataset loaded).
+    CameraClassMade(Result<(), String>),
     /// An edit was undone (or could not be): `journal` and `before` as the edit left them.
     Undone {
         journal: Journal,

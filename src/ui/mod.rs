@@ -6,6 +6,8 @@
 pub mod app;
 mod apply;
 pub mod browser;
+mod camera;
+mod camera_runtime;
 pub mod command;
 mod doctor;
 mod editing;
@@ -39,6 +41,7 @@ pub fn run_window(
     data: Option<std::path::PathBuf>,
     paths: Vec<std::path::PathBuf>,
     device: crate::runtime::DeviceChoice,
+    camera: Option<String>,
 ) -> Result<(), eframe::Error> {
     let (folders, images): (Vec<_>, Vec<_>) = paths.into_iter().partition(|p| p.is_dir());
     let data = data.or_else(|| folders.into_iter().next());
@@ -70,6 +73,9 @@ pub fn run_window(
             }
             if !images.is_empty() {
                 app.apply(Command::AddImages(images));
+            }
+            if let Some(source) = camera {
+                app.open_camera(&source);
             }
             Ok(Box::new(app))
         }),

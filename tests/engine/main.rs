@@ -5,6 +5,7 @@
 mod common;
 
 mod backbones;
+mod capture;
 mod doctor;
 mod edit;
 mod export;

@@ -5,6 +5,7 @@
 mod common;
 mod harness;
 
+mod camera;
 mod editing;
 mod guide_panel;
 mod inspect_panel;

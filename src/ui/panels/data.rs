@@ -22,6 +22,10 @@ pub(super) fn data_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<C
     if let Some(e) = &state.data.error {
         ui.colored_label(Color32::from_rgb(200, 40, 40), e);
     }
+    egui::CollapsingHeader::new(egui::RichText::new("Camera").heading())
+        .id_salt("camera")
+        .default_open(true)
+        .show(ui, |ui| super::camera::camera_ui(ui, state, out));
     let Some(dataset) = &state.data.dataset else {
         return;
     };

@@ -2,6 +2,7 @@
 //! here touches the disk, decodes images or blocks.
 
 mod browser;
+mod camera;
 mod compare;
 mod data;
 mod doctor;

@@ -42,6 +42,7 @@ pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
         }
     });
     grad_cam_toggle_ui(ui, state, true, out);
+    super::camera::live_ui(ui, state, out);
     for item in &state.predict.items {
         ui.separator();
         ui.horizontal(|ui| {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::camera::CameraState;
 use super::data::DataState;
 use super::doctor::DoctorState;
 use super::guide::GuideState;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub predict: PredictState,
     /// The Inspect view: an image's activation maps at two units.
     pub inspect: InspectState,
+    /// The camera: preview, recording into class folders, live prediction.
+    pub camera: CameraState,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! parts import one another directly; this file only names them.
 
 pub mod app_state;
+pub mod camera;
 pub mod data;
 pub mod doctor;
 pub mod guide;

@@ -56,6 +56,10 @@ pub struct Settings {
     pub show_grad_cam: bool,
     /// Where training and inference run.
     pub device: crate::runtime::DeviceChoice,
+    /// The camera last chosen (a device path, or a recorded `.mjpeg` file).
+    pub camera: Option<String>,
+    /// Frames per second saved while recording.
+    pub record_fps: u32,
 }
 
 impl Default for Settings {
@@ -69,6 +73,8 @@ impl Default for Settings {
             thresholds: Thresholds::default(),
             show_grad_cam: false,
             device: crate::runtime::DeviceChoice::Auto,
+            camera: None,
+            record_fps: crate::capture::session::DEFAULT_RECORD_FPS,
         }
     }
 }
