@@ -142,8 +142,14 @@ fn deletion_date(now: std::time::SystemTime) -> String {
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
+    let [year, month, day, h, m, s] = utc_civil(secs);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of a Unix time, by Howard Hinnant's
+/// civil-from-days.
+pub fn utc_civil(unix_secs: u64) -> [i64; 6] {
+    let (days, rest) = ((unix_secs / 86_400) as i64, (unix_secs % 86_400) as i64);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -153,12 +159,7 @@ fn deletion_date(now: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    [year, month, day, rest / 3600, rest % 3600 / 60, rest % 60]
 }
 
 #[cfg(test)]
