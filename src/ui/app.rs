@@ -300,12 +300,12 @@ impl StudioApp {
             JobResult::ModelSaved(Err(e)) => state
                 .shell
                 .error(Topic::Model, format!("saving failed: {e}")),
-            JobResult::Exported(Ok(path)) => {
+            JobResult::Exported(Ok((path, check))) => {
                 state.shell.succeeded(Topic::Model);
                 state
                     .shell
                     .notices
-                    .push(format!("exported to {} (ONNX)", path.display()));
+                    .push(format!("exported to {} (ONNX); {check}", path.display()));
             }
             JobResult::Exported(Err(e)) => state
                 .shell

@@ -91,6 +91,7 @@ impl StudioApp {
             Command::SaveModelTo(_)
             | Command::OpenModelFrom(_)
             | Command::ExportOnnxTo(_)
+            | Command::SetExportPrecision(_)
             | Command::AddImages(_)
             | Command::ClearImages
             | Command::ShowCell { .. }
@@ -136,6 +137,7 @@ impl StudioApp {
                 }
             }
             Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
+            Command::SetExportPrecision(p) => self.state.settings.export_precision = p,
             Command::ExportOnnxTo(path) => match &self.state.model.trained {
                 Some(model) => {
                     let metrics = self
@@ -144,7 +146,14 @@ impl StudioApp {
                         .report
                         .as_ref()
                         .map(TrainReport::saved_metrics);
-                    self.jobs.export_onnx(model.clone(), metrics, path);
+                    let export = super::jobs::OnnxExport {
+                        model: model.clone(),
+                        metrics,
+                        path,
+                        precision: self.state.settings.export_precision,
+                        data: self.state.data.dataset.clone(),
+                    };
+                    self.jobs.export_onnx(export);
                 }
                 None => self
                     .state

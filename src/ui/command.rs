@@ -48,6 +48,8 @@ pub enum Command {
     OpenModelFrom(PathBuf),
     /// Exports the trained model to this ONNX file (in the background).
     ExportOnnxTo(PathBuf),
+    /// The number format of later ONNX exports.
+    SetExportPrecision(crate::export::Precision),
     /// Adds these images to Predict and classifies them.
     AddImages(Vec<PathBuf>),
     ClearImages,

@@ -45,6 +45,17 @@ pub enum JobError {
     },
 }
 
+/// What an ONNX export needs.
+#[derive(Debug)]
+pub struct OnnxExport {
+    pub model: TrainedModel,
+    pub metrics: Option<SavedMetrics>,
+    pub path: PathBuf,
+    pub precision: crate::export::Precision,
+    /// The loaded dataset, to check the file on its validation split.
+    pub data: Option<Arc<Dataset>>,
+}
+
 /// Results of background work.
 #[derive(Debug)]
 pub enum JobResult {
@@ -72,7 +83,8 @@ pub enum JobResult {
         result: Result<(egui::ColorImage, Vec<ClassProb>), JobError>,
     },
     ModelSaved(Result<PathBuf, JobError>),
-    Exported(Result<PathBuf, JobError>),
+    /// An ONNX file written, and its check in words.
+    Exported(Result<(PathBuf, String), JobError>),
     ModelOpened(Result<Box<TrainedModel>, JobError>),
     Recommended(Result<Recommendation, JobError>),
     Probed(Result<CutChoice, JobError>),
@@ -367,12 +379,30 @@ impl Jobs {
         });
     }
 
-    /// Exports a trained model to ONNX.
-    pub fn export_onnx(&self, model: TrainedModel, metrics: Option<SavedMetrics>, path: PathBuf) {
+    /// Exports a trained model to ONNX, then runs the file on the loaded dataset's validation
+    /// split (when its classes are the model's; else the demo photos) to check it.
+    pub fn export_onnx(&self, export: OnnxExport) {
+        use crate::export::check::{check_onnx, demo_images, validation_images};
         self.spawn("onnx-export", move |tx| {
-            let result = crate::export::trained_parts(&model, metrics)
-                .and_then(|(predictor, info)| crate::export::write_onnx(&predictor, &info, &path))
-                .map(|()| path)
+            let result = crate::export::trained_parts(&export.model, export.metrics)
+                .and_then(|(predictor, mut info)| {
+                    info.precision = export.precision;
+                    let bytes = if export.precision == crate::export::Precision::Int8 {
+                        let crops = calibration_crops(export.data.as_deref(), &predictor)?;
+                        let model = crate::export::quantized_model(&predictor, &info, &crops)?;
+                        crate::export::write_model(&model, &export.path)?
+                    } else {
+                        crate::export::write_onnx(&predictor, &info, &export.path)?
+                    };
+                    let (images, on) = match &export.data {
+                        Some(d) if d.classes == export.model.classes => {
+                            (validation_images(d, &predictor), "the validation split")
+                        }
+                        _ => (demo_images(&predictor), "the demo photos"),
+                    };
+                    let check = check_onnx(&bytes, &predictor, &images)?;
+                    Ok((export.path, check.summary(on)))
+                })
                 .map_err(JobError::from);
             Self::send(tx, JobResult::Exported(result));
         });
@@ -488,6 +518,29 @@ impl Jobs {
             Self::send(tx, JobResult::Probed(result));
         });
     }
+}
+
+/// Up to 256 evaluation crops of the loaded training images, to calibrate an int8 export on.
+fn calibration_crops(
+    data: Option<&Dataset>,
+    predictor: &Predictor,
+) -> Result<Vec<RgbImage>, crate::export::ExportError> {
+    let pre = predictor.preprocessing();
+    let train = data.map_or(&[][..], |d| &d.train[..]);
+    let step = train.len().div_ceil(256).max(1);
+    let crops: Vec<RgbImage> = train
+        .iter()
+        .step_by(step)
+        .filter_map(|s| s.image(pre.resize_px).ok())
+        .map(|image| pre.eval_crop(&image))
+        .collect();
+    if crops.is_empty() {
+        return Err(crate::export::ExportError::Check(
+            "an int8 export is calibrated on the training images: load the training folder first"
+                .into(),
+        ));
+    }
+    Ok(crops)
 }
 
 /// Answers of the inspection jobs, waiting for the UI thread's context to become textures.

@@ -372,6 +372,7 @@ fn onnx_export_round_trips() {
                 backbone: network.spec.backbone,
                 cut_after: network.spec.cut_after,
                 metrics: None,
+                precision: transfer_studio::export::Precision::F32,
             };
             let model = onnx_model(&predictor, &info).expect("export");
             let bytes = model.write_to_bytes().expect("encode");

@@ -40,6 +40,24 @@ pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
         {
             out.push(Command::Pick(PathRequest::OnnxFile));
         }
+        let chosen = state.settings.export_precision;
+        egui::ComboBox::from_id_salt("export-precision")
+            .selected_text(chosen.name())
+            .show_ui(ui, |ui| {
+                for p in [
+                    crate::export::Precision::F32,
+                    crate::export::Precision::F16,
+                    crate::export::Precision::Int8,
+                ] {
+                    if ui.selectable_label(chosen == p, p.name()).clicked() {
+                        out.push(Command::SetExportPrecision(p));
+                    }
+                }
+            })
+            .response
+            .on_hover_text(
+                "f16: half the file size; the file is checked against the app after writing",
+            );
     });
     grad_cam_toggle_ui(ui, state, true, out);
     super::camera::live_ui(ui, state, out);

@@ -60,6 +60,8 @@ pub struct Settings {
     pub camera: Option<String>,
     /// Frames per second saved while recording.
     pub record_fps: u32,
+    /// The number format of ONNX exports.
+    pub export_precision: crate::export::Precision,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             device: crate::runtime::DeviceChoice::Auto,
             camera: None,
             record_fps: crate::capture::session::DEFAULT_RECORD_FPS,
+            export_precision: crate::export::Precision::F32,
         }
     }
 }

@@ -1,37 +1,27 @@
 //! ONNX export: the whole classifier (normalisation inside, BatchNorm folded, `probabilities`
-//! and `logits` out, dynamic batch, opset 17) with its labels and preprocessing in
-//! `metadata_props`, written atomically.
+//! and `logits` out, dynamic batch, opset 17) with its labels, preprocessing and precision in
+//! `metadata_props`, written atomically; in f32 or f16 (`f16.rs`), and checked against the
+//! app's own model after writing (`check.rs`).
 
-use std::path::{Path, PathBuf};
+pub mod check;
+pub mod f16;
+pub mod int8;
+mod types;
+
+pub use types::{ExportError, Precision};
+
+use std::path::Path;
 
 use onnx_protobuf::{Message, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
-use crate::model::{Backbone, ModelError, Unit};
+use crate::model::{Backbone, Unit};
 use crate::predict::Predictor;
-use crate::train::{SavedMetrics, StoreError, TrainedModel};
+use crate::train::{SavedMetrics, TrainedModel};
 
 /// The operator set the graph uses.
 pub const OPSET: i64 = 17;
 /// The IR version that goes with opset 17.
 const IR_VERSION: i64 = 8;
-
-/// Why a model could not be exported.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot encode the ONNX model: {0}")]
-    Encode(String),
-    #[error("{} exists and is not an ONNX model: not overwritten", .0.display())]
-    NotOnnx(PathBuf),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// What the metadata says besides the labels and preprocessing.
 #[derive(Debug, Clone)]
@@ -40,6 +30,7 @@ pub struct ExportInfo {
     pub cut_after: Unit,
     /// Validation results of a trained model (`None`: the pretrained classifier).
     pub metrics: Option<SavedMetrics>,
+    pub precision: Precision,
 }
 
 fn entry(key: &str, value: String) -> StringStringEntryProto {
@@ -76,7 +67,18 @@ pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto
         entry("cut_after", info.cut_after.to_string()),
         entry("app_version", env!("CARGO_PKG_VERSION").into()),
         entry("metrics", json(metrics)),
+        entry("precision", info.precision.name().into()),
     ];
+    let mut graph = predictor.onnx_graph()?;
+    match info.precision {
+        Precision::F32 => {}
+        Precision::F16 => f16::convert_graph(&mut graph)?,
+        Precision::Int8 => {
+            return Err(ExportError::Check(
+                "an int8 model needs calibration images (quantized_model)".into(),
+            ));
+        }
+    }
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
@@ -86,7 +88,7 @@ pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto
         }],
         producer_name: "transfer-studio".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(predictor.onnx_graph()?).into(),
+        graph: Some(graph).into(),
         metadata_props: metadata,
         ..Default::default()
     })
@@ -106,6 +108,7 @@ pub fn trained_parts(
         backbone: model.network.spec.backbone,
         cut_after: model.network.spec.cut_after,
         metrics,
+        precision: Precision::F32,
     };
     Ok((predictor, info))
 }
@@ -118,21 +121,58 @@ fn is_onnx(path: &Path) -> bool {
         .is_some_and(|m| m.graph.is_some())
 }
 
-/// Writes `predictor` to `path` atomically; an existing file that is not an ONNX model is
-/// refused.
+/// The int8 model of `predictor`: the f32 graph calibrated on `crops` (evaluation crops of
+/// the user's images) and quantized; the metadata says how.
+pub fn quantized_model(
+    predictor: &Predictor,
+    info: &ExportInfo,
+    crops: &[image::RgbImage],
+) -> Result<ModelProto, ExportError> {
+    let f32_info = ExportInfo {
+        precision: Precision::F32,
+        ..info.clone()
+    };
+    let mut model = onnx_model(predictor, &f32_info)?;
+    let calibration = int8::calibrate(&model, crops)?;
+    if let Some(graph) = model.graph.as_mut() {
+        int8::quantize_graph(graph, &calibration)?;
+    }
+    for e in &mut model.metadata_props {
+        if e.key == "precision" {
+            e.value = Precision::Int8.name().into();
+        }
+    }
+    model.metadata_props.push(entry(
+        "calibration",
+        format!(
+            "activation ranges: 0.01th to 99.99th percentile over {} images; weights per channel, symmetric",
+            calibration.images
+        ),
+    ));
+    Ok(model)
+}
+
+/// Writes `predictor` to `path` atomically and returns the bytes written; an existing file
+/// that is not an ONNX model is refused. int8 takes [`write_model`] of [`quantized_model`].
 pub fn write_onnx(
     predictor: &Predictor,
     info: &ExportInfo,
     path: &Path,
-) -> Result<(), ExportError> {
+) -> Result<Vec<u8>, ExportError> {
+    write_model(&onnx_model(predictor, info)?, path)
+}
+
+/// Writes an ONNX model to `path` atomically and returns the bytes written.
+pub fn write_model(model: &ModelProto, path: &Path) -> Result<Vec<u8>, ExportError> {
     if path.exists() && !is_onnx(path) {
         return Err(ExportError::NotOnnx(path.to_owned()));
     }
-    let bytes = onnx_model(predictor, info)?
+    let bytes = model
         .write_to_bytes()
         .map_err(|e| ExportError::Encode(e.to_string()))?;
     crate::fsutil::write_atomic(path, &bytes).map_err(|source| ExportError::Write {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    Ok(bytes)
 }
