@@ -223,7 +223,7 @@ fn parent_and_name(path: &Path) -> std::io::Result<(PathBuf, String)> {
 }
 
 /// `.NAME.KIND-PID-`: the start of this process's temporary names for `name`.
-fn staging_prefix(name: &str, kind: &str) -> String {
+pub(crate) fn staging_prefix(name: &str, kind: &str) -> String {
     format!(".{name}.{kind}-{}-", std::process::id())
 }
 
@@ -303,7 +303,7 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Temporary files are created private (0600); a saved file should be readable like any other.
-fn make_readable(file: &std::fs::File) -> std::io::Result<()> {
+pub(crate) fn make_readable(file: &std::fs::File) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -123,17 +123,12 @@ pub fn save_frame(job: &WriteJob, name: &str) -> Result<PathBuf, String> {
 /// `bytes` as a new file `name` (or `name (2)`, …) in `dir`: written to a hidden temporary
 /// file, flushed, then renamed without replacing anything.
 pub fn write_new_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    // Named as the other atomic writes name theirs, so a killed run's leftover is recognised.
     let mut staged = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-{}-", std::process::id()))
+        .prefix(&crate::fsutil::staging_prefix(name, "partial"))
         .tempfile_in(dir)?;
     staged.write_all(bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        staged
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
+    crate::fsutil::make_readable(staged.as_file())?;
     staged.as_file().sync_all()?;
     let staged = staged.into_temp_path();
     let path = crate::data::edit::place_under_free_name(&staged, dir, name)?;

@@ -19,7 +19,7 @@ pub fn convert_graph(graph: &mut GraphProto) -> Result<(), ExportError> {
         convert_node(node)?;
     }
     for info in &mut graph.value_info {
-        set_elem_type(info, FLOAT16);
+        retype(info, FLOAT, FLOAT16);
     }
     let mut casts_in = Vec::new();
     for input in &graph.input {
@@ -71,12 +71,25 @@ fn rename_uses(nodes: &mut [NodeProto], from: &str, to: &str) {
     }
 }
 
-fn set_elem_type(info: &mut onnx_protobuf::ValueInfoProto, elem_type: i32) {
+/// A value declared as tensor of `from` is declared as tensor of `to`.
+fn retype(info: &mut onnx_protobuf::ValueInfoProto, from: i32, to: i32) {
     if let Some(t) = info.type_.as_mut()
         && let Some(onnx_protobuf::type_proto::Value::TensorType(tensor)) = t.value.as_mut()
-        && tensor.elem_type == FLOAT
+        && tensor.elem_type == from
     {
-        tensor.elem_type = elem_type;
+        tensor.elem_type = to;
+    }
+}
+
+/// A `Cast` to `from` casts to `to` instead.
+fn retarget_cast(node: &mut NodeProto, from: i32, to: i32) {
+    if node.op_type != "Cast" {
+        return;
+    }
+    for attr in &mut node.attribute {
+        if attr.name == "to" && attr.i == i64::from(from) {
+            attr.i = i64::from(to);
+        }
     }
 }
 
@@ -86,10 +99,8 @@ fn convert_node(node: &mut NodeProto) -> Result<(), ExportError> {
         if let Some(t) = attr.t.as_mut() {
             convert_tensor(t)?;
         }
-        if node.op_type == "Cast" && attr.name == "to" && attr.i == i64::from(FLOAT) {
-            attr.i = i64::from(FLOAT16);
-        }
     }
+    retarget_cast(node, FLOAT, FLOAT16);
     Ok(())
 }
 
@@ -98,22 +109,7 @@ fn convert_tensor(tensor: &mut TensorProto) -> Result<(), ExportError> {
     if tensor.data_type != FLOAT {
         return Ok(());
     }
-    let values: Vec<f32> = if !tensor.raw_data.is_empty() {
-        if !tensor.raw_data.len().is_multiple_of(4) {
-            return Err(ExportError::Encode(format!(
-                "tensor {} has {} raw bytes, not whole floats",
-                tensor.name,
-                tensor.raw_data.len()
-            )));
-        }
-        tensor
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        std::mem::take(&mut tensor.float_data)
-    };
+    let values = floats_of(tensor)?;
     tensor.raw_data = values
         .iter()
         .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
@@ -121,6 +117,25 @@ fn convert_tensor(tensor: &mut TensorProto) -> Result<(), ExportError> {
     tensor.float_data.clear();
     tensor.data_type = FLOAT16;
     Ok(())
+}
+
+/// An f32 tensor's values, from its raw little-endian bytes or its `float_data`.
+pub(super) fn floats_of(tensor: &TensorProto) -> Result<Vec<f32>, ExportError> {
+    if tensor.raw_data.is_empty() {
+        return Ok(tensor.float_data.clone());
+    }
+    if !tensor.raw_data.len().is_multiple_of(4) {
+        return Err(ExportError::Encode(format!(
+            "tensor {} has {} raw bytes, not whole floats",
+            tensor.name,
+            tensor.raw_data.len()
+        )));
+    }
+    Ok(tensor
+        .raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// `Gemm(x, W, b, transB=1)` as `MatMul(x, Wᵀ) + b`: the same product, in the operators every
@@ -175,15 +190,7 @@ fn transpose_2d(tensor: &mut TensorProto) -> Result<(), ExportError> {
         )));
     };
     let (rows, columns) = (rows as usize, columns as usize);
-    let values: Vec<f32> = if tensor.raw_data.is_empty() {
-        std::mem::take(&mut tensor.float_data)
-    } else {
-        tensor
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
+    let values = floats_of(tensor)?;
     if values.len() != rows * columns {
         return Err(ExportError::Encode(format!(
             "{} has the wrong size",
@@ -222,19 +229,10 @@ pub fn widened(graph: &GraphProto) -> GraphProto {
         }
     }
     for node in &mut graph.node {
-        for attr in &mut node.attribute {
-            if node.op_type == "Cast" && attr.name == "to" && attr.i == i64::from(FLOAT16) {
-                attr.i = i64::from(FLOAT);
-            }
-        }
+        retarget_cast(node, FLOAT16, FLOAT);
     }
     for info in &mut graph.value_info {
-        if let Some(t) = info.type_.as_mut()
-            && let Some(onnx_protobuf::type_proto::Value::TensorType(tensor)) = t.value.as_mut()
-            && tensor.elem_type == FLOAT16
-        {
-            tensor.elem_type = FLOAT;
-        }
+        retype(info, FLOAT16, FLOAT);
     }
     graph
 }

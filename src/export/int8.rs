@@ -325,21 +325,16 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// A weight's or bias's values (an empty one cannot be quantized).
 fn floats_of(t: &TensorProto) -> Result<Vec<f32>, ExportError> {
-    if !t.raw_data.is_empty() {
-        return Ok(t
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect());
-    }
-    if t.float_data.is_empty() {
+    let values = super::f16::floats_of(t)?;
+    if values.is_empty() {
         return Err(ExportError::Encode(format!(
             "tensor {} holds no floats",
             t.name
         )));
     }
-    Ok(t.float_data.clone())
+    Ok(values)
 }
 
 fn qdq_node(op: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
@@ -362,14 +357,23 @@ fn qdq_node(op: &str, inputs: &[&str], output: &str, axis: Option<i64>) -> NodeP
 }
 
 /// Calibration images: the evaluation crops of up to `max` images found in `dir` and its
-/// class folders, spread evenly over them in name order (files that do not decode are skipped).
+/// class folders (as loading a dataset finds them), spread evenly over them in name order
+/// (files that do not decode are skipped).
 pub fn calibration_crops(
     dir: &std::path::Path,
     preprocessing: &crate::data::preprocess::Preprocessing,
     max: usize,
 ) -> Result<Vec<RgbImage>, ExportError> {
-    let mut files = Vec::new();
-    collect_images(dir, 2, &mut files);
+    let scan = crate::data::dataset::scan_folder(dir)
+        .map_err(|e| ExportError::Check(format!("calibration: {e}")))?;
+    // Images in class folders, and those beside them (listed as outside any class).
+    let loose = scan.skipped.into_iter().map(|s| s.path);
+    let mut files: Vec<_> = scan
+        .classes
+        .into_iter()
+        .flat_map(|(_, files)| files)
+        .chain(loose.filter(|p| crate::data::decode::has_image_extension(p)))
+        .collect();
     files.sort();
     if files.is_empty() {
         return Err(ExportError::Check(format!(
@@ -384,21 +388,4 @@ pub fn calibration_crops(
         .filter_map(|f| crate::data::decode::decode_rgb(f).ok())
         .map(|image| preprocessing.eval_crop(&image))
         .collect())
-}
-
-fn collect_images(dir: &std::path::Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() && depth > 0 {
-            collect_images(&path, depth - 1, out);
-        } else if crate::data::decode::has_image_extension(&path) {
-            out.push(path);
-        }
-    }
 }

@@ -3,7 +3,7 @@
 //! on the same frames. Nothing here waits: frames, saves and answers are drained each frame.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use super::app::StudioApp;
@@ -13,7 +13,7 @@ use super::state::shell::Topic;
 use crate::capture::live::LivePredictor;
 use crate::capture::writer::Written;
 use crate::capture::{CaptureEvent, CaptureSession, list_cameras, open_source};
-use crate::data::decode::has_image_extension;
+use crate::data::dataset::scan_folder;
 
 impl StudioApp {
     pub(super) fn apply_camera_command(&mut self, command: CameraCommand) {
@@ -275,27 +275,12 @@ fn set_texture(
     }
 }
 
-/// Image files in each class folder of `root` (hidden folders and files left out).
+/// Image files in each class folder of `root`, counted as loading the dataset counts them.
 pub fn count_images(root: &Path) -> Result<BTreeMap<String, usize>, String> {
-    let entries =
-        std::fs::read_dir(root).map_err(|e| format!("cannot list {}: {e}", root.display()))?;
-    let mut counts = BTreeMap::new();
-    for entry in entries.filter_map(Result::ok) {
-        let dir: PathBuf = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !dir.is_dir() || name.starts_with('.') {
-            continue;
-        }
-        let n = std::fs::read_dir(&dir).map_or(0, |files| {
-            files
-                .filter_map(Result::ok)
-                .filter(|f| {
-                    !f.file_name().to_string_lossy().starts_with('.')
-                        && has_image_extension(&f.path())
-                })
-                .count()
-        });
-        counts.insert(name, n);
-    }
-    Ok(counts)
+    let scan = scan_folder(root).map_err(|e| e.to_string())?;
+    Ok(scan
+        .classes
+        .into_iter()
+        .map(|(class, files)| (class, files.len()))
+        .collect())
 }

@@ -219,16 +219,7 @@ pub(super) fn live_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command
             ui.add(egui::Image::new(tex).fit_to_exact_size(Vec2::splat(224.0)));
         }
         ui.vertical(|ui| {
-            for class in &live.top {
-                ui.horizontal(|ui| {
-                    ui.add(
-                        egui::ProgressBar::new(class.prob)
-                            .desired_width(160.0)
-                            .text(format!("{:.1} %", class.prob * 100.0)),
-                    );
-                    ui.label(&class.label);
-                });
-            }
+            super::widgets::top_classes_ui(ui, &live.top);
             if let Some(e) = &live.error {
                 ui.colored_label(Color32::from_rgb(200, 40, 40), e);
             }

@@ -89,18 +89,7 @@ pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
                     Some(Err(e)) => {
                         ui.colored_label(Color32::from_rgb(200, 40, 40), e);
                     }
-                    Some(Ok(top)) => {
-                        for class in top {
-                            ui.horizontal(|ui| {
-                                ui.add(
-                                    egui::ProgressBar::new(class.prob)
-                                        .desired_width(160.0)
-                                        .text(format!("{:.1} %", class.prob * 100.0)),
-                                );
-                                ui.label(&class.label);
-                            });
-                        }
-                    }
+                    Some(Ok(top)) => super::widgets::top_classes_ui(ui, top),
                 }
             });
         });

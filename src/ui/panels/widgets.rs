@@ -159,3 +159,17 @@ pub fn selection_hint_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Comm
         }
     });
 }
+
+/// The most probable classes, one bar each, most probable first.
+pub fn top_classes_ui(ui: &mut egui::Ui, top: &[crate::predict::ClassProb]) {
+    for class in top {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::ProgressBar::new(class.prob)
+                    .desired_width(160.0)
+                    .text(format!("{:.1} %", class.prob * 100.0)),
+            );
+            ui.label(&class.label);
+        });
+    }
+}
