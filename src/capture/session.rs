@@ -165,8 +165,8 @@ impl Reader {
         };
         self.send(CaptureEvent::Started(source.describe()));
         let (done_tx, done_rx) = bounded::<Written>(64);
-        let forward = (self.tx.clone(), self.wake.clone());
-        let writer = match FrameWriter::start(done_tx, move || (forward.1)()) {
+        let wake = self.wake.clone();
+        let writer = match FrameWriter::start(done_tx, move || wake()) {
             Ok(w) => w,
             Err(e) => return self.send(CaptureEvent::Ended(Some(e.to_string()))),
         };
@@ -186,7 +186,7 @@ impl Reader {
         done: &Receiver<Written>,
     ) -> Option<String> {
         let mut number = 0u64;
-        let mut last_saved: Option<Instant> = None;
+        let mut next_save: Option<Instant> = None;
         let mut dropped = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             for written in done.try_iter() {
@@ -209,7 +209,7 @@ impl Reader {
             self.live.put(frame.clone());
             self.preview.put(frame.clone());
             (self.wake)();
-            if let Some(dir) = self.due_recording(&mut last_saved) {
+            if let Some(dir) = self.due_recording(&mut next_save) {
                 let job = WriteJob {
                     dir,
                     raw: Arc::new(raw),
@@ -225,7 +225,9 @@ impl Reader {
     }
 
     /// The folder to save this frame into, when recording and a frame is due at the rate.
-    fn due_recording(&self, last_saved: &mut Option<Instant>) -> Option<PathBuf> {
+    /// Saves follow a schedule (one period after the last due time, never more than one period
+    /// behind), so a frame that was handled late does not cost the next one its place.
+    fn due_recording(&self, next_save: &mut Option<Instant>) -> Option<PathBuf> {
         let dir = self
             .recording
             .dir
@@ -233,17 +235,19 @@ impl Reader {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let Some(dir) = dir else {
-            *last_saved = None;
+            *next_save = None;
             return None;
         };
         let fps = self.recording.fps.load(Ordering::Relaxed).max(1);
         // A little slack, so a 10 frames/s camera is not halved by jitter at 10 frames/s.
         let period = Duration::from_secs_f64(0.9 / fps as f64);
         let now = Instant::now();
-        if last_saved.is_some_and(|t| now.duration_since(t) < period) {
+        let due = next_save.unwrap_or(now);
+        if now < due {
             return None;
         }
-        *last_saved = Some(now);
+        let floor = now.checked_sub(period).unwrap_or(now);
+        *next_save = Some(due.max(floor) + period);
         Some(dir)
     }
 }
@@ -257,56 +261,44 @@ pub fn record_frames(
     frames: usize,
     fps: u32,
 ) -> Result<(Vec<PathBuf>, Vec<String>), CaptureError> {
-    let session = CaptureSession::start(move || Ok(source), || {})?;
+    let mut session = CaptureSession::start(move || Ok(source), || {})?;
     session.set_record_fps(fps);
     session.record_into(Some(dir));
     let mut saved = Vec::new();
     let mut errors = Vec::new();
-    let mut stopping = false;
-    let mut session = Some(session);
-    while let Some(s) = session.as_ref() {
-        match s.events.recv_timeout(Duration::from_secs(30)) {
-            Ok(CaptureEvent::Written(Written::Saved(path))) => {
-                saved.push(path);
-                if saved.len() >= frames && !stopping {
-                    stopping = true;
-                    s.record_into(None);
-                }
-            }
-            Ok(CaptureEvent::Written(Written::Failed { message, .. })) => errors.push(message),
-            Ok(CaptureEvent::BadFrame(e)) => errors.push(e),
-            Ok(CaptureEvent::Ended(reason)) => {
-                errors.extend(reason);
-                break;
-            }
-            Ok(CaptureEvent::Started(_) | CaptureEvent::Dropped(_)) => {}
-            Err(_) => {
-                errors.push("the source sent nothing for 30 s".into());
-                break;
-            }
+    loop {
+        let Ok(event) = session.events.recv_timeout(Duration::from_secs(30)) else {
+            // A stalled source may never return: the session is let go, not waited for.
+            errors.push("the source sent nothing for 30 s".into());
+            return Ok((saved, errors));
+        };
+        if collect(event, &mut saved, &mut errors) || saved.len() >= frames {
+            break;
         }
-        if stopping && let Some(s) = session.take() {
-            s.stop_and_wait(&mut saved, &mut errors);
-        }
+    }
+    // Stop, let the writer finish what is queued, and collect what it still reports.
+    session.stop.store(true, Ordering::Relaxed);
+    session.record_into(None);
+    if let Some(t) = session.thread.take() {
+        let _ = t.join();
+    }
+    for event in session.events.try_iter() {
+        collect(event, &mut saved, &mut errors);
     }
     Ok((saved, errors))
 }
 
-impl CaptureSession {
-    /// Stops, waits for the writer, and collects what it still reports.
-    fn stop_and_wait(mut self, saved: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.record_into(None);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// Adds what a recording's event says to `saved` and `errors`; true when the session ended.
+fn collect(event: CaptureEvent, saved: &mut Vec<PathBuf>, errors: &mut Vec<String>) -> bool {
+    match event {
+        CaptureEvent::Written(Written::Saved(path)) => saved.push(path),
+        CaptureEvent::Written(Written::Failed { message, .. }) => errors.push(message),
+        CaptureEvent::BadFrame(e) => errors.push(e),
+        CaptureEvent::Ended(reason) => {
+            errors.extend(reason);
+            return true;
         }
-        for event in self.events.try_iter() {
-            match event {
-                CaptureEvent::Written(Written::Saved(path)) => saved.push(path),
-                CaptureEvent::Written(Written::Failed { message, .. }) => errors.push(message),
-                CaptureEvent::Ended(Some(e)) => errors.push(e),
-                _ => {}
-            }
-        }
+        CaptureEvent::Started(_) | CaptureEvent::Dropped(_) => {}
     }
+    false
 }
