@@ -261,9 +261,16 @@ pub fn record_frames(
     frames: usize,
     fps: u32,
 ) -> Result<(Vec<PathBuf>, Vec<String>), CaptureError> {
-    let mut session = CaptureSession::start(move || Ok(source), || {})?;
+    // The source is handed over only once recording is set, so its first frame is saved too.
+    let (go, ready) = bounded::<()>(1);
+    let opened = move || {
+        let _ = ready.recv();
+        Ok(source)
+    };
+    let mut session = CaptureSession::start(opened, || {})?;
     session.set_record_fps(fps);
     session.record_into(Some(dir));
+    let _ = go.send(());
     let mut saved = Vec::new();
     let mut errors = Vec::new();
     loop {
