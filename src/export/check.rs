@@ -1,4 +1,5 @@
-//! After an export: the written file is run (tract, a pure-Rust ONNX runtime) on images the
+//! After an export: the written file is run (ONNX: tract, a pure-Rust runtime; TFLite: the
+//! app's reader of its own operators) on images the
 //! app also classifies, and the two are compared: top-1 agreement, the largest difference in
 //! probability, and accuracy before and after where the labels are known.
 
@@ -68,20 +69,71 @@ pub fn check_onnx(
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| fail(&e))?;
+    compare(predictor, images, |crops| {
+        let outputs = model
+            .run(tvec!(nchw(crops).into_tensor().into()))
+            .map_err(|e| fail(&e))?;
+        let probs = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| fail(&e))?;
+        Ok(probs
+            .outer_iter()
+            .map(|row| row.iter().copied().collect())
+            .collect())
+    })
+}
+
+/// Runs the TFLite model in `bytes` (with [`super::tflite::run`], from the file's own
+/// operators and quantization) and `predictor` on `images` and compares them.
+pub fn check_tflite(
+    bytes: &[u8],
+    predictor: &Predictor,
+    images: &[CheckImage],
+) -> Result<Agreement, ExportError> {
+    let runner = super::tflite::run::TfliteRunner::load(bytes)?;
+    compare(predictor, images, |crops| {
+        let fail = |e: candle_core::Error| ExportError::Check(e.to_string());
+        let outputs = runner.run(&nhwc(crops).map_err(fail)?)?;
+        let probs = outputs
+            .first()
+            .ok_or_else(|| ExportError::Check("the TFLite file has no output".into()))?;
+        probs.to_vec2::<f32>().map_err(fail)
+    })
+}
+
+/// Runs the file in `bytes`, of `format`, and `predictor` on `images` and compares them.
+pub fn check_file(
+    format: super::Format,
+    bytes: &[u8],
+    predictor: &Predictor,
+    images: &[CheckImage],
+) -> Result<Agreement, ExportError> {
+    match format {
+        super::Format::Onnx => check_onnx(bytes, predictor, images),
+        super::Format::Tflite => check_tflite(bytes, predictor, images),
+    }
+}
+
+/// Runs both on `images`, a batch at a time, and counts how they agree.
+fn compare(
+    predictor: &Predictor,
+    images: &[CheckImage],
+    mut exported: impl FnMut(&[RgbImage]) -> Result<Vec<Vec<f32>>, ExportError>,
+) -> Result<Agreement, ExportError> {
     let mut counts = Counts::default();
     for chunk in images.chunks(BATCH) {
         let crops: Vec<RgbImage> = chunk.iter().map(|c| c.crop.clone()).collect();
         let ours = predictor.probabilities(&crops)?;
-        let outputs = model
-            .run(tvec!(nchw(&crops).into_tensor().into()))
-            .map_err(|e| fail(&e))?;
-        let theirs = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| fail(&e))?
-            .to_owned();
-        for (i, (image, ours)) in chunk.iter().zip(&ours).enumerate() {
-            let row: Vec<f32> = (0..ours.len()).map(|k| theirs[[i, k]]).collect();
-            counts.add(ours, &row, image.label);
+        let theirs = exported(&crops)?;
+        if theirs.len() != ours.len() {
+            return Err(ExportError::Check(format!(
+                "the file gave {} answers for {} images",
+                theirs.len(),
+                ours.len()
+            )));
+        }
+        for ((image, ours), theirs) in chunk.iter().zip(&ours).zip(&theirs) {
+            counts.add(ours, theirs, image.label);
         }
     }
     Ok(counts.agreement(images.len()))
@@ -150,6 +202,20 @@ fn arg_max(values: &[f32]) -> usize {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| i)
+}
+
+/// Crops as a TFLite file takes them: NHWC, values in [0, 1].
+pub(super) fn nhwc(crops: &[RgbImage]) -> candle_core::Result<candle_core::Tensor> {
+    let side = crops.first().map_or(0, |c| c.width() as usize);
+    let values: Vec<f32> = crops
+        .iter()
+        .flat_map(|c| c.as_raw().iter().map(|&v| f32::from(v) / 255.0))
+        .collect();
+    candle_core::Tensor::from_vec(
+        values,
+        (crops.len(), side, side, 3),
+        &candle_core::Device::Cpu,
+    )
 }
 
 /// Crops as the file takes them: NCHW, values in [0, 1] (normalisation is inside the file).

@@ -43,12 +43,24 @@ fn calibrated_tensors(graph: &GraphProto) -> Vec<String> {
 
 /// Runs the f32 model on `crops` and measures each quantized tensor's range.
 pub fn calibrate(model: &ModelProto, crops: &[RgbImage]) -> Result<Calibration, ExportError> {
+    let names = model
+        .graph
+        .as_ref()
+        .map(calibrated_tensors)
+        .unwrap_or_default();
+    calibrate_tensors(model, crops, names)
+}
+
+/// Runs the f32 model on `crops` and measures the range of each tensor in `names`.
+pub fn calibrate_tensors(
+    model: &ModelProto,
+    crops: &[RgbImage],
+    names: Vec<String>,
+) -> Result<Calibration, ExportError> {
     let fail = |e: &dyn std::fmt::Display| ExportError::Check(format!("calibration: {e:#}"));
     if crops.is_empty() {
         return Err(ExportError::Check("calibration: no images".into()));
     }
-    let graph = model.graph.as_ref().ok_or_else(|| fail(&"no graph"))?;
-    let names = calibrated_tensors(graph);
     let mut probe = model.clone();
     if let Some(g) = probe.graph.as_mut() {
         g.output = names.iter().map(|n| float_value(n)).collect();

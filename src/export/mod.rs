@@ -6,9 +6,10 @@
 pub mod check;
 pub mod f16;
 pub mod int8;
+pub mod tflite;
 mod types;
 
-pub use types::{ExportError, Precision};
+pub use types::{ExportError, Format, Precision};
 
 use std::path::Path;
 
@@ -150,6 +151,28 @@ pub fn quantized_model(
         ),
     ));
     Ok(model)
+}
+
+/// Writes `predictor` to `path` as `format` at `info.precision` (an int8 model is calibrated
+/// on `crops`, required for it) and returns the bytes written.
+pub fn export_file(
+    predictor: &Predictor,
+    info: &ExportInfo,
+    format: Format,
+    path: &Path,
+    crops: Option<&[image::RgbImage]>,
+) -> Result<Vec<u8>, ExportError> {
+    match (format, info.precision, crops) {
+        (Format::Tflite, _, crops) => {
+            let bytes = tflite::tflite_bytes(predictor, info, crops)?;
+            tflite::write_tflite(&bytes, path)?;
+            Ok(bytes)
+        }
+        (Format::Onnx, Precision::Int8, Some(crops)) => {
+            write_model(&quantized_model(predictor, info, crops)?, path)
+        }
+        (Format::Onnx, _, _) => write_onnx(predictor, info, path),
+    }
 }
 
 /// Writes `predictor` to `path` atomically and returns the bytes written; an existing file

@@ -12,10 +12,12 @@ pub enum ExportError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot encode the ONNX model: {0}")]
+    #[error("cannot encode the model: {0}")]
     Encode(String),
     #[error("{} exists and is not an ONNX model: not overwritten", .0.display())]
     NotOnnx(PathBuf),
+    #[error("{} exists and is not a TFLite model: not overwritten", .0.display())]
+    NotTflite(PathBuf),
     #[error("the exported file could not be run to check it: {0}")]
     Check(String),
     #[error("cannot write {path}: {source}")]
@@ -43,8 +45,54 @@ pub enum Precision {
     F32,
     /// Half precision: half the file size; input and outputs stay f32.
     F16,
-    /// int8 weights and uint8 activations (QDQ), calibrated on the user's images.
+    /// int8 weights and 8-bit activations (ONNX: QDQ, uint8; TFLite: full-integer int8),
+    /// calibrated on the user's images.
     Int8,
+}
+
+/// The exported file's format.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Onnx,
+    /// TensorFlow Lite (NHWC input), for phones and microcontrollers.
+    Tflite,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Onnx => "onnx",
+            Self::Tflite => "tflite",
+        }
+    }
+
+    /// The format's name as people write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Onnx => "ONNX",
+            Self::Tflite => "TFLite",
+        }
+    }
+
+    /// `.tflite` files are TFLite; anything else ONNX.
+    pub fn of_path(path: &std::path::Path) -> Self {
+        let tflite = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tflite"));
+        if tflite { Self::Tflite } else { Self::Onnx }
+    }
 }
 
 impl Precision {

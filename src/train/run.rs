@@ -331,6 +331,7 @@ fn finish(
         preprocessing: pre,
         plan,
         pretrained,
+        training_folder: Some(dataset.root.clone()),
     };
     Ok(TrainOutcome { report, model })
 }

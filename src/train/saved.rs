@@ -72,6 +72,8 @@ pub struct TrainedModel {
     pub plan: TrainPlan,
     /// The pretrained weights training started from (`None`: from scratch).
     pub pretrained: Option<PretrainedInfo>,
+    /// The folder it was trained on (`None` when unknown): an int8 export calibrates on it.
+    pub training_folder: Option<PathBuf>,
 }
 
 /// Which pretrained weights a model started from.
@@ -107,6 +109,9 @@ pub struct Manifest {
     /// The pretrained weights training started from (absent in older models and from scratch).
     #[serde(default)]
     pub pretrained: Option<PretrainedInfo>,
+    /// The training folder (absent in older models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_folder: Option<PathBuf>,
     pub cut_after: Unit,
     pub class_names: Vec<String>,
     pub preprocessing: Preprocessing,
@@ -161,6 +166,7 @@ impl TrainedModel {
             version: FORMAT_VERSION,
             backbone: self.network.spec.backbone,
             pretrained: self.pretrained.clone(),
+            training_folder: self.training_folder.clone(),
             cut_after: self.network.spec.cut_after,
             class_names: self.classes.clone(),
             preprocessing: self.preprocessing.clone(),
@@ -236,6 +242,7 @@ impl TrainedModel {
             preprocessing: manifest.preprocessing.clone(),
             plan: manifest.plan.clone(),
             pretrained: manifest.pretrained.clone(),
+            training_folder: manifest.training_folder.clone(),
         };
         Ok((model, manifest))
     }

@@ -302,10 +302,9 @@ impl StudioApp {
                 .error(Topic::Model, format!("saving failed: {e}")),
             JobResult::Exported(Ok((path, check))) => {
                 state.shell.succeeded(Topic::Model);
-                state
-                    .shell
-                    .notices
-                    .push(format!("exported to {} (ONNX); {check}", path.display()));
+                let format = crate::export::Format::of_path(&path).label();
+                let path = path.display();
+                (state.shell.notices).push(format!("exported to {path} ({format}); {check}"));
             }
             JobResult::Exported(Err(e)) => state
                 .shell

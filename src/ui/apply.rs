@@ -90,7 +90,7 @@ impl StudioApp {
             }
             Command::SaveModelTo(_)
             | Command::OpenModelFrom(_)
-            | Command::ExportOnnxTo(_)
+            | Command::ExportTo(_)
             | Command::SetExportPrecision(_)
             | Command::AddImages(_)
             | Command::ClearImages
@@ -138,7 +138,7 @@ impl StudioApp {
             }
             Command::OpenModelFrom(dir) => self.jobs.open_model(dir, self.device.clone()),
             Command::SetExportPrecision(p) => self.state.settings.export_precision = p,
-            Command::ExportOnnxTo(path) => match &self.state.model.trained {
+            Command::ExportTo(path) => match &self.state.model.trained {
                 Some(model) => {
                     let metrics = self
                         .state
@@ -146,14 +146,14 @@ impl StudioApp {
                         .report
                         .as_ref()
                         .map(TrainReport::saved_metrics);
-                    let export = super::jobs::OnnxExport {
+                    let export = super::jobs::ModelExport {
                         model: model.clone(),
                         metrics,
                         path,
                         precision: self.state.settings.export_precision,
                         data: self.state.data.dataset.clone(),
                     };
-                    self.jobs.export_onnx(export);
+                    self.jobs.export_model(export);
                 }
                 None => self
                     .state
@@ -434,7 +434,7 @@ impl StudioApp {
             }
             PathRequest::OpenModel => self.apply(Command::OpenModelFrom(first)),
             PathRequest::SaveModel => self.apply(Command::SaveModelTo(first)),
-            PathRequest::OnnxFile => self.apply(Command::ExportOnnxTo(first)),
+            PathRequest::ExportFile => self.apply(Command::ExportTo(first)),
             PathRequest::Images => {
                 paths.sort();
                 self.apply(Command::AddImages(paths));

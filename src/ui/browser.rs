@@ -11,7 +11,7 @@ pub enum PathRequest {
     OpenModel,
     SaveModel,
     Images,
-    OnnxFile,
+    ExportFile,
     /// A network's pretrained weights (.safetensors, .pth or .pt).
     Weights,
 }
@@ -27,7 +27,9 @@ impl PathRequest {
             Self::OpenModel => "Open a saved model (its folder)",
             Self::SaveModel => "Save the model (choose or name a folder)",
             Self::Images => "Add images",
-            Self::OnnxFile => "Export ONNX (choose a folder and a file name)",
+            Self::ExportFile => {
+                "Export the model: a name ending in .onnx (ONNX) or .tflite (TFLite)"
+            }
             Self::Weights => "Choose the network's weights (.safetensors, .pth or .pt)",
         }
     }
@@ -42,14 +44,14 @@ impl PathRequest {
 
     /// Whether the answer is a new name inside the folder shown.
     pub fn wants_new_name(self) -> bool {
-        matches!(self, Self::SaveModel | Self::OnnxFile)
+        matches!(self, Self::SaveModel | Self::ExportFile)
     }
 
     /// Files listed besides folders (`None`: folders only).
     pub fn extensions(self) -> Option<&'static [&'static str]> {
         match self {
             Self::Images => Some(crate::data::decode::IMAGE_EXTENSIONS),
-            Self::OnnxFile => Some(&["onnx"]),
+            Self::ExportFile => Some(&["onnx", "tflite"]),
             Self::Weights => Some(WEIGHTS_EXTENSIONS),
             _ => None,
         }
@@ -59,7 +61,7 @@ impl PathRequest {
     pub fn default_name(self) -> &'static str {
         match self {
             Self::SaveModel => "my-model",
-            Self::OnnxFile => "model.onnx",
+            Self::ExportFile => "model.onnx",
             _ => "",
         }
     }
@@ -204,7 +206,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(PathRequest::Images), ["zoo", "a.JPG", "b.png"]);
-        assert_eq!(names(PathRequest::OnnxFile), ["zoo", "model.onnx"]);
+        assert_eq!(names(PathRequest::ExportFile), ["zoo", "model.onnx"]);
         assert_eq!(names(PathRequest::TrainFolder), ["zoo"]);
         assert!(list_dir(&dir.path().join("absent"), PathRequest::Images).is_err());
     }
@@ -227,7 +229,7 @@ mod tests {
         assert_eq!(b.chosen(), None);
         b.selected.push(PathBuf::from("/data/a.png"));
         assert_eq!(b.chosen(), Some(vec![PathBuf::from("/data/a.png")]));
-        b.request = PathRequest::OnnxFile;
+        b.request = PathRequest::ExportFile;
         b.new_name = "out.onnx".into();
         assert_eq!(b.chosen(), Some(vec![PathBuf::from("/data/out.onnx")]));
         b.new_name = "../escape.onnx".into();

@@ -47,7 +47,7 @@ pub enum Command {
     /// Opens the saved model in this folder (in the background).
     OpenModelFrom(PathBuf),
     /// Exports the trained model to this ONNX file (in the background).
-    ExportOnnxTo(PathBuf),
+    ExportTo(PathBuf),
     /// The number format of later ONNX exports.
     SetExportPrecision(crate::export::Precision),
     /// Adds these images to Predict and classifies them.

@@ -45,9 +45,9 @@ pub enum JobError {
     },
 }
 
-/// What an ONNX export needs.
+/// What an export needs.
 #[derive(Debug)]
-pub struct OnnxExport {
+pub struct ModelExport {
     pub model: TrainedModel,
     pub metrics: Option<SavedMetrics>,
     pub path: PathBuf,
@@ -257,8 +257,9 @@ impl Jobs {
                     .add_filter("weights", super::browser::WEIGHTS_EXTENSIONS)
                     .pick_file()
                     .map(|p| vec![p]),
-                PathRequest::OnnxFile => dialog
+                PathRequest::ExportFile => dialog
                     .add_filter("ONNX", &["onnx"])
+                    .add_filter("TFLite", &["tflite"])
                     .set_file_name(request.default_name())
                     .save_file()
                     .map(|p| vec![p]),
@@ -379,28 +380,36 @@ impl Jobs {
         });
     }
 
-    /// Exports a trained model to ONNX, then runs the file on the loaded dataset's validation
-    /// split (when its classes are the model's; else the demo photos) to check it.
-    pub fn export_onnx(&self, export: OnnxExport) {
-        use crate::export::check::{check_onnx, demo_images, validation_images};
-        self.spawn("onnx-export", move |tx| {
+    /// Exports a trained model to ONNX or TFLite (by the file's extension), then runs the file
+    /// on the loaded dataset's validation split (when its classes are the model's; else the
+    /// demo photos) to check it.
+    pub fn export_model(&self, export: ModelExport) {
+        use crate::export::check::{check_file, demo_images, validation_images};
+        self.spawn("model-export", move |tx| {
+            let format = crate::export::Format::of_path(&export.path);
             let result = crate::export::trained_parts(&export.model, export.metrics)
                 .and_then(|(predictor, mut info)| {
                     info.precision = export.precision;
-                    let bytes = if export.precision == crate::export::Precision::Int8 {
-                        let crops = calibration_crops(export.data.as_deref(), &predictor)?;
-                        let model = crate::export::quantized_model(&predictor, &info, &crops)?;
-                        crate::export::write_model(&model, &export.path)?
-                    } else {
-                        crate::export::write_onnx(&predictor, &info, &export.path)?
+                    let crops = match export.precision {
+                        crate::export::Precision::Int8 => {
+                            Some(calibration_crops(export.data.as_deref(), &predictor)?)
+                        }
+                        _ => None,
                     };
+                    let bytes = crate::export::export_file(
+                        &predictor,
+                        &info,
+                        format,
+                        &export.path,
+                        crops.as_deref(),
+                    )?;
                     let (images, on) = match &export.data {
                         Some(d) if d.classes == export.model.classes => {
                             (validation_images(d, &predictor), "the validation split")
                         }
                         _ => (demo_images(&predictor), "the demo photos"),
                     };
-                    let check = check_onnx(&bytes, &predictor, &images)?;
+                    let check = check_file(format, &bytes, &predictor, &images)?;
                     Ok((export.path, check.summary(on)))
                 })
                 .map_err(JobError::from);

@@ -206,6 +206,7 @@ fn saved_model_files() -> (Vec<u8>, Vec<u8>) {
         preprocessing: Preprocessing::for_size(32),
         plan: TrainPlan::default(),
         pretrained: None,
+        training_folder: None,
     };
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("model");

@@ -287,7 +287,7 @@ fn a_model_opened_in_the_window_exports_to_onnx() {
     });
     let out = tempfile::tempdir().expect("out");
     let path = out.path().join("shapes.onnx");
-    h.state_mut().apply(Command::ExportOnnxTo(path.clone()));
+    h.state_mut().apply(Command::ExportTo(path.clone()));
     step_until(&mut h, "the export", |app| {
         app.shell
             .notices
@@ -300,5 +300,31 @@ fn a_model_opened_in_the_window_exports_to_onnx() {
     assert!(
         text.contains("labels") && text.contains("image_size"),
         "metadata"
+    );
+    // A name ending in .tflite gives TFLite; int8 calibrates on the loaded training images.
+    h.state_mut().apply(Command::SetExportPrecision(
+        transfer_studio::export::Precision::Int8,
+    ));
+    let tflite = out.path().join("shapes.tflite");
+    h.state_mut().apply(Command::ExportTo(tflite.clone()));
+    step_until(&mut h, "the TFLite export", |app| {
+        app.shell
+            .notices
+            .iter()
+            .any(|n| n.contains("shapes.tflite"))
+    });
+    let bytes = std::fs::read(&tflite).expect("TFLite written");
+    assert!(transfer_studio::export::tflite::is_tflite(&bytes));
+    let meta = |k| transfer_studio::export::tflite::metadata(&bytes, k);
+    assert_eq!(meta("precision").as_deref(), Some("int8"));
+    let app = h.state().state();
+    let notice = app
+        .shell
+        .notices
+        .iter()
+        .find(|n| n.contains("shapes.tflite"));
+    assert!(
+        notice.is_some_and(|n| n.contains("top-1 agreement")),
+        "{notice:?}"
     );
 }

@@ -94,7 +94,7 @@ fn listing_ui(ui: &mut egui::Ui, browser: &FileBrowser, out: &mut Vec<Command>) 
                 let picked = browser.selected.contains(&entry.path);
                 if ui.selectable_label(picked, &entry.name).clicked() {
                     out.push(Command::EditBrowser(match browser.request {
-                        PathRequest::OnnxFile => BrowserEdit::NewName(entry.name.clone()),
+                        PathRequest::ExportFile => BrowserEdit::NewName(entry.name.clone()),
                         _ => BrowserEdit::Toggle(entry.path.clone()),
                     }));
                 }
@@ -117,7 +117,7 @@ fn answer_ui(ui: &mut egui::Ui, browser: &FileBrowser, out: &mut Vec<Command>) {
     }
     let answer = match request {
         PathRequest::SaveModel => "Save here".to_owned(),
-        PathRequest::OnnxFile => "Export here".to_owned(),
+        PathRequest::ExportFile => "Export here".to_owned(),
         PathRequest::Images => match browser.selected.len() {
             1 => "Add 1 image".to_owned(),
             n => format!("Add {n} images"),

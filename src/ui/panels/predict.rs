@@ -31,14 +31,11 @@ pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
         }
         ui.label("or drop images onto the window");
         if ui
-            .add_enabled(
-                state.model.trained.is_some(),
-                egui::Button::new("Export ONNX…"),
-            )
-            .on_hover_text("the classifier in use, with its labels and preprocessing")
+            .add_enabled(state.model.trained.is_some(), egui::Button::new("Export…"))
+            .on_hover_text(super::train::EXPORT_HOVER)
             .clicked()
         {
-            out.push(Command::Pick(PathRequest::OnnxFile));
+            out.push(Command::Pick(PathRequest::ExportFile));
         }
         let chosen = state.settings.export_precision;
         egui::ComboBox::from_id_salt("export-precision")
@@ -56,7 +53,8 @@ pub(super) fn predict_panel_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Ve
             })
             .response
             .on_hover_text(
-                "f16: half the file size; the file is checked against the app after writing",
+                "f16 (ONNX only): half the file size; int8: a quarter, calibrated on the \
+                 training images. The file is checked against the app after writing",
             );
     });
     grad_cam_toggle_ui(ui, state, true, out);

@@ -8,6 +8,10 @@ use crate::ui::browser::PathRequest;
 use crate::ui::command::Command;
 use crate::ui::state::{AppState, RunStatus};
 
+/// What the Export buttons say they do.
+pub const EXPORT_HOVER: &str = "the classifier in use, with its labels and preprocessing: \
+     ONNX, or TFLite when the name ends in .tflite";
+
 /// Per run: the training series solid, the validation series dashed, in the run's colour.
 pub(super) fn epoch_lines(
     plot: &mut egui_plot::PlotUi<'_>,
@@ -114,13 +118,11 @@ fn controls_ui(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Command>) {
             out.push(Command::Pick(PathRequest::SaveModel));
         }
         if ui
-            .add_enabled(
-                state.model.trained.is_some(),
-                egui::Button::new("Export ONNX…"),
-            )
+            .add_enabled(state.model.trained.is_some(), egui::Button::new("Export…"))
+            .on_hover_text(EXPORT_HOVER)
             .clicked()
         {
-            out.push(Command::Pick(PathRequest::OnnxFile));
+            out.push(Command::Pick(PathRequest::ExportFile));
         }
         if ui.button("Open model…").clicked() {
             out.push(Command::Pick(PathRequest::OpenModel));
