@@ -103,14 +103,14 @@ pub fn check_tflite(
 
 /// Runs the file in `bytes`, of `format`, and `predictor` on `images` and compares them.
 pub fn check_file(
-    format: super::Format,
+    format: super::types::Format,
     bytes: &[u8],
     predictor: &Predictor,
     images: &[CheckImage],
 ) -> Result<Agreement, ExportError> {
     match format {
-        super::Format::Onnx => check_onnx(bytes, predictor, images),
-        super::Format::Tflite => check_tflite(bytes, predictor, images),
+        super::types::Format::Onnx => check_onnx(bytes, predictor, images),
+        super::types::Format::Tflite => check_tflite(bytes, predictor, images),
     }
 }
 

@@ -1,99 +1,24 @@
-//! ONNX export: the whole classifier (normalisation inside, BatchNorm folded, `probabilities`
-//! and `logits` out, dynamic batch, opset 17) with its labels, preprocessing and precision in
-//! `metadata_props`, written atomically; in f32 or f16 (`f16.rs`), and checked against the
-//! app's own model after writing (`check.rs`).
+//! Export: the whole classifier (normalisation inside, BatchNorm folded, `probabilities` and
+//! `logits` out) with its labels, preprocessing and precision, written atomically as ONNX
+//! (`onnx.rs`, opset 17, dynamic batch; f16 in `f16.rs`, int8 in `int8.rs`) or TFLite
+//! (`tflite/`), and checked against the app's own model after writing (`check.rs`).
 
 pub mod check;
 pub mod f16;
 pub mod int8;
+mod onnx;
 pub mod tflite;
 mod types;
 
+pub use onnx::{ExportInfo, OPSET, onnx_model};
 pub use types::{ExportError, Format, Precision};
 
 use std::path::Path;
 
-use onnx_protobuf::{Message, ModelProto, OperatorSetIdProto, StringStringEntryProto};
+use onnx_protobuf::{Message, ModelProto};
 
-use crate::model::{Backbone, Unit};
 use crate::predict::Predictor;
 use crate::train::{SavedMetrics, TrainedModel};
-
-/// The operator set the graph uses.
-pub const OPSET: i64 = 17;
-/// The IR version that goes with opset 17.
-const IR_VERSION: i64 = 8;
-
-/// What the metadata says besides the labels and preprocessing.
-#[derive(Debug, Clone)]
-pub struct ExportInfo {
-    pub backbone: Backbone,
-    pub cut_after: Unit,
-    /// Validation results of a trained model (`None`: the pretrained classifier).
-    pub metrics: Option<SavedMetrics>,
-    pub precision: Precision,
-}
-
-fn entry(key: &str, value: String) -> StringStringEntryProto {
-    StringStringEntryProto {
-        key: key.into(),
-        value,
-        ..Default::default()
-    }
-}
-
-/// The ONNX model of `predictor`, metadata included.
-pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto, ExportError> {
-    let pre = predictor.preprocessing();
-    let json = |v: serde_json::Value| v.to_string();
-    let metrics = info.metrics.as_ref().map_or(serde_json::Value::Null, |m| {
-        serde_json::json!({
-            "val_accuracy": m.val_accuracy,
-            "val_loss": m.val_loss,
-            "train_accuracy": m.train_accuracy,
-            "best_epoch": m.best_epoch,
-            "per_class": m.per_class,
-        })
-    });
-    let metadata = vec![
-        entry("labels", json(serde_json::json!(predictor.labels()))),
-        entry("image_size", pre.image_size_px.to_string()),
-        entry("resize", pre.resize_px.to_string()),
-        entry("interpolation", "bilinear".into()),
-        entry(
-            "normalization",
-            json(serde_json::json!({"mean": pre.mean, "std": pre.std})),
-        ),
-        entry("backbone", info.backbone.name().into()),
-        entry("cut_after", info.cut_after.to_string()),
-        entry("app_version", env!("CARGO_PKG_VERSION").into()),
-        entry("metrics", json(metrics)),
-        entry("precision", info.precision.name().into()),
-    ];
-    let mut graph = predictor.onnx_graph()?;
-    match info.precision {
-        Precision::F32 => {}
-        Precision::F16 => f16::convert_graph(&mut graph)?,
-        Precision::Int8 => {
-            return Err(ExportError::Check(
-                "an int8 model needs calibration images (quantized_model)".into(),
-            ));
-        }
-    }
-    Ok(ModelProto {
-        ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-            ..Default::default()
-        }],
-        producer_name: "transfer-studio".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(graph).into(),
-        metadata_props: metadata,
-        ..Default::default()
-    })
-}
 
 /// A saved or trained model's classifier and what its metadata says.
 pub fn trained_parts(
@@ -143,7 +68,7 @@ pub fn quantized_model(
             e.value = Precision::Int8.name().into();
         }
     }
-    model.metadata_props.push(entry(
+    model.metadata_props.push(onnx::entry(
         "calibration",
         format!(
             "activation ranges: 0.01th to 99.99th percentile over {} images; weights per channel, symmetric",

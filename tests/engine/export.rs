@@ -221,24 +221,38 @@ fn an_f16_export_is_half_the_size_and_agrees_with_the_app_on_real_photos() {
     assert_eq!(precision.map(|e| e.value.as_str()), Some("f16"));
 }
 
-#[test]
-fn an_int8_export_calibrated_on_photos_is_small_and_agrees_with_the_app() {
-    use transfer_studio::export::check::{check_onnx, demo_images};
-    use transfer_studio::export::{Precision, quantized_model, write_model};
-    let predictor = Predictor::imagenet(&Device::Cpu).expect("bundled network");
-    let info = ExportInfo {
+/// What the bundled ImageNet classifier's int8 export says of itself.
+fn int8_info() -> ExportInfo {
+    ExportInfo {
         backbone: Backbone::default(),
         cut_after: Unit::Head,
         metrics: None,
-        precision: Precision::Int8,
-    };
-    let images = demo_images(&predictor);
-    let (calibration, held_out) = images.split_at(images.len() / 2);
-    let crops: Vec<_> = calibration
-        .iter()
-        .step_by(2)
-        .map(|c| c.crop.clone())
-        .collect();
+        precision: transfer_studio::export::Precision::Int8,
+    }
+}
+
+/// Calibration crops (every other image of the first half of the demo check images) and the
+/// held-out second half.
+fn calibration_and_held_out(
+    predictor: &Predictor,
+) -> (
+    Vec<image::RgbImage>,
+    Vec<transfer_studio::export::check::CheckImage>,
+) {
+    let mut images = transfer_studio::export::check::demo_images(predictor);
+    let held_out = images.split_off(images.len() / 2);
+    let crops = images.iter().step_by(2).map(|c| c.crop.clone()).collect();
+    (crops, held_out)
+}
+
+#[test]
+fn an_int8_export_calibrated_on_photos_is_small_and_agrees_with_the_app() {
+    use transfer_studio::export::check::check_onnx;
+    use transfer_studio::export::{quantized_model, write_model};
+    let predictor = Predictor::imagenet(&Device::Cpu).expect("bundled network");
+    let info = int8_info();
+    let (crops, held_out) = calibration_and_held_out(&predictor);
+    let held_out = &held_out[..];
     let model = quantized_model(&predictor, &info, &crops).expect("quantized");
     let dir = tempfile::tempdir().expect("dir");
     let bytes = write_model(&model, &dir.path().join("int8.onnx")).expect("written");
@@ -339,23 +353,12 @@ fn a_tflite_export_runs_in_tract_and_in_the_app_reader_like_the_app() {
 
 #[test]
 fn an_int8_tflite_export_is_small_and_agrees_with_the_app() {
-    use transfer_studio::export::Precision;
-    use transfer_studio::export::check::{check_tflite, demo_images};
+    use transfer_studio::export::check::check_tflite;
     use transfer_studio::export::tflite::{metadata, tflite_bytes};
     let predictor = Predictor::imagenet(&Device::Cpu).expect("bundled network");
-    let info = ExportInfo {
-        backbone: Backbone::default(),
-        cut_after: Unit::Head,
-        metrics: None,
-        precision: Precision::Int8,
-    };
-    let images = demo_images(&predictor);
-    let (calibration, held_out) = images.split_at(images.len() / 2);
-    let crops: Vec<_> = calibration
-        .iter()
-        .step_by(2)
-        .map(|c| c.crop.clone())
-        .collect();
+    let info = int8_info();
+    let (crops, held_out) = calibration_and_held_out(&predictor);
+    let held_out = &held_out[..];
     assert!(
         tflite_bytes(&predictor, &info, None).is_err(),
         "int8 needs images"

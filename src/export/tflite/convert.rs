@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use onnx_protobuf::{GraphProto, NodeProto};
 
+use super::super::types::ExportError;
 use super::spec::{Fused, Kind, ModelSpec, Op, Pad, Quant, TensorSpec, bias_int32, symmetric_int8};
-use crate::export::ExportError;
 use crate::ops::kernels::same_padding;
 
 /// A value of the ONNX graph as a TFLite tensor.
@@ -48,7 +48,7 @@ impl<'a> Converter<'a> {
             .map(|t| {
                 Ok((
                     t.name.clone(),
-                    (t.dims.clone(), crate::export::f16::floats_of(t)?),
+                    (t.dims.clone(), super::super::f16::floats_of(t)?),
                 ))
             })
             .collect::<Result<_, ExportError>>()?;

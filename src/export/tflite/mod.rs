@@ -12,8 +12,9 @@ use std::path::Path;
 
 use image::RgbImage;
 
+use super::int8;
+use super::onnx::{ExportInfo, onnx_model};
 use super::types::{ExportError, Precision};
-use super::{ExportInfo, int8};
 use crate::predict::Predictor;
 
 /// The TFLite file of `predictor`; `crops` calibrate an int8 model (required for it).
@@ -26,7 +27,7 @@ pub fn tflite_bytes(
         precision: Precision::F32,
         ..info.clone()
     };
-    let onnx = super::onnx_model(predictor, &f32_info)?;
+    let onnx = onnx_model(predictor, &f32_info)?;
     let graph = onnx
         .graph
         .as_ref()

@@ -7,7 +7,7 @@
 use candle_core::{D, DType, Device, Tensor};
 use tract_tflite::tflite as fb;
 
-use crate::export::ExportError;
+use super::super::types::ExportError;
 use crate::ops::{Act, Padding};
 
 fn fail(what: impl std::fmt::Display) -> ExportError {
