@@ -1,8 +1,9 @@
 //! int8 ONNX by post-training quantization, in the QDQ form ONNX Runtime and tract both run:
 //! weights int8 per output channel (symmetric), biases int32 at the input's scale times the
-//! weight's, and each convolution's and the classifier's input uint8 per tensor, its range
+//! weight's, and uint8 per tensor both sides of every convolution (its input, and its output
+//! after any ReLU6), residual sums, the pooled features and the classifier's input, each range
 //! calibrated on the user's own images (the 0.01th and 99.99th percentiles of what the f32
-//! model computes there). Everything else stays f32 between the quantize-dequantize pairs.
+//! model computes there). The logits and softmax stay f32.
 
 use std::collections::HashMap;
 
@@ -27,15 +28,44 @@ pub struct Calibration {
     pub images: usize,
 }
 
-/// The tensors quantized: the data input of every `Conv` and `Gemm`.
+/// The tensors quantized: the data input of every `Conv` and `Gemm`, and what every `Conv`,
+/// `Add` and global pooling writes (after the ReLU or ReLU6 that alone reads it), so that
+/// each convolution sits between dequantize and quantize pairs: ONNX Runtime then runs it
+/// with its integer kernel (QLinearConv), the activation folded into the output's range.
 fn calibrated_tensors(graph: &GraphProto) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+    let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
     for node in &graph.node {
-        if matches!(node.op_type.as_str(), "Conv" | "Gemm")
+        for input in &node.input {
+            readers.entry(input.as_str()).or_default().push(node);
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |name: &String| {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    };
+    for node in &graph.node {
+        let op = node.op_type.as_str();
+        if matches!(op, "Conv" | "Gemm")
             && let Some(x) = node.input.first()
-            && !names.contains(x)
         {
-            names.push(x.clone());
+            add(x);
+        }
+        let Some(out) = node.output.first() else {
+            continue;
+        };
+        let activated = readers
+            .get(out.as_str())
+            .is_some_and(|r| r.len() == 1 && matches!(r[0].op_type.as_str(), "Relu" | "Clip"));
+        let after_conv = matches!(op, "Relu" | "Clip")
+            && node.input.first().is_some_and(|x| {
+                graph.node.iter().any(|n| {
+                    n.output.first() == Some(x) && matches!(n.op_type.as_str(), "Conv" | "Add")
+                })
+            });
+        if (matches!(op, "Conv" | "Add") && !activated) || op == "GlobalAveragePool" || after_conv {
+            add(out);
         }
     }
     names
@@ -165,7 +195,9 @@ fn activation_params(lo: f32, hi: f32) -> (f32, u8) {
     (scale, zero)
 }
 
-/// Rewrites `graph` into QDQ form with `calibration`'s ranges.
+/// Rewrites `graph` into QDQ form with `calibration`'s ranges: each calibrated tensor is
+/// quantized once, right after the node that writes it, and its readers take the
+/// dequantized copy; convolution and classifier weights become int8, biases int32.
 pub fn quantize_graph(
     graph: &mut GraphProto,
     calibration: &Calibration,
@@ -176,24 +208,42 @@ pub fn quantize_graph(
         .filter(|t| t.data_type == DataType::FLOAT as i32)
         .map(|t| (t.name.clone(), t.clone()))
         .collect();
+    // Only what a node writes can be quantized after it.
+    let written: std::collections::HashSet<&String> =
+        graph.node.iter().flat_map(|n| &n.output).collect();
+    let params: HashMap<String, (f32, u8)> = calibration
+        .ranges
+        .iter()
+        .filter(|(name, _)| written.contains(name))
+        .map(|(name, &(lo, hi))| (name.clone(), activation_params(lo, hi)))
+        .collect();
     let mut q = Quantizer::default();
     let mut body = Vec::new();
     for mut node in std::mem::take(&mut graph.node) {
+        let x_params = node.input.first().and_then(|x| params.get(x)).copied();
+        for input in &mut node.input {
+            if params.contains_key(input) {
+                *input = format!("{input}_dq");
+            }
+        }
         let is_quantized =
             matches!(node.op_type.as_str(), "Conv" | "Gemm") && node.input.len() == 3;
-        let range = node.input.first().and_then(|x| calibration.ranges.get(x));
-        if let (true, Some(&(lo, hi))) = (is_quantized, range) {
+        if let (true, Some((x_scale, _))) = (is_quantized, x_params) {
             let weight = floats.remove(&node.input[1]);
             let bias = floats.remove(&node.input[2]);
             if let (Some(w), Some(b)) = (weight, bias) {
-                let (x_scale, x_zero) = activation_params(lo, hi);
-                node.input[0] = q.activation(&node.input[0], x_scale, x_zero, &mut body);
                 let w_scales = q.weight(&w, &mut body)?;
                 node.input[1] = format!("{}_dq", w.name);
                 node.input[2] = q.bias(&b, x_scale, &w_scales, &mut body)?;
             }
         }
+        let outputs = node.output.clone();
         body.push(node);
+        for out in &outputs {
+            if let Some(&(scale, zero)) = params.get(out) {
+                q.activation(out, scale, zero, &mut body);
+            }
+        }
     }
     // The float weights that were quantized are gone; the rest stay.
     graph
@@ -207,8 +257,6 @@ pub fn quantize_graph(
 #[derive(Default)]
 struct Quantizer {
     initializers: Vec<TensorProto>,
-    /// Tensors already quantized (an input shared by two convolutions is quantized once).
-    done: HashMap<String, String>,
 }
 
 impl Quantizer {
@@ -229,11 +277,8 @@ impl Quantizer {
         name
     }
 
-    /// `x` through QuantizeLinear and DequantizeLinear (uint8, per tensor).
-    fn activation(&mut self, x: &str, scale: f32, zero: u8, body: &mut Vec<NodeProto>) -> String {
-        if let Some(done) = self.done.get(x) {
-            return done.clone();
-        }
+    /// `x` through QuantizeLinear and DequantizeLinear (uint8, per tensor), as `{x}_dq`.
+    fn activation(&mut self, x: &str, scale: f32, zero: u8, body: &mut Vec<NodeProto>) {
         let s = self.constant(
             format!("{x}_scale"),
             DataType::FLOAT,
@@ -249,8 +294,6 @@ impl Quantizer {
             &out,
             None,
         ));
-        self.done.insert(x.to_owned(), out.clone());
-        out
     }
 
     /// The weight as int8 per output channel (axis 0, symmetric) and its DequantizeLinear;

@@ -160,6 +160,22 @@ fn resnet_and_vgg_export() {
             precision: transfer_studio::export::Precision::F32,
         };
         round_trip(&predictor, &info);
+        // TFLite: ResNet's stem and max pool pad symmetrically, which TFLite's SAME does not:
+        // they become PAD + VALID.
+        let bytes =
+            transfer_studio::export::tflite::tflite_bytes(&predictor, &info, None).expect("TFLite");
+        let images: Vec<_> = (0..3u8)
+            .map(|k| transfer_studio::export::check::CheckImage {
+                crop: image::RgbImage::from_fn(64, 64, |x, y| {
+                    image::Rgb([(x * 4) as u8, (y * 4) as u8, k.wrapping_mul(90)])
+                }),
+                label: None,
+            })
+            .collect();
+        let check = transfer_studio::export::check::check_tflite(&bytes, &predictor, &images)
+            .expect("runs");
+        assert_eq!(check.top1_agreement, 1.0, "{name}: {check:?}");
+        assert!(check.max_prob_diff < 1e-3, "{name}: {check:?}");
     }
 }
 

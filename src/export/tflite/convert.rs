@@ -378,15 +378,15 @@ impl<'a> Converter<'a> {
             [t, l, b, r] => [t, l, b, r].iter().map(|&&p| p as usize).collect(),
             _ => return Err(unsupported("padding that is not 2-D")),
         };
-        let (oh, t, b) = same_padding(h, kernel, stride);
-        let (ow, l, r) = same_padding(w, kernel, stride);
-        if pads == [t, l, b, r] {
-            return Ok((x.clone(), Pad::Same, (oh, ow)));
-        }
         let valid = |n: usize, a: usize, z: usize| (n + a + z).saturating_sub(kernel) / stride + 1;
         let size = (valid(h, pads[0], pads[2]), valid(w, pads[1], pads[3]));
         if pads.iter().all(|&p| p == 0) {
             return Ok((x.clone(), Pad::Valid, size));
+        }
+        let (oh, t, b) = same_padding(h, kernel, stride);
+        let (ow, l, r) = same_padding(w, kernel, stride);
+        if pads == [t, l, b, r] {
+            return Ok((x.clone(), Pad::Same, (oh, ow)));
         }
         let p = pads.iter().map(|&p| p as i32).collect::<Vec<_>>();
         let paddings = self.spec.i32_constant(

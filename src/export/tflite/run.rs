@@ -162,6 +162,14 @@ impl TfliteRunner {
                 let w = arg(1)?.permute((3, 0, 1, 2))?.contiguous()?;
                 crate::ops::depthwise_conv(x, &w, op.stride)?.broadcast_add(arg(2)?)
             }
+            B::DEPTHWISE_CONV_2D => {
+                let w = arg(1)?.permute((3, 0, 1, 2))?.contiguous()?;
+                let nchw = x.permute((0, 3, 1, 2))?.contiguous()?;
+                let y = nchw.conv2d(&w, 0, op.stride, 1, w.dim(0)?)?;
+                y.permute((0, 2, 3, 1))?
+                    .contiguous()?
+                    .broadcast_add(arg(2)?)
+            }
             B::MAX_POOL_2D | B::AVERAGE_POOL_2D if !op.same => {
                 let nchw = x.permute((0, 3, 1, 2))?;
                 let (k, s) = ((op.filter, op.filter), (op.stride, op.stride));
