@@ -70,6 +70,13 @@ fn synthetic_picture(side_px: u32, seed: u32) -> RgbImage {
     })
 }
 
+/// A workload's speed and its minor page faults per batch in steady state.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub images_per_sec: f64,
+    pub page_faults_per_batch: f64,
+}
+
 /// Forward throughput in images/s through the folded (inference) network: the median of
 /// `repeats` timed passes after one warm-up.
 pub fn forward_images_per_sec(
@@ -77,19 +84,24 @@ pub fn forward_images_per_sec(
     batch: usize,
     side_px: usize,
     repeats: usize,
-) -> Result<f64, ModelError> {
+) -> Result<Rate, ModelError> {
     let device = network.device().clone();
     let folded = network.folded()?;
     let input = synthetic_images(batch, side_px, &device)?;
     folded.features(&input)?;
     let mut rates = Vec::with_capacity(repeats);
+    let faults = crate::runtime::minor_page_faults();
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
         let features = folded.features(&input)?;
         features.to_vec2::<f32>()?;
         rates.push(batch as f64 / start.elapsed().as_secs_f64());
     }
-    Ok(median(&mut rates))
+    Ok(Rate {
+        page_faults_per_batch: (crate::runtime::minor_page_faults() - faults) as f64
+            / rates.len() as f64,
+        images_per_sec: median(&mut rates),
+    })
 }
 
 /// The plan the fine-tune workload runs: the Fine-tune preset (every unit trainable, AdamW
@@ -111,14 +123,17 @@ pub fn fine_tune_images_per_sec(
     side_px: usize,
     repeats: usize,
     device: &Device,
-) -> Result<f64, ModelError> {
+) -> Result<Rate, ModelError> {
     let plan = fine_tune_plan(backbone, batch, side_px);
     let network = plan.build_network(BENCH_CLASSES, Some(weights), device)?;
     let images = synthetic_images(batch, side_px, device)?;
     let labels = synthetic_labels(batch, device)?;
-    let mut secs =
+    let mut steps =
         crate::train::time_fine_tune_steps(&network, &plan, &images, &labels, repeats.max(1))?;
-    Ok(batch as f64 / median(&mut secs))
+    Ok(Rate {
+        images_per_sec: batch as f64 / median(&mut steps.secs),
+        page_faults_per_batch: steps.page_faults as f64 / steps.secs.len().max(1) as f64,
+    })
 }
 
 /// Milliseconds of one head-only epoch over [`HEAD_EPOCH_FEATURES`] cached 1280-d features
@@ -204,7 +219,11 @@ pub struct BenchReport {
     pub threads: usize,
     pub device: String,
     pub forward_images_per_sec: f64,
+    /// Minor page faults per forward batch in steady state (fresh pages the kernel zeroes).
+    pub forward_page_faults_per_batch: f64,
     pub fine_tune_images_per_sec: Option<f64>,
+    /// Minor page faults per fine-tune step in steady state.
+    pub fine_tune_page_faults_per_step: Option<f64>,
     pub head_epoch_ms: f64,
     pub head_epoch_features: usize,
     pub feature_caching_images_per_sec: f64,
@@ -248,13 +267,16 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
         peak = peak.max(ft_peak);
         (Some(rate), reset.then_some(ft_peak))
     };
+    let fine_tune_rate = fine_tune.map(|r: Rate| r.images_per_sec);
     Ok(BenchReport {
         image_size_px,
         batch_size,
         threads: rayon::current_num_threads(),
         device: crate::runtime::describe_device(device),
-        forward_images_per_sec: forward,
-        fine_tune_images_per_sec: fine_tune,
+        forward_images_per_sec: forward.images_per_sec,
+        forward_page_faults_per_batch: forward.page_faults_per_batch,
+        fine_tune_images_per_sec: fine_tune_rate,
+        fine_tune_page_faults_per_step: fine_tune.map(|r| r.page_faults_per_batch),
         head_epoch_ms: head_ms,
         head_epoch_features: HEAD_EPOCH_FEATURES,
         feature_caching_images_per_sec: caching,

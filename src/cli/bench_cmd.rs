@@ -55,11 +55,15 @@ impl BenchArgs {
         let (px, batch) = (r.image_size_px, r.batch_size);
         println!("{} threads, {}", r.threads, r.device);
         println!(
-            "forward ({px} px, batch {batch}):            {:8.1} images/s",
-            r.forward_images_per_sec
+            "forward ({px} px, batch {batch}):            {:8.1} images/s, {:.0} page faults per batch",
+            r.forward_images_per_sec, r.forward_page_faults_per_batch
         );
-        if let Some(rate) = r.fine_tune_images_per_sec {
-            println!("full fine-tune step ({px} px, batch {batch}): {rate:8.1} images/s");
+        if let (Some(rate), Some(faults)) =
+            (r.fine_tune_images_per_sec, r.fine_tune_page_faults_per_step)
+        {
+            println!(
+                "full fine-tune step ({px} px, batch {batch}): {rate:8.1} images/s, {faults:.0} page faults per step"
+            );
         }
         println!(
             "head-only epoch ({} cached features):   {:8.2} ms",

@@ -338,22 +338,33 @@ pub(super) fn fine_tune(
     Ok(())
 }
 
+/// The seconds of each timed fine-tune step, and the minor page faults of all of them.
+#[derive(Debug, Clone)]
+pub struct StepTimes {
+    pub secs: Vec<f64>,
+    pub page_faults: u64,
+}
+
 /// Times `steps` full fine-tuning steps (every unit in train mode, classifier with dropout,
 /// cross-entropy, backward, AdamW on all groups) exactly as [`fine_tune`] runs them, after
-/// one untimed warm-up step. Returns the seconds of each timed step.
+/// one untimed warm-up step.
 pub fn time_fine_tune_steps(
     network: &Network,
     plan: &TrainPlan,
     images: &Tensor,
     labels: &Tensor,
     steps: usize,
-) -> Result<Vec<f64>, ModelError> {
+) -> Result<StepTimes, ModelError> {
     let mut optim = Optimizers::fine_tune(network, plan)?;
     let first_trainable = network.spec.first_trainable_unit();
     let frozen = network.folded_units(first_trainable)?;
     let mut rng = sample_rng(plan.seed, 0, 0);
     let mut secs = Vec::with_capacity(steps);
+    let mut faults_after_warm_up = 0;
     for i in 0..=steps {
+        if i == 1 {
+            faults_after_warm_up = crate::runtime::minor_page_faults();
+        }
         let start = Instant::now();
         let x = frozen.forward_units(images, 0, first_trainable)?;
         let features = network.forward_train(&x)?;
@@ -370,5 +381,8 @@ pub fn time_fine_tune_steps(
             secs.push(start.elapsed().as_secs_f64());
         }
     }
-    Ok(secs)
+    Ok(StepTimes {
+        secs,
+        page_faults: crate::runtime::minor_page_faults().saturating_sub(faults_after_warm_up),
+    })
 }

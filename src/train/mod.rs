@@ -36,7 +36,7 @@ mod worker;
 
 pub use evaluate::{EvaluateError, evaluate_dataset, network_features, unknown_class};
 pub use events::{EpochMetrics, Phase, StopReason, TrainEvent, TrainOutcome, TrainReport};
-pub use fine_tune::time_fine_tune_steps;
+pub use fine_tune::{StepTimes, time_fine_tune_steps};
 pub use handle::{TrainerHandle, spawn_training};
 pub use head_phase::time_head_epochs;
 pub use job::{

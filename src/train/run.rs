@@ -331,7 +331,8 @@ fn finish(
         preprocessing: pre,
         plan,
         pretrained,
-        training_folder: Some(dataset.root.clone()),
+        // Absolute, so that an export from another directory finds it.
+        training_folder: Some(std::fs::canonicalize(&dataset.root).unwrap_or(dataset.root.clone())),
     };
     Ok(TrainOutcome { report, model })
 }

@@ -46,9 +46,10 @@ pub enum Command {
     SaveModelTo(PathBuf),
     /// Opens the saved model in this folder (in the background).
     OpenModelFrom(PathBuf),
-    /// Exports the trained model to this ONNX file (in the background).
+    /// Exports the trained model to this file, ONNX or (named `.tflite`) TFLite, in the
+    /// background.
     ExportTo(PathBuf),
-    /// The number format of later ONNX exports.
+    /// The number format of later exports.
     SetExportPrecision(crate::export::Precision),
     /// Adds these images to Predict and classifies them.
     AddImages(Vec<PathBuf>),

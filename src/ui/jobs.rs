@@ -391,9 +391,11 @@ impl Jobs {
                 .and_then(|(predictor, mut info)| {
                     info.precision = export.precision;
                     let crops = match export.precision {
-                        crate::export::Precision::Int8 => {
-                            Some(calibration_crops(export.data.as_deref(), &predictor)?)
-                        }
+                        crate::export::Precision::Int8 => Some(calibration_crops(
+                            export.data.as_deref(),
+                            &predictor,
+                            export.model.training_folder.as_deref(),
+                        )?),
                         _ => None,
                     };
                     let bytes = crate::export::export_file(
@@ -529,12 +531,17 @@ impl Jobs {
     }
 }
 
-/// Up to 256 evaluation crops of the loaded training images, to calibrate an int8 export on.
+/// Up to 256 evaluation crops of the loaded training images, to calibrate an int8 export on;
+/// with none loaded, of the folder the model was trained on (recorded when it was saved).
 fn calibration_crops(
     data: Option<&Dataset>,
     predictor: &Predictor,
+    trained_on: Option<&std::path::Path>,
 ) -> Result<Vec<RgbImage>, crate::export::ExportError> {
     let pre = predictor.preprocessing();
+    if let (None, Some(dir)) = (data, trained_on.filter(|d| d.is_dir())) {
+        return crate::export::int8::calibration_crops(dir, pre, 256);
+    }
     let train = data.map_or(&[][..], |d| &d.train[..]);
     let step = train.len().div_ceil(256).max(1);
     let crops: Vec<RgbImage> = train

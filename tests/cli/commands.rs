@@ -100,6 +100,37 @@ fn train_json_then_predict_and_evaluate_the_saved_model() {
     assert_eq!(json["images"], 16);
     assert!(json["accuracy"].as_f64().expect("accuracy") > 0.5);
     assert_eq!(json["confusion"].as_array().map(Vec::len), Some(2));
+
+    // The model knows its training folder: an int8 TFLite export calibrates on it and is
+    // checked on its validation split without being told where it is.
+    let tflite = out.path().join("model.tflite");
+    let json = json_of(
+        binary()
+            .args(["export", "--precision", "int8", "--json", "--model"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&tflite),
+    );
+    assert_eq!(json["format"], "tflite");
+    assert!(
+        json["checked_on"]
+            .as_str()
+            .is_some_and(|s| s.contains("validation split")),
+        "{json}"
+    );
+    assert!(json["check"]["top1_agreement"].as_f64().is_some());
+    let bytes = std::fs::read(&tflite).expect("written");
+    assert_eq!(&bytes[4..8], b"TFL3");
+    // f16 TFLite is refused in words.
+    let out16 = binary()
+        .args(["export", "--precision", "f16", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path().join("half.tflite"))
+        .output()
+        .expect("run");
+    assert!(!out16.status.success());
+    assert!(String::from_utf8_lossy(&out16.stderr).contains("f32 or int8"));
 }
 
 #[test]
@@ -154,6 +185,13 @@ fn bench_json_has_every_workload() {
             "{key}: {}",
             json[key]
         );
+    }
+    // Page faults in steady state: counted (zero is the goal, so zero is allowed).
+    for key in [
+        "forward_page_faults_per_batch",
+        "fine_tune_page_faults_per_step",
+    ] {
+        assert!(json[key].as_f64().is_some_and(|v| v >= 0.0), "{key}");
     }
 }
 
