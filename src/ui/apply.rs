@@ -146,6 +146,12 @@ impl StudioApp {
                         .report
                         .as_ref()
                         .map(TrainReport::saved_metrics);
+                    let format = crate::export::Format::of_path(&path).label();
+                    let precision = self.state.settings.export_precision.name();
+                    self.state.shell.notices.push(format!(
+                        "exporting to {} ({precision} {format}), then checking the file…",
+                        path.display()
+                    ));
                     let export = super::jobs::ModelExport {
                         model: model.clone(),
                         metrics,

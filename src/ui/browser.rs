@@ -27,9 +27,7 @@ impl PathRequest {
             Self::OpenModel => "Open a saved model (its folder)",
             Self::SaveModel => "Save the model (choose or name a folder)",
             Self::Images => "Add images",
-            Self::ExportFile => {
-                "Export the model: a name ending in .onnx (ONNX) or .tflite (TFLite)"
-            }
+            Self::ExportFile => "Export the model (.onnx or .tflite)",
             Self::Weights => "Choose the network's weights (.safetensors, .pth or .pt)",
         }
     }

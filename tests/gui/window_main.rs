@@ -307,22 +307,16 @@ fn a_model_opened_in_the_window_exports_to_onnx() {
     ));
     let tflite = out.path().join("shapes.tflite");
     h.state_mut().apply(Command::ExportTo(tflite.clone()));
+    let exported = |n: &&String| n.starts_with("exported to") && n.contains("shapes.tflite");
     step_until(&mut h, "the TFLite export", |app| {
-        app.shell
-            .notices
-            .iter()
-            .any(|n| n.contains("shapes.tflite"))
+        app.shell.notices.iter().any(|n| exported(&n))
     });
     let bytes = std::fs::read(&tflite).expect("TFLite written");
     assert!(transfer_studio::export::tflite::is_tflite(&bytes));
     let meta = |k| transfer_studio::export::tflite::metadata(&bytes, k);
     assert_eq!(meta("precision").as_deref(), Some("int8"));
     let app = h.state().state();
-    let notice = app
-        .shell
-        .notices
-        .iter()
-        .find(|n| n.contains("shapes.tflite"));
+    let notice = app.shell.notices.iter().find(exported);
     assert!(
         notice.is_some_and(|n| n.contains("top-1 agreement")),
         "{notice:?}"
