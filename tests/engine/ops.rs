@@ -98,13 +98,16 @@ pub(crate) fn check(
 
 /// Depthwise shapes checked: (batch, height, width, channels, kernel, stride).
 /// (n, h, w, c, k, stride). 37 channels: two full 16-channel register blocks and a remainder.
-const DEPTHWISE_CASES: [(usize, usize, usize, usize, usize, usize); 6] = [
+/// The last two are wide rows with 16-channel multiples (many interior pixels).
+const DEPTHWISE_CASES: [(usize, usize, usize, usize, usize, usize); 8] = [
     (1, 7, 9, 3, 3, 1),
     (2, 9, 7, 37, 3, 2),
     (2, 8, 8, 5, 3, 2),
     (1, 11, 6, 4, 5, 2),
     (3, 5, 5, 16, 5, 1),
     (1, 1, 3, 2, 5, 2),
+    (2, 6, 20, 32, 3, 1),
+    (1, 5, 29, 48, 5, 2),
 ];
 
 #[test]
