@@ -1,7 +1,7 @@
 //! After an export: the written file is run (ONNX: tract, a pure-Rust runtime; TFLite: the
-//! app's reader of its own operators) on images the
-//! app also classifies, and the two are compared: top-1 agreement, the largest difference in
-//! probability, and accuracy before and after where the labels are known.
+//! app's reader of its own operators) on images the app also classifies, and the two are
+//! compared: top-1 agreement, the largest difference in probability, and accuracy before and
+//! after where the labels are known.
 
 use image::RgbImage;
 use serde::Serialize;

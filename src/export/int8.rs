@@ -28,43 +28,41 @@ pub struct Calibration {
     pub images: usize,
 }
 
+impl Calibration {
+    /// How the ranges were measured, for the file's metadata.
+    pub fn description(&self) -> String {
+        format!(
+            "activation ranges: 0.01th to 99.99th percentile over {} images",
+            self.images
+        )
+    }
+}
+
 /// The tensors quantized: the data input of every `Conv` and `Gemm`, and what every `Conv`,
 /// `Add` and global pooling writes (after the ReLU or ReLU6 that alone reads it), so that
 /// each convolution sits between dequantize and quantize pairs: ONNX Runtime then runs it
 /// with its integer kernel (QLinearConv), the activation folded into the output's range.
 fn calibrated_tensors(graph: &GraphProto) -> Vec<String> {
-    let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
-    for node in &graph.node {
-        for input in &node.input {
-            readers.entry(input.as_str()).or_default().push(node);
-        }
-    }
+    let activations = super::onnx::sole_activations(graph);
     let mut names: Vec<String> = Vec::new();
     let mut add = |name: &String| {
         if !names.contains(name) {
             names.push(name.clone());
         }
     };
-    for node in &graph.node {
+    for (i, node) in graph.node.iter().enumerate() {
         let op = node.op_type.as_str();
         if matches!(op, "Conv" | "Gemm")
             && let Some(x) = node.input.first()
         {
             add(x);
         }
-        let Some(out) = node.output.first() else {
-            continue;
+        let written = match activations.get(&i) {
+            Some(&j) if matches!(op, "Conv" | "Add") => graph.node[j].output.first(),
+            _ if matches!(op, "Conv" | "Add" | "GlobalAveragePool") => node.output.first(),
+            _ => None,
         };
-        let activated = readers
-            .get(out.as_str())
-            .is_some_and(|r| r.len() == 1 && matches!(r[0].op_type.as_str(), "Relu" | "Clip"));
-        let after_conv = matches!(op, "Relu" | "Clip")
-            && node.input.first().is_some_and(|x| {
-                graph.node.iter().any(|n| {
-                    n.output.first() == Some(x) && matches!(n.op_type.as_str(), "Conv" | "Add")
-                })
-            });
-        if (matches!(op, "Conv" | "Add") && !activated) || op == "GlobalAveragePool" || after_conv {
+        if let Some(out) = written {
             add(out);
         }
     }

@@ -63,18 +63,21 @@ pub fn quantized_model(
     if let Some(graph) = model.graph.as_mut() {
         int8::quantize_graph(graph, &calibration)?;
     }
-    for e in &mut model.metadata_props {
-        if e.key == "precision" {
-            e.value = Precision::Int8.name().into();
-        }
-    }
-    model.metadata_props.push(onnx::entry(
-        "calibration",
-        format!(
-            "activation ranges: 0.01th to 99.99th percentile over {} images; weights per channel, symmetric",
-            calibration.images
-        ),
-    ));
+    let int8_info = ExportInfo {
+        precision: Precision::Int8,
+        ..info.clone()
+    };
+    model.metadata_props = onnx::metadata(predictor, &int8_info)
+        .into_iter()
+        .chain([(
+            "calibration",
+            format!(
+                "{}; weights per channel, symmetric",
+                calibration.description()
+            ),
+        )])
+        .map(|(key, value)| onnx::entry(key, value))
+        .collect();
     Ok(model)
 }
 

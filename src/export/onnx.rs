@@ -1,7 +1,9 @@
 //! The ONNX model of a classifier: its graph (from `Predictor::onnx_graph`), at a precision,
 //! with the labels, preprocessing and precision in `metadata_props`.
 
-use onnx_protobuf::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
+use std::collections::HashMap;
+
+use onnx_protobuf::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 use super::f16;
 use super::types::{ExportError, Precision};
@@ -32,8 +34,9 @@ pub(super) fn entry(key: &str, value: String) -> StringStringEntryProto {
     }
 }
 
-/// The ONNX model of `predictor`, metadata included.
-pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto, ExportError> {
+/// What every exported file says of itself (ONNX `metadata_props`, TFLite `metadata`), as
+/// key and text.
+pub(super) fn metadata(predictor: &Predictor, info: &ExportInfo) -> Vec<(&'static str, String)> {
     let pre = predictor.preprocessing();
     let json = |v: serde_json::Value| v.to_string();
     let metrics = info.metrics.as_ref().map_or(serde_json::Value::Null, |m| {
@@ -45,21 +48,29 @@ pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto
             "per_class": m.per_class,
         })
     });
-    let metadata = vec![
-        entry("labels", json(serde_json::json!(predictor.labels()))),
-        entry("image_size", pre.image_size_px.to_string()),
-        entry("resize", pre.resize_px.to_string()),
-        entry("interpolation", "bilinear".into()),
-        entry(
+    vec![
+        ("labels", json(serde_json::json!(predictor.labels()))),
+        ("image_size", pre.image_size_px.to_string()),
+        ("resize", pre.resize_px.to_string()),
+        ("interpolation", "bilinear".into()),
+        (
             "normalization",
             json(serde_json::json!({"mean": pre.mean, "std": pre.std})),
         ),
-        entry("backbone", info.backbone.name().into()),
-        entry("cut_after", info.cut_after.to_string()),
-        entry("app_version", env!("CARGO_PKG_VERSION").into()),
-        entry("metrics", json(metrics)),
-        entry("precision", info.precision.name().into()),
-    ];
+        ("backbone", info.backbone.name().into()),
+        ("cut_after", info.cut_after.to_string()),
+        ("app_version", env!("CARGO_PKG_VERSION").into()),
+        ("metrics", json(metrics)),
+        ("precision", info.precision.name().into()),
+    ]
+}
+
+/// The ONNX model of `predictor`, metadata included.
+pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto, ExportError> {
+    let metadata = metadata(predictor, info)
+        .into_iter()
+        .map(|(key, value)| entry(key, value))
+        .collect();
     let mut graph = predictor.onnx_graph()?;
     match info.precision {
         Precision::F32 => {}
@@ -83,4 +94,25 @@ pub fn onnx_model(predictor: &Predictor, info: &ExportInfo) -> Result<ModelProto
         metadata_props: metadata,
         ..Default::default()
     })
+}
+
+/// For each node whose output a `Relu` or `Clip` alone reads, that activation's node index:
+/// the activation a runtime folds into the node before it.
+pub(super) fn sole_activations(graph: &GraphProto) -> HashMap<usize, usize> {
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            readers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            let r = readers.get(node.output.first()?.as_str())?;
+            let only = *r.first().filter(|_| r.len() == 1)?;
+            matches!(graph.node[only].op_type.as_str(), "Relu" | "Clip").then_some((i, only))
+        })
+        .collect()
 }

@@ -59,25 +59,16 @@ impl<'a> Converter<'a> {
             ranges,
         };
         c.input(side as i32);
-        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, node) in graph.node.iter().enumerate() {
-            for input in &node.input {
-                consumers.entry(input.as_str()).or_default().push(i);
-            }
-        }
+        // The activation that alone reads a node's output is fused into that node.
+        let activations = super::super::onnx::sole_activations(graph);
         let mut fused: HashSet<usize> = HashSet::new();
         for (i, node) in graph.node.iter().enumerate() {
             if fused.contains(&i) {
                 continue;
             }
-            // The activation that alone reads this node's output is fused into it.
-            let next = node
-                .output
-                .first()
-                .and_then(|o| consumers.get(o.as_str()))
-                .filter(|c| c.len() == 1)
-                .map(|c| c[0]);
-            let act = next.and_then(|j| c.fusable(&graph.node[j]).map(|a| (j, a)));
+            let act = activations
+                .get(&i)
+                .and_then(|&j| c.fusable(&graph.node[j]).map(|a| (j, a)));
             let fuses = matches!(node.op_type.as_str(), "Conv" | "Add" | "Gemm");
             let (act, out) = match act {
                 Some((j, a)) if fuses => {

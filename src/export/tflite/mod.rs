@@ -13,7 +13,7 @@ use std::path::Path;
 use image::RgbImage;
 
 use super::int8;
-use super::onnx::{ExportInfo, onnx_model};
+use super::onnx::{ExportInfo, metadata as metadata_entries, onnx_model};
 use super::types::{ExportError, Precision};
 use crate::predict::Predictor;
 
@@ -23,6 +23,7 @@ pub fn tflite_bytes(
     info: &ExportInfo,
     crops: Option<&[RgbImage]>,
 ) -> Result<Vec<u8>, ExportError> {
+    // The f32 graph: converted as it is, or calibrated and then quantized.
     let f32_info = ExportInfo {
         precision: Precision::F32,
         ..info.clone()
@@ -33,10 +34,9 @@ pub fn tflite_bytes(
         .as_ref()
         .ok_or_else(|| ExportError::Encode("no graph".into()))?;
     let side = predictor.preprocessing().image_size_px as usize;
-    let mut metadata: Vec<(String, Vec<u8>)> = onnx
-        .metadata_props
-        .iter()
-        .map(|e| (e.key.clone(), e.value.clone().into_bytes()))
+    let mut metadata: Vec<(String, Vec<u8>)> = metadata_entries(predictor, info)
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.into_bytes()))
         .collect();
     let mut spec = match (info.precision, crops) {
         (Precision::F32, _) => convert::Converter::convert(graph, side, None)?,
@@ -48,9 +48,8 @@ pub fn tflite_bytes(
             metadata.push((
                 "calibration".into(),
                 format!(
-                    "activation ranges: 0.01th to 99.99th percentile over {} images; \
-                     weights per channel (fully connected: per tensor), symmetric",
-                    calibration.images
+                    "{}; weights per channel (fully connected: per tensor), symmetric",
+                    calibration.description()
                 )
                 .into_bytes(),
             ));
@@ -67,11 +66,6 @@ pub fn tflite_bytes(
             ));
         }
     };
-    for (key, value) in &mut metadata {
-        if key == "precision" {
-            *value = info.precision.name().as_bytes().to_vec();
-        }
-    }
     metadata.push(("layout".into(), b"NHWC, values in [0, 1]".to_vec()));
     metadata.push((
         "labels.txt".into(),
