@@ -19,7 +19,7 @@ use super::source::WeightsSource;
 use super::unit::{Unit, UnitInfo};
 use super::weights::IMAGENET_CLASSES;
 use crate::data::preprocess::Preprocessing;
-use crate::ops::Padding;
+use crate::ops::{self, Padding};
 
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
@@ -306,6 +306,14 @@ struct FoldedMbConv {
 
 impl FoldedUnit for FoldedMbConv {
     fn forward(&self, x: &Tensor) -> CandleResult<Tensor> {
+        if let (Some(e), ConvKind::Depthwise { stride, .. }) = (&self.expand, self.depthwise.kind())
+        {
+            let (dw, project) = (self.depthwise.tensors(), self.project.tensors());
+            let fused = ops::mbconv_fused(x, e.tensors(), dw, stride, project, self.skip)?;
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
         let h = match &self.expand {
             Some(e) => e.forward(x, None)?,
             None => x.clone(),

@@ -13,6 +13,7 @@ mod conv;
 mod conv_bn;
 mod depthwise;
 pub mod kernels;
+mod mbconv;
 mod pool;
 pub mod reference;
 mod slices;
@@ -25,5 +26,6 @@ pub use conv::{conv_same, conv1x1, conv1x1_bias_act, conv2d, conv2d_bias_act, gl
 pub use conv_bn::FusedConv;
 pub use depthwise::{depthwise_conv, depthwise_conv_bias_act};
 pub use kernels::{Act, Padding};
+pub use mbconv::{FoldedTensors, mbconv_fused};
 pub use pool::{adaptive_avg_pool, flatten_nchw, max_pool_2x2, max_pool_3x3_s2};
 pub use stats::BatchStats;

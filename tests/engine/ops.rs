@@ -233,3 +233,46 @@ fn pointwise_conv_as_matmul_matches_conv2d() {
         1e-5,
     );
 }
+
+/// The fused MBConv block (expand, depthwise, project in one pass per image) gives what the
+/// three folded ops give one after another: odd sizes, k 3 and 5, stride 1 (with the skip) and
+/// 2, images shorter than the kernel, and enough images that it runs (it needs one per thread).
+#[test]
+fn fused_mbconv_matches_the_ops_one_by_one() {
+    common::init();
+    let n = rayon::current_num_threads().max(2) + 1;
+    let (c_in, c_exp) = (8, 48);
+    for &(h, w) in &[(9, 11), (7, 7), (13, 5), (16, 16), (2, 3), (30, 4)] {
+        for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            let skip = s == 1;
+            let c_out = if skip { c_in } else { 12 };
+            let x = var(&[n, h, w, c_in], 1, 1.0);
+            let t = |shape: &[usize], seed, scale| var(shape, seed, scale).as_tensor().clone();
+            let (ew, eb) = (t(&[c_exp, c_in, 1, 1], 2, 0.5), t(&[c_exp], 3, 1.0));
+            let (dw, db) = (t(&[c_exp, 1, k, k], 4, 0.5), t(&[c_exp], 5, 1.0));
+            let (pw, pb) = (t(&[c_out, c_exp, 1, 1], 6, 0.3), t(&[c_out], 7, 1.0));
+            let x = x.as_tensor();
+            let fold = |weight, bias, act| ops::FoldedTensors { weight, bias, act };
+            let fused = ops::mbconv_fused(
+                x,
+                fold(&ew, &eb, Act::Relu6),
+                fold(&dw, &db, Act::Relu6),
+                s,
+                fold(&pw, &pb, Act::None),
+                skip,
+            )
+            .expect("fused")
+            .expect("the fused kernel runs with an image per thread");
+            let e = ops::conv1x1_bias_act(x, &ew, &eb, None, Act::Relu6).expect("expand");
+            let d = ops::depthwise_conv_bias_act(&e, &dw, &db, s, Act::Relu6).expect("dw");
+            let residual = skip.then_some(x);
+            let y = ops::conv1x1_bias_act(&d, &pw, &pb, residual, Act::None).expect("project");
+            let scale = max_abs(&y).max(1.0);
+            let diff = max_abs_diff(&fused, &y);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{h}x{w} k{k} s{s}: fused differs by {diff} (scale {scale})"
+            );
+        }
+    }
+}

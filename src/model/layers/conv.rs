@@ -273,6 +273,19 @@ impl FoldedConv {
         g.conv(x, &self.weight, &self.bias, self.kind, residual, self.act)
     }
 
+    pub fn kind(&self) -> ConvKind {
+        self.kind
+    }
+
+    /// Its folded weights, bias and activation, for ops that run several layers at once.
+    pub fn tensors(&self) -> ops::FoldedTensors<'_> {
+        ops::FoldedTensors {
+            weight: &self.weight,
+            bias: &self.bias,
+            act: self.act,
+        }
+    }
+
     /// The same convolution with another activation after it.
     pub fn with_act(self, act: Act) -> Self {
         Self { act, ..self }

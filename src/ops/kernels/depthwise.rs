@@ -76,7 +76,7 @@ fn lane_sums<const W: usize>(
 simd_dispatch! {
     /// One output row of a depthwise convolution (`out_row` is `out_w * C`). Each output pixel's
     /// channels are summed over all taps in registers ([`channel_sums`]) and stored once.
-    fn depthwise_forward_row(
+    pub(super) fn depthwise_forward_row(
         out_row: &mut [f32],
         image: &[f32],
         weights_kkc: &[f32],
