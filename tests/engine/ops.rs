@@ -246,12 +246,13 @@ fn fused_mbconv_matches_the_ops_one_by_one() {
         for (k, s) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
             let skip = s == 1;
             let c_out = if skip { c_in } else { 12 };
-            let x = var(&[n, h, w, c_in], 1, 1.0);
+            // Inference: the input records no gradients (the fused op has no backward).
+            let x = var(&[n, h, w, c_in], 1, 1.0).as_tensor().detach();
             let t = |shape: &[usize], seed, scale| var(shape, seed, scale).as_tensor().clone();
             let (ew, eb) = (t(&[c_exp, c_in, 1, 1], 2, 0.5), t(&[c_exp], 3, 1.0));
             let (dw, db) = (t(&[c_exp, 1, k, k], 4, 0.5), t(&[c_exp], 5, 1.0));
             let (pw, pb) = (t(&[c_out, c_exp, 1, 1], 6, 0.3), t(&[c_out], 7, 1.0));
-            let x = x.as_tensor();
+            let x = &x;
             let fold = |weight, bias, act| ops::FoldedTensors { weight, bias, act };
             let fused = ops::mbconv_fused(
                 x,
@@ -273,6 +274,15 @@ fn fused_mbconv_matches_the_ops_one_by_one() {
                 diff <= 1e-5 * scale,
                 "{h}x{w} k{k} s{s}: fused differs by {diff} (scale {scale})"
             );
+            if (h, w, k) == (7, 7, 3) {
+                // A tensor that records its graph goes op by op, so gradients still flow.
+                let tracked = var(&[n, h, w, c_in], 1, 1.0);
+                let layers = (fold(&ew, &eb, Act::Relu6), fold(&dw, &db, Act::Relu6));
+                let project = fold(&pw, &pb, Act::None);
+                let none =
+                    ops::mbconv_fused(tracked.as_tensor(), layers.0, layers.1, s, project, skip);
+                assert!(none.expect("checked").is_none());
+            }
         }
     }
 }
