@@ -214,19 +214,9 @@ struct VggConv {
     pool: bool,
 }
 
-impl VggConv {
-    fn pooled(&self, y: Tensor) -> CandleResult<Tensor> {
-        if self.pool {
-            ops::max_pool_2x2(&y)
-        } else {
-            Ok(y)
-        }
-    }
-}
-
 impl BackboneUnit for VggConv {
     fn forward_train(&self, x: &Tensor, _bn_momentum: f64) -> CandleResult<Tensor> {
-        self.pooled(self.conv.forward_train(x)?)
+        self.conv.forward_train(x, self.pool)
     }
 
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {

@@ -276,7 +276,7 @@ impl BlockTrain {
         if !weights_fit || d.0 * d.1 * d.2 * d.3 != x.len() {
             bail!("block layer {i}: weights do not fit {} input channels", d.3);
         }
-        let (conv_out, out_dims) = s.conv.forward_slices(x, d, w, s.kernel, s.c_out);
+        let (conv_out, out_dims) = s.conv.forward_slices(x, d, w, (s.kernel, s.c_out), None);
         let (out, stats) = bn_train_forward(&conv_out, s.c_out, gamma, beta, s.eps, s.act)?;
         let saved = Saved {
             input_dims: d,
@@ -302,7 +302,7 @@ impl BlockTrain {
             Some(c) => Cow::Borrowed(c.as_slice()),
             None => Cow::Owned(
                 s.conv
-                    .forward_slices(x, saved.input_dims, w, s.kernel, s.c_out)
+                    .forward_slices(x, saved.input_dims, w, (s.kernel, s.c_out), None)
                     .0,
             ),
         };

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 
 use super::conv::{conv1x1, conv2d};
 use super::depthwise::depthwise_conv;
-use super::kernels::{self, ConvGeometry, Padding};
+use super::kernels::{self, ConvGeometry, Epilogue, Padding};
 
 /// The convolution of [`super::conv_bn_train`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,31 +38,39 @@ impl FusedConv {
     }
 
     /// The convolution on slices (CPU): `x` with dimensions `d`, `w` in the checkpoint layout
-    /// (`[C_out, C_in, k, k]`, depthwise `[C, 1, k, k]`) with `kernel` and `c_out`.
+    /// (`[C_out, C_in, k, k]`, depthwise `[C, 1, k, k]`) with `kernel` and `c_out`, then
+    /// `epilogue`'s bias and activation (`c_out` of them) on each block while it is in cache.
     pub(super) fn forward_slices(
         self,
         x: &[f32],
         d: Dims,
         w: &[f32],
-        kernel: usize,
-        c_out: usize,
+        (kernel, c_out): (usize, usize),
+        epilogue: Option<Epilogue<'_>>,
     ) -> (Vec<f32>, Dims) {
         let (n, h, wd, c_in) = d;
         match self {
-            Self::Pointwise => (kernels::pointwise(x, w, c_in, c_out), (n, h, wd, c_out)),
+            Self::Pointwise => {
+                let out = match epilogue {
+                    Some(e) => kernels::pointwise_epilogue(x, w, c_in, e, None),
+                    None => kernels::pointwise(x, w, c_in, c_out),
+                };
+                (out, (n, h, wd, c_out))
+            }
             Self::Depthwise { stride } => {
                 let g = ConvGeometry::same(n, h, wd, c_in, kernel, stride);
                 let kkc = kernels::depthwise_weights_to_kkc(w, c_in, kernel);
-                let out = kernels::depthwise_forward(x, &kkc, &g, None);
+                let out = kernels::depthwise_forward(x, &kkc, &g, epilogue);
                 (out, (n, g.out_h, g.out_w, c_in))
             }
             Self::Dense { stride, padding } => {
                 let g = ConvGeometry::new(n, h, wd, c_in, kernel, stride, padding);
                 let m = kernels::filters_to_matrix(w, c_out, c_in, kernel * kernel);
-                (
-                    kernels::dense_conv(x, &m, &g, c_out),
-                    (n, g.out_h, g.out_w, c_out),
-                )
+                let out = match epilogue {
+                    Some(e) => kernels::dense_conv_epilogue(x, &m, &g, e, None),
+                    None => kernels::dense_conv(x, &m, &g, c_out),
+                };
+                (out, (n, g.out_h, g.out_w, c_out))
             }
         }
     }

@@ -15,9 +15,9 @@ pub struct FoldedTensors<'a> {
 }
 
 /// `project(depthwise(expand(x))) [+ x]` in one pass per image, or `None` where the fused
-/// kernel does not apply: off the CPU, on a tensor that records gradients, or with fewer images
-/// than threads (it runs images in parallel, so a single image goes op by op, each op using
-/// every thread).
+/// kernel does not apply: off the CPU, on a tensor that records gradients, with a kernel smaller
+/// than its stride, or with fewer images than threads (it runs images in parallel, so a single
+/// image goes op by op, each op using every thread).
 pub fn mbconv_fused(
     x: &Tensor,
     expand: FoldedTensors<'_>,
@@ -31,8 +31,9 @@ pub fn mbconv_fused(
         _ => return Ok(None),
     };
     let kernel = depthwise.weight.dim(3)?;
-    // It has no backward: a tensor that records its graph goes op by op.
-    if !is_cpu_f32(x) || x.track_op() || n < rayon::current_num_threads() {
+    // It has no backward: a tensor that records its graph goes op by op. Its window of rows
+    // assumes each depthwise output row reads the row after the previous one's (kernel ≥ stride).
+    if !is_cpu_f32(x) || x.track_op() || n < rayon::current_num_threads() || kernel < stride {
         return Ok(None);
     }
     let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();

@@ -286,3 +286,111 @@ fn fused_mbconv_matches_the_ops_one_by_one() {
         }
     }
 }
+
+#[test]
+fn conv_bias_act_as_one_op_matches_the_composition() {
+    common::init();
+    use ops::FusedConv::{Dense, Depthwise, Pointwise};
+    let padding = ops::Padding::Symmetric(1);
+    // (batch, height, width, in channels, out channels, conv, activation, pooled). 3×3 stride 1
+    // with 16+ channels takes Winograd's path, stride 2 the blocked implicit products; odd
+    // sizes leave a row and a column out of the pooling.
+    let cases = [
+        (
+            2,
+            7,
+            5,
+            16,
+            17,
+            Dense { stride: 1, padding },
+            Act::Relu,
+            false,
+        ),
+        (
+            2,
+            8,
+            7,
+            16,
+            9,
+            Dense { stride: 1, padding },
+            Act::Relu,
+            true,
+        ),
+        (
+            1,
+            9,
+            7,
+            3,
+            4,
+            Dense { stride: 2, padding },
+            Act::None,
+            false,
+        ),
+        (1, 9, 9, 3, 4, Dense { stride: 2, padding }, Act::None, true),
+        (2, 5, 3, 7, 6, Pointwise, Act::Relu6, false),
+        (2, 6, 4, 5, 3, Pointwise, Act::Relu6, true),
+        (2, 9, 7, 5, 5, Depthwise { stride: 2 }, Act::Relu6, false),
+    ];
+    for (n, h, w, c_in, c_out, conv, act, pool) in cases {
+        let x = var(&[n, h, w, c_in], 21, 2.0);
+        let weight_shape = match conv {
+            Pointwise => vec![c_out, c_in, 1, 1],
+            Depthwise { .. } => vec![c_out, 1, 5, 5],
+            Dense { .. } => vec![c_out, c_in, 3, 3],
+        };
+        let wt = var(&weight_shape, 22, 0.7);
+        let bias = var(&[c_out], 23, 1.0);
+        check(
+            &format!("conv+bias {conv:?} {n}x{h}x{w}x{c_in} {act:?} pool {pool}"),
+            &[&x, &wt, &bias],
+            || {
+                let (x, w, b) = (x.as_tensor(), wt.as_tensor(), bias.as_tensor());
+                ops::conv_bias_act(x, w, b, conv, act, pool).expect("fast")
+            },
+            || {
+                let (x, w) = (x.as_tensor(), wt.as_tensor());
+                let y = match conv {
+                    Pointwise => reference::conv1x1(x, w),
+                    Depthwise { stride } => reference::depthwise_conv(x, w, stride),
+                    Dense { stride, padding } => reference::conv2d(x, w, stride, padding),
+                }
+                .expect("stock conv");
+                let y = y.broadcast_add(bias.as_tensor()).expect("bias");
+                let y = reference::activate(y, act).expect("stock");
+                if pool {
+                    let (n, h, w, c) = y.dims4().expect("dims");
+                    let cropped = y.narrow(1, 0, h / 2 * 2).expect("rows");
+                    let cropped = cropped.narrow(2, 0, w / 2 * 2).expect("columns");
+                    let windows = cropped
+                        .reshape((n, h / 2, 2, w / 2, 2, c))
+                        .expect("windows");
+                    windows.max(4).expect("max").max(2).expect("max")
+                } else {
+                    y
+                }
+            },
+            1e-4,
+        );
+    }
+    // Frozen filters and input: only the bias gets a gradient, one per active output.
+    let x = Tensor::from_vec(values(2 * 5 * 5 * 3, 24), (2, 5, 5, 3), &Device::Cpu).expect("x");
+    let frozen =
+        Tensor::from_vec(values(4 * 3 * 3 * 3, 25), (4, 3, 3, 3), &Device::Cpu).expect("w");
+    let bias = var(&[4], 26, 1.0);
+    let conv = Dense { stride: 1, padding };
+    let y =
+        ops::conv_bias_act(&x, &frozen, bias.as_tensor(), conv, Act::Relu, false).expect("fast");
+    let grads = y.sum_all().expect("sum").backward().expect("bwd");
+    assert!(grads.get(&frozen).is_none() && grads.get(&x).is_none());
+    let g = grads.get(bias.as_tensor()).expect("bias gradient");
+    let active: Vec<f32> = y
+        .gt(0f32)
+        .expect("mask")
+        .to_dtype(candle_core::DType::F32)
+        .expect("f32")
+        .sum((0, 1, 2))
+        .expect("sum")
+        .to_vec1()
+        .expect("vec");
+    assert_eq!(g.to_vec1::<f32>().expect("vec"), active);
+}

@@ -100,19 +100,15 @@ impl ConvBn {
     /// [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer fresh pages to fault in pays for the
     /// second convolution (README, Performance).
     fn fused(&self) -> (ops::FusedConv, bool) {
-        match self.kind {
-            ConvKind::Depthwise { stride, .. } => (ops::FusedConv::Depthwise { stride }, true),
+        let recompute = match self.kind {
+            ConvKind::Depthwise { .. } => true,
             ConvKind::Pointwise => {
                 let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
-                (
-                    ops::FusedConv::Pointwise,
-                    c_in <= RECOMPUTE_MAX_INPUT_CHANNELS,
-                )
+                c_in <= RECOMPUTE_MAX_INPUT_CHANNELS
             }
-            ConvKind::Dense {
-                stride, padding, ..
-            } => (ops::FusedConv::Dense { stride, padding }, false),
-        }
+            ConvKind::Dense { .. } => false,
+        };
+        (self.kind.fused(), recompute)
     }
 
     pub fn forward_train(&self, x: &Tensor, momentum: f64) -> CandleResult<Tensor> {
@@ -225,12 +221,11 @@ impl ConvBias {
         })
     }
 
-    pub fn forward_train(&self, x: &Tensor) -> CandleResult<Tensor> {
-        let y = self
-            .kind
-            .apply(x, self.conv.tensor())?
-            .broadcast_add(self.bias.tensor())?;
-        ops::activate(&y, self.act)
+    /// One graph node that keeps only its output (see [`ops::conv_bias_act`]), 2×2 max pooled
+    /// where `pool`.
+    pub fn forward_train(&self, x: &Tensor, pool: bool) -> CandleResult<Tensor> {
+        let (w, b) = (self.conv.tensor(), self.bias.tensor());
+        ops::conv_bias_act(x, w, b, self.kind.fused(), self.act, pool)
     }
 
     pub fn fold(&self) -> FoldedConv {
@@ -346,7 +341,7 @@ impl FoldedUnit for FoldedConv {
 
 impl BackboneUnit for ConvBias {
     fn forward_train(&self, x: &Tensor, _bn_momentum: f64) -> CandleResult<Tensor> {
-        ConvBias::forward_train(self, x)
+        ConvBias::forward_train(self, x, false)
     }
 
     fn fold(&self) -> CandleResult<Arc<dyn FoldedUnit>> {

@@ -28,6 +28,17 @@ impl ConvKind {
         }
     }
 
+    /// The same convolution as the training ops name it.
+    pub(super) fn fused(self) -> ops::FusedConv {
+        match self {
+            ConvKind::Dense {
+                stride, padding, ..
+            } => ops::FusedConv::Dense { stride, padding },
+            ConvKind::Depthwise { stride, .. } => ops::FusedConv::Depthwise { stride },
+            ConvKind::Pointwise => ops::FusedConv::Pointwise,
+        }
+    }
+
     pub(super) fn apply(self, x: &Tensor, w: &Tensor) -> CandleResult<Tensor> {
         match self {
             ConvKind::Dense {

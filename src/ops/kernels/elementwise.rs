@@ -55,6 +55,26 @@ pub fn add_activate(a: &[f32], b: &[f32], act: Act) -> Vec<f32> {
     })
 }
 
+simd_dispatch! {
+    fn act_backward_rows_in_place(dy: &mut [f32], y: &[f32], act: Act) {
+        per_act!(act, |ACT| {
+            for (d, &y) in dy.iter_mut().zip(y) {
+                *d = ACT.grad(y, *d);
+            }
+        })
+    }
+}
+
+/// [`activation_backward`] in place on `dy`.
+pub fn activation_backward_in_place(y: &[f32], dy: &mut [f32], act: Act) {
+    if act == Act::None {
+        return;
+    }
+    dy.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(y.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(d, y)| act_backward_rows_in_place(d, y, act));
+}
+
 /// The gradient before the activation, from its output `y` and the gradient `dy` after it.
 pub fn activation_backward(y: &[f32], dy: &[f32], act: Act) -> Vec<f32> {
     output_buffer(y.len(), |out| {

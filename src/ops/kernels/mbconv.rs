@@ -13,8 +13,7 @@ use rayon::prelude::*;
 
 use super::common::{Act, ConvGeometry, Epilogue, output_buffer};
 use super::depthwise::depthwise_forward_row;
-use super::gemm::{View, matmul};
-use super::norm::bias_act_rows;
+use super::pointwise::pointwise_rows;
 
 /// Pixels per matrix product at least (rows of pixels are gathered until there are this many).
 const MIN_PIXELS: usize = 64;
@@ -25,6 +24,17 @@ pub struct Pointwise<'a> {
     pub weights: &'a [f32],
     pub bias: &'a [f32],
     pub act: Act,
+}
+
+impl Pointwise<'_> {
+    /// The convolution of `src`'s rows (`c_in` floats each) into `dst`, on this thread.
+    fn rows(&self, dst: &mut [f32], src: &[f32], c_in: usize, residual: Option<&[f32]>) {
+        let epilogue = Epilogue {
+            bias: self.bias,
+            act: self.act,
+        };
+        pointwise_rows(dst, src, self.weights, c_in, epilogue, residual);
+    }
 }
 
 /// A folded depthwise convolution ("SAME" padding): `[k, k, C]` weights, bias, activation.
@@ -68,7 +78,7 @@ pub fn mbconv_forward(
     assert!(x.len() == n * in_len && block.project.weights.len() == c_out * c_exp);
     assert!(!block.skip || (c_in == c_out && g.out_h == h && g.out_w == w));
     if out_len == 0 {
-        return (vec![0f32; n * out_len], (g.out_h, g.out_w));
+        return (Vec::new(), (g.out_h, g.out_w));
     }
     let y = output_buffer(n * out_len, |out| {
         out.par_chunks_mut(out_len)
@@ -121,7 +131,7 @@ fn image_forward(out: &mut [f32], image: &[f32], block: &MbConvFolded<'_>, g: &C
                 .skip
                 .then(|| &image[oy0 * g.in_w * c_in..(oy0 + n) * g.in_w * c_in]);
             let dst = &mut out[oy0 * out_row..(oy0 + n) * out_row];
-            pointwise_rows(dst, dw_out, c_exp, block.project, residual);
+            block.project.rows(dst, dw_out, c_exp, residual);
         }
     })
 }
@@ -157,7 +167,7 @@ impl Rows<'_, '_> {
             let src = &self.image[self.end * in_row..new_end * in_row];
             let dst = &mut self.window
                 [(self.end - self.first) * row_len..(new_end - self.first) * row_len];
-            pointwise_rows(dst, src, self.c_in, self.block.expand, None);
+            self.block.expand.rows(dst, src, self.c_in, None);
             self.end = new_end;
         }
         // Output row `oy` as row 0 of a geometry whose input starts where the window does, or
@@ -179,29 +189,4 @@ impl Rows<'_, '_> {
         };
         depthwise_forward_row(dst, rows, dw.weights_kkc, &local, 0, Some(epilogue));
     }
-}
-
-/// `dst = act(src · Wᵀ + bias [+ residual])` for `src`'s pixels (`c_in` floats each).
-fn pointwise_rows(
-    dst: &mut [f32],
-    src: &[f32],
-    c_in: usize,
-    layer: Pointwise<'_>,
-    residual: Option<&[f32]>,
-) {
-    let c_out = layer.bias.len();
-    // Element (ci, co) of the transposed weights.
-    let rhs = View {
-        data: layer.weights,
-        row_stride: 1,
-        col_stride: c_in,
-    };
-    let pixels = src.len() / c_in;
-    let lhs = View {
-        data: src,
-        row_stride: c_in,
-        col_stride: 1,
-    };
-    matmul(pixels, c_out, c_in, dst, false, lhs, rhs);
-    bias_act_rows(dst, layer.bias, residual, layer.act);
 }

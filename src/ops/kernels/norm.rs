@@ -30,6 +30,36 @@ simd_dispatch! {
     }
 }
 
+simd_dispatch! {
+    fn accumulate_column_sums(rows: &[f32], c: usize, sum: &mut [f64]) {
+        for row in rows.chunks_exact(c) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += f64::from(v);
+            }
+        }
+    }
+}
+
+/// The sum of each column of a `[rows, C]` matrix (a bias's gradient): in f64 per chunk of
+/// rows, the chunks added in order, so the result does not depend on the thread count.
+pub fn column_sums(x: &[f32], c: usize) -> Vec<f32> {
+    let partials: Vec<Vec<f64>> = x
+        .par_chunks(BN_CHUNK_ROWS * c.max(1))
+        .map(|chunk| {
+            let mut sum = vec![0f64; c];
+            accumulate_column_sums(chunk, c, &mut sum);
+            sum
+        })
+        .collect();
+    let mut sum = vec![0f64; c];
+    for partial in &partials {
+        for (s, p) in sum.iter_mut().zip(partial) {
+            *s += p;
+        }
+    }
+    sum.into_iter().map(|s| s as f32).collect()
+}
+
 /// Mean and biased variance of each channel of a `[rows, C]` matrix.
 pub fn batch_stats(x: &[f32], c: usize) -> ChannelStats {
     let rows = x.len().checked_div(c).unwrap_or(0);

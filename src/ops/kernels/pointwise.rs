@@ -49,26 +49,42 @@ pub fn pointwise_epilogue(
     let block = rows
         .div_ceil(16)
         .clamp(16, (EPILOGUE_BLOCK_FLOATS / c_out).max(16));
-    let rhs = View {
-        data: w,
-        row_stride: 1,
-        col_stride: c_in,
-    };
     output_buffer(rows * c_out, |out| {
         out.par_chunks_mut(block * c_out)
             .enumerate()
             .for_each(|(b, dst)| {
                 let (r0, n) = (b * block, dst.len() / c_out);
-                let lhs = View {
-                    data: &x[r0 * c_in..][..n * c_in],
-                    row_stride: c_in,
-                    col_stride: 1,
-                };
-                matmul(n, c_out, c_in, dst, false, lhs, rhs);
                 let residual = residual.map(|r| &r[r0 * c_out..][..dst.len()]);
-                bias_act_rows(dst, epilogue.bias, residual, epilogue.act);
+                let src = &x[r0 * c_in..][..n * c_in];
+                pointwise_rows(dst, src, w, c_in, epilogue, residual);
             });
     })
+}
+
+/// On this thread: `dst = act(src · wᵀ + bias [+ residual])` for the `[rows, C_in]` rows of
+/// `src`, with `w` `[C_out, C_in]` and `dst` `[rows, C_out]`.
+pub(super) fn pointwise_rows(
+    dst: &mut [f32],
+    src: &[f32],
+    w: &[f32],
+    c_in: usize,
+    epilogue: Epilogue<'_>,
+    residual: Option<&[f32]>,
+) {
+    let c_out = epilogue.bias.len();
+    // Element (ci, co) of the transposed weights.
+    let rhs = View {
+        data: w,
+        row_stride: 1,
+        col_stride: c_in,
+    };
+    let lhs = View {
+        data: src,
+        row_stride: c_in,
+        col_stride: 1,
+    };
+    matmul(src.len() / c_in, c_out, c_in, dst, false, lhs, rhs);
+    bias_act_rows(dst, epilogue.bias, residual, epilogue.act);
 }
 
 /// Gradient of [`pointwise`] with respect to its input, from the output gradient `grad`
