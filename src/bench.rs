@@ -229,6 +229,9 @@ pub struct BenchReport {
     pub feature_caching_images_per_sec: f64,
     /// Peak RSS while the fine-tune workload ran (the mark is reset before it).
     pub fine_tune_peak_rss_bytes: Option<u64>,
+    /// The most heap bytes in use at once while the fine-tune workload ran: the RSS less what
+    /// the allocator keeps mapped for reuse (`None` without the binary's counting allocator).
+    pub fine_tune_peak_heap_bytes: Option<u64>,
     /// Peak RSS of the whole benchmark.
     pub peak_rss_bytes: u64,
 }
@@ -251,10 +254,11 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
     drop(imagenet);
     let head_ms = head_epoch_ms(backbone, &weights, repeats.max(5), device)?;
     let mut peak = peak_rss_bytes();
-    let (fine_tune, fine_tune_peak) = if skip_fine_tune {
-        (None, None)
+    let (fine_tune, fine_tune_peak, fine_tune_heap) = if skip_fine_tune {
+        (None, None, None)
     } else {
         let reset = reset_peak_rss();
+        crate::heap::reset_peak();
         let rate = fine_tune_images_per_sec(
             backbone,
             &weights,
@@ -265,7 +269,8 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
         )?;
         let ft_peak = peak_rss_bytes();
         peak = peak.max(ft_peak);
-        (Some(rate), reset.then_some(ft_peak))
+        let heap_peak = crate::heap::peak_bytes();
+        (Some(rate), reset.then_some(ft_peak), heap_peak)
     };
     let fine_tune_rate = fine_tune.map(|r: Rate| r.images_per_sec);
     Ok(BenchReport {
@@ -281,6 +286,7 @@ pub fn run(options: &BenchOptions, device: &Device) -> Result<BenchReport, Model
         head_epoch_features: HEAD_EPOCH_FEATURES,
         feature_caching_images_per_sec: caching,
         fine_tune_peak_rss_bytes: fine_tune_peak,
+        fine_tune_peak_heap_bytes: fine_tune_heap,
         peak_rss_bytes: peak.max(peak_rss_bytes()),
     })
 }

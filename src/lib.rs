@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod export;
 pub mod fsutil;
 pub mod guide;
+pub mod heap;
 pub mod inspect;
 pub mod model;
 pub mod ops;

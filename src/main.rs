@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+/// mimalloc, all but very large blocks (`transfer_studio::heap`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: transfer_studio::heap::Heap<mimalloc::MiMalloc> =
+    transfer_studio::heap::Heap(mimalloc::MiMalloc);
 
 /// Keeps freed memory mapped for reuse: activations of a batch are hundreds of MB, and
 /// returning them to the OS after each layer makes the kernel zero fresh pages for every

@@ -79,6 +79,12 @@ impl BenchArgs {
                 gb(peak)
             );
         }
+        if let Some(peak) = r.fine_tune_peak_heap_bytes {
+            println!(
+                "peak heap in use during the fine-tune step: {:5.2} GB",
+                gb(peak)
+            );
+        }
         println!(
             "peak RSS of the whole benchmark:        {:8.2} GB",
             gb(r.peak_rss_bytes)
