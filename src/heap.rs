@@ -47,10 +47,14 @@ fn direct(layout: Layout) -> bool {
 
 /// Fresh anonymous mappings (zeroed by the kernel), with transparent huge pages asked for:
 /// in 4 KiB pages the first touch of a VGG16 step's large blocks was 1.4 million page faults.
+/// Out of line: the pool's path is the hot one (with the mapping inlined into it, Lite0's
+/// head-only epoch, which makes many small allocations, took 10.7 ms against 6.9).
 #[cfg(target_os = "linux")]
 mod mapped {
     /// # Safety
     /// `len` is not zero.
+    #[cold]
+    #[inline(never)]
     pub unsafe fn map(len: usize) -> *mut u8 {
         // SAFETY: a new private anonymous mapping; nothing else refers to that address range.
         unsafe {
@@ -73,6 +77,8 @@ mod mapped {
 
     /// # Safety
     /// `p` and `len` are a mapping from [`map`].
+    #[cold]
+    #[inline(never)]
     pub unsafe fn unmap(p: *mut u8, len: usize) {
         // SAFETY: the caller's contract.
         unsafe { libc::munmap(p.cast(), len) };
@@ -90,29 +96,6 @@ mod mapped {
     }
 }
 
-/// [`mapped::map`] out of line: the pool's path is the hot one (with the mapping inlined into it,
-/// Lite0's head-only epoch, which makes many small allocations, took 10.7 ms against 6.9).
-///
-/// # Safety
-/// `len` is not zero.
-#[cold]
-#[inline(never)]
-unsafe fn map_cold(len: usize) -> *mut u8 {
-    // SAFETY: the caller's contract.
-    unsafe { mapped::map(len) }
-}
-
-/// [`mapped::unmap`] out of line.
-///
-/// # Safety
-/// `p` and `len` are a mapping from [`map_cold`].
-#[cold]
-#[inline(never)]
-unsafe fn unmap_cold(p: *mut u8, len: usize) {
-    // SAFETY: the caller's contract.
-    unsafe { mapped::unmap(p, len) }
-}
-
 impl<A: GlobalAlloc> Heap<A> {
     /// # Safety
     /// [`GlobalAlloc::alloc`]'s (or `alloc_zeroed`'s, with `zeroed`).
@@ -120,7 +103,7 @@ impl<A: GlobalAlloc> Heap<A> {
         // SAFETY: the caller's contract, passed on.
         let p = unsafe {
             match (direct(layout), zeroed) {
-                (true, _) => map_cold(layout.size()),
+                (true, _) => mapped::map(layout.size()),
                 (false, true) => self.0.alloc_zeroed(layout),
                 (false, false) => self.0.alloc(layout),
             }
@@ -149,7 +132,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Heap<A> {
         // SAFETY: the caller's contract; `ptr` came from the allocator its size picks.
         unsafe {
             if direct(layout) {
-                unmap_cold(ptr, layout.size());
+                mapped::unmap(ptr, layout.size());
             } else {
                 self.0.dealloc(ptr, layout);
             }

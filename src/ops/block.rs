@@ -267,12 +267,10 @@ impl BlockTrain {
         (w, gamma, beta): LayerParams<'_>,
     ) -> Result<(Vec<f32>, Dims, Saved)> {
         let s = &self.specs[i];
-        // Depthwise filters are `[C, 1, k, k]` over as many input channels.
-        let (c_in, fits) = match s.conv {
-            FusedConv::Depthwise { .. } => (1, s.c_out == d.3),
-            _ => (d.3, true),
-        };
-        let weights_fit = fits && s.c_out * c_in * s.kernel * s.kernel == s.weight_len;
+        let weights_fit = s
+            .conv
+            .filter_channels(d.3, s.c_out)
+            .is_some_and(|c_in| s.c_out * c_in * s.kernel * s.kernel == s.weight_len);
         if !weights_fit || d.0 * d.1 * d.2 * d.3 != x.len() {
             bail!("block layer {i}: weights do not fit {} input channels", d.3);
         }

@@ -58,12 +58,9 @@ fn pool_geometry((n, h, w, c): Dims) -> ConvGeometry {
 impl ConvBiasAct {
     /// The kernel size and output channels of filters with dimensions `w` over input `d`.
     fn filters(&self, d: Dims, w: &[usize]) -> Result<(usize, usize)> {
-        let depthwise = matches!(self.conv, FusedConv::Depthwise { .. });
-        let c_in = if depthwise { 1 } else { d.3 };
         if let [c_out, c, k, k2] = *w {
-            let fits = c == c_in
+            let fits = self.conv.filter_channels(d.3, c_out) == Some(c)
                 && k == k2
-                && (!depthwise || c_out == d.3)
                 && (self.conv != FusedConv::Pointwise || k == 1);
             if fits {
                 return Ok((k, c_out));

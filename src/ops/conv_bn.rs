@@ -29,11 +29,21 @@ impl FusedConv {
         }
     }
 
-    pub(super) fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    /// The convolution on tensors, `w` in the checkpoint layout.
+    pub fn apply(self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         match self {
             Self::Pointwise => conv1x1(x, w),
             Self::Depthwise { stride } => depthwise_conv(x, w, stride),
             Self::Dense { stride, padding } => conv2d(x, w, stride, padding),
+        }
+    }
+
+    /// The input channels each of `c_out` filters reads from an input of `c` channels, or
+    /// `None` where they do not fit it: depthwise filters are `[C, 1, k, k]`, one per channel.
+    pub(super) fn filter_channels(self, c: usize, c_out: usize) -> Option<usize> {
+        match self {
+            Self::Depthwise { .. } => (c_out == c).then_some(1),
+            _ => Some(c),
         }
     }
 

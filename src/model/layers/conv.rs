@@ -307,7 +307,7 @@ impl FoldedConv {
                 ops::conv1x1_bias_act(x, &self.weight, &self.bias, residual, self.act)
             }
             kind => {
-                let y = kind.apply(x, &self.weight)?;
+                let y = kind.fused().apply(x, &self.weight)?;
                 ops::bias_act_inplace(y, &self.bias, residual, self.act)
             }
         }

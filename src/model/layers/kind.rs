@@ -1,7 +1,5 @@
 //! The kinds of convolution the networks use, and how each runs.
 
-use candle_core::{Result as CandleResult, Tensor};
-
 use crate::ops::{self, Padding};
 
 /// What kind of convolution a layer holds.
@@ -28,7 +26,7 @@ impl ConvKind {
         }
     }
 
-    /// The same convolution as the training ops name it.
+    /// The same convolution as the ops name it; [`ops::FusedConv::apply`] runs it on tensors.
     pub(super) fn fused(self) -> ops::FusedConv {
         match self {
             ConvKind::Dense {
@@ -36,16 +34,6 @@ impl ConvKind {
             } => ops::FusedConv::Dense { stride, padding },
             ConvKind::Depthwise { stride, .. } => ops::FusedConv::Depthwise { stride },
             ConvKind::Pointwise => ops::FusedConv::Pointwise,
-        }
-    }
-
-    pub(super) fn apply(self, x: &Tensor, w: &Tensor) -> CandleResult<Tensor> {
-        match self {
-            ConvKind::Dense {
-                stride, padding, ..
-            } => ops::conv2d(x, w, stride, padding),
-            ConvKind::Depthwise { stride, .. } => ops::depthwise_conv(x, w, stride),
-            ConvKind::Pointwise => ops::conv1x1(x, w),
         }
     }
 }
