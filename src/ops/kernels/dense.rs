@@ -11,7 +11,7 @@ use super::common::{ConvGeometry, Epilogue, output_buffer, sum_partials};
 use super::elementwise::add_into;
 use super::gemm::{View, matmul, with_scratch};
 use super::norm::bias_act_rows;
-use super::winograd;
+use super::{winograd, winograd_weights};
 
 /// How the work is cut into blocks (a parameter so that tests can cut small shapes many ways).
 #[derive(Debug, Clone, Copy)]
@@ -239,6 +239,20 @@ fn input_grad_blocked(
 
 /// Gradient of [`dense_conv`] with respect to its weights, `[k²·C_in, C_out]`.
 pub fn dense_conv_weight_grad(
+    input: &[f32],
+    grad: &[f32],
+    g: &ConvGeometry,
+    c_out: usize,
+) -> Vec<f32> {
+    if winograd::applies(g, c_out) {
+        return winograd_weights::weight_grad(input, grad, g, c_out, winograd::BLOCK_FLOATS);
+    }
+    weight_grad_blocked(input, grad, g, c_out, BLOCKING)
+}
+
+/// [`dense_conv_weight_grad`] by gathered patches, whatever the geometry.
+#[cfg(test)]
+pub(super) fn direct_weight_grad(
     input: &[f32],
     grad: &[f32],
     g: &ConvGeometry,

@@ -77,6 +77,7 @@ mod norm;
 mod pointwise;
 mod pool;
 mod winograd;
+mod winograd_weights;
 
 pub use common::*;
 pub use dense::*;

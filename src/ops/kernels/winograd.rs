@@ -5,8 +5,8 @@
 //! `[tiles, C_in] · [C_in, C_out]`, one per transformed position, on the same single-threaded
 //! gemm as the direct path; blocks run in parallel, and each block's tiles are transformed back
 //! (with the epilogue) while in cache. Forward and the input gradient (itself such a
-//! convolution, see [`input_grad`]); the weight gradient takes the direct path. The transforms
-//! only add, subtract and halve, so the error stays at float rounding.
+//! convolution, see [`input_grad`]); the weight gradient is in `winograd_weights.rs`. The
+//! transforms only add, subtract and halve, so the error stays at float rounding.
 
 use rayon::prelude::*;
 
@@ -148,18 +148,18 @@ fn rotate_and_transpose(weights: &[f32], c_in: usize, c_out: usize) -> Vec<f32> 
 }
 
 /// The tiles of one block: tile rows `rows` (counted over the batch), `tiles_w` per row.
-struct Block<'a> {
-    g: &'a ConvGeometry,
-    rows: std::ops::Range<usize>,
-    tiles_h: usize,
-    tiles_w: usize,
+pub(super) struct Block<'a> {
+    pub(super) g: &'a ConvGeometry,
+    pub(super) rows: std::ops::Range<usize>,
+    pub(super) tiles_h: usize,
+    pub(super) tiles_w: usize,
     /// The block's first output pixel (over the batch).
-    pixel0: usize,
+    pub(super) pixel0: usize,
 }
 
 impl Block<'_> {
     /// `(tile index in the block, image, tile row in the image, tile column)`.
-    fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    pub(super) fn tiles(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         let (th, tw) = (self.tiles_h, self.tiles_w);
         self.rows
             .clone()
@@ -168,13 +168,13 @@ impl Block<'_> {
             .map(|(t, (n, ty, tx))| (t, n, ty, tx))
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.rows.len() * self.tiles_w
     }
 }
 
 /// Four consecutive `len`-float parts of `s`.
-fn split4(s: &mut [f32], len: usize) -> [&mut [f32]; 4] {
+pub(super) fn split4(s: &mut [f32], len: usize) -> [&mut [f32]; 4] {
     let (a, rest) = s.split_at_mut(len);
     let (b, rest) = rest.split_at_mut(len);
     let (c, d) = rest.split_at_mut(len);
@@ -284,7 +284,7 @@ fn transform_weights(w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
 simd_dispatch! {
     /// `V = Bᵀ·d·B` for every tile of the block and input channel, laid out
     /// `[16, tiles, C_in]`; padding reads as zero.
-    fn transform_input(input: &[f32], block: &Block<'_>, v: &mut [f32]) {
+    pub(super) fn transform_input(input: &[f32], block: &Block<'_>, v: &mut [f32]) {
         let g = block.g;
         let (c, tiles) = (g.channels, block.len());
         let image_len = g.in_h * g.in_w * c;
