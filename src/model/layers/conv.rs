@@ -15,10 +15,11 @@ use crate::model::error::ModelError;
 use crate::model::onnx::{OnnxGraph, Port};
 use crate::ops;
 use crate::ops::Act;
+use crate::runtime;
 
-/// 1×1 convolutions with at most this many input channels are recomputed in backward rather
-/// than kept (in Lite0, the expansions of blocks 1–5: 16–40 inputs, 96–240 outputs at high
-/// resolution).
+/// In low-memory mode, 1×1 convolutions with at most this many input channels are recomputed in
+/// backward rather than kept (in Lite0, the expansions of blocks 1–5: 16–40 inputs, 96–240
+/// outputs at high resolution).
 const RECOMPUTE_MAX_INPUT_CHANNELS: usize = 40;
 
 /// A bias-free convolution followed by BatchNorm and an activation.
@@ -95,19 +96,20 @@ impl ConvBn {
     }
 
     /// The convolution as fused with its BatchNorm in training, and whether backward recomputes
-    /// it instead of keeping its output: where it costs little for the memory its output takes
-    /// (depthwise: k² multiply-adds per output value; 1×1 with at most
-    /// [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Fewer fresh pages to fault in pays for the
-    /// second convolution (README, Performance).
+    /// it instead of keeping its output: only in low-memory mode ([`runtime::low_memory`]), and
+    /// only where it costs little for the memory its output takes (depthwise: k² multiply-adds
+    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Kept, they
+    /// cost a Lite0 fine-tune step 2.24 → 2.58 GB and make it 10 % faster (README, Performance).
     fn fused(&self) -> (ops::FusedConv, bool) {
-        let recompute = match self.kind {
-            ConvKind::Depthwise { .. } => true,
-            ConvKind::Pointwise => {
-                let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
-                c_in <= RECOMPUTE_MAX_INPUT_CHANNELS
-            }
-            ConvKind::Dense { .. } => false,
-        };
+        let recompute = runtime::low_memory()
+            && match self.kind {
+                ConvKind::Depthwise { .. } => true,
+                ConvKind::Pointwise => {
+                    let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
+                    c_in <= RECOMPUTE_MAX_INPUT_CHANNELS
+                }
+                ConvKind::Dense { .. } => false,
+            };
         (self.kind.fused(), recompute)
     }
 
