@@ -22,6 +22,20 @@ use crate::runtime;
 /// outputs at high resolution).
 const RECOMPUTE_MAX_INPUT_CHANNELS: usize = 40;
 
+/// Whether training recomputes a convolution in backward instead of keeping its output: only in
+/// low-memory mode ([`runtime::low_memory`]), and only where that costs little for the memory its
+/// output takes (depthwise: k² multiply-adds per output value; 1×1 with at most
+/// [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Kept, they cost a Lite0 fine-tune step 2.24 → 2.58 GB
+/// and make it 10 % faster (README, Performance).
+fn recomputes(kind: ConvKind, c_in: usize, low_memory: bool) -> bool {
+    low_memory
+        && match kind {
+            ConvKind::Depthwise { .. } => true,
+            ConvKind::Pointwise => c_in <= RECOMPUTE_MAX_INPUT_CHANNELS,
+            ConvKind::Dense { .. } => false,
+        }
+}
+
 /// A bias-free convolution followed by BatchNorm and an activation.
 #[derive(Debug)]
 pub struct ConvBn {
@@ -96,20 +110,10 @@ impl ConvBn {
     }
 
     /// The convolution as fused with its BatchNorm in training, and whether backward recomputes
-    /// it instead of keeping its output: only in low-memory mode ([`runtime::low_memory`]), and
-    /// only where it costs little for the memory its output takes (depthwise: k² multiply-adds
-    /// per output value; 1×1 with at most [`RECOMPUTE_MAX_INPUT_CHANNELS`] inputs). Kept, they
-    /// cost a Lite0 fine-tune step 2.24 → 2.58 GB and make it 10 % faster (README, Performance).
+    /// it instead of keeping its output ([`recomputes`]).
     fn fused(&self) -> (ops::FusedConv, bool) {
-        let recompute = runtime::low_memory()
-            && match self.kind {
-                ConvKind::Depthwise { .. } => true,
-                ConvKind::Pointwise => {
-                    let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
-                    c_in <= RECOMPUTE_MAX_INPUT_CHANNELS
-                }
-                ConvKind::Dense { .. } => false,
-            };
+        let c_in = self.conv.tensor().dim(1).unwrap_or(usize::MAX);
+        let recompute = recomputes(self.kind, c_in, runtime::low_memory());
         (self.kind.fused(), recompute)
     }
 
@@ -352,5 +356,39 @@ impl BackboneUnit for ConvBias {
 
     fn layers(&self) -> Vec<&dyn Layer> {
         vec![self]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Padding;
+
+    #[test]
+    fn only_low_memory_mode_recomputes_and_only_cheap_convolutions() {
+        let depthwise = ConvKind::Depthwise {
+            kernel: 3,
+            stride: 1,
+        };
+        let dense = ConvKind::Dense {
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Symmetric(1),
+        };
+        for (kind, c_in) in [(depthwise, 96), (ConvKind::Pointwise, 16), (dense, 16)] {
+            assert!(!recomputes(kind, c_in, false), "{kind:?}");
+        }
+        assert!(recomputes(depthwise, 1152, true));
+        assert!(recomputes(
+            ConvKind::Pointwise,
+            RECOMPUTE_MAX_INPUT_CHANNELS,
+            true
+        ));
+        assert!(!recomputes(
+            ConvKind::Pointwise,
+            RECOMPUTE_MAX_INPUT_CHANNELS + 1,
+            true
+        ));
+        assert!(!recomputes(dense, 16, true));
     }
 }
