@@ -154,7 +154,7 @@ pub const GENERIC_OPS_VAR: &str = "TRANSFER_STUDIO_GENERIC_OPS";
 /// Read once per process.
 pub fn cpu_kernels_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var(GENERIC_OPS_VAR).map_or(true, |v| v.trim() != "1"))
+    *ENABLED.get_or_init(|| !env_flag(GENERIC_OPS_VAR))
 }
 
 /// Environment variable: `1` makes training recompute cheap convolutions in backward instead of
@@ -165,7 +165,12 @@ pub const LOW_MEMORY_VAR: &str = "TRANSFER_STUDIO_LOW_MEMORY";
 /// Whether [`LOW_MEMORY_VAR`] is `1`. Read once per process.
 pub fn low_memory() -> bool {
     static LOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LOW.get_or_init(|| std::env::var(LOW_MEMORY_VAR).is_ok_and(|v| v.trim() == "1"))
+    *LOW.get_or_init(|| env_flag(LOW_MEMORY_VAR))
+}
+
+/// Whether the environment variable `var` is set to `1`.
+fn env_flag(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Minor page faults of this process so far, all threads (Linux, `/proc/self/stat`; 0

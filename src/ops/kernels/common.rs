@@ -166,15 +166,18 @@ pub fn output_buffer(len: usize, write: impl FnOnce(&mut [f32])) -> Vec<f32> {
 }
 
 /// Sums equally long partial vectors in their given order (deterministic), in parallel
-/// over elements.
-pub(super) fn sum_partials(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+/// over elements; a single partial is the sum itself.
+pub(super) fn sum_partials(mut partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    if partials.len() == 1 {
+        return partials.pop().unwrap_or_default();
+    }
     let mut total = vec![0f32; len];
     const BLOCK: usize = 1024;
     total
         .par_chunks_mut(BLOCK)
         .enumerate()
         .for_each(|(b, out)| {
-            for p in partials {
+            for p in &partials {
                 for (o, &v) in out.iter_mut().zip(&p[b * BLOCK..]) {
                     *o += v;
                 }

@@ -302,10 +302,7 @@ fn weight_grad_blocked(
             partial
         })
         .collect();
-    match partials.len() {
-        1 => partials.into_iter().next().unwrap_or_default(),
-        _ => sum_partials(&partials, len),
-    }
+    sum_partials(partials, len)
 }
 
 #[cfg(test)]

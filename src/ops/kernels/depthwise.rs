@@ -249,5 +249,5 @@ pub fn depthwise_grad_weight(grad_out: &[f32], input: &[f32], g: &ConvGeometry) 
             acc
         })
         .collect();
-    sum_partials(&partials, taps)
+    sum_partials(partials, taps)
 }

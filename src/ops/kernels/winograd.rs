@@ -43,8 +43,7 @@ pub(super) fn conv(
     // Tiles go in rows of `tiles_w`; a block is a run of tile rows over the whole batch,
     // whose output pixels are contiguous in NHWC.
     let tile_rows = g.batch * tiles_h;
-    let tiles_per_block = block_floats / (16 * (c_in + c_out));
-    let rows_per_block = tiles_per_block.div_ceil(tiles_w).clamp(1, tile_rows);
+    let rows_per_block = rows_per_block(block_floats, c_in + c_out, tiles_w, tile_rows);
     let first_pixel = |row: usize| {
         let (n, ty) = (row / tiles_h, row % tiles_h);
         (n * g.out_h + (2 * ty).min(g.out_h)) * g.out_w
@@ -145,6 +144,20 @@ fn rotate_and_transpose(weights: &[f32], c_in: usize, c_out: usize) -> Vec<f32> 
         }
     }
     rotated
+}
+
+/// Tile rows per block (1 to `max_rows`) so that a block's transformed tiles, `16·channels`
+/// floats each (input and output channels together), take about `block_floats`.
+pub(super) fn rows_per_block(
+    block_floats: usize,
+    channels: usize,
+    tiles_w: usize,
+    max_rows: usize,
+) -> usize {
+    let tiles_per_block = block_floats / (16 * channels).max(1);
+    tiles_per_block
+        .div_ceil(tiles_w.max(1))
+        .clamp(1, max_rows.max(1))
 }
 
 /// The tiles of one block: tile rows `rows` (counted over the batch), `tiles_w` per row.

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::common::{ConvGeometry, sum_partials};
 use super::gemm::{View, matmul, with_scratch};
-use super::winograd::{Block, split4, transform_input};
+use super::winograd::{Block, rows_per_block, split4, transform_input};
 
 /// At least this many tiles go into one partial sum.
 const MIN_TILES_PER_PARTIAL: usize = 256;
@@ -41,8 +41,7 @@ pub(super) fn weight_grad(
         .min(PARTIAL_FLOATS / (16 * plane).max(1))
         .max(1);
     let rows_per_partial = tile_rows.div_ceil(partials_count).max(1);
-    let tiles_per_block = block_floats / (16 * (c_in + c_out));
-    let rows_per_block = tiles_per_block.div_ceil(tiles_w).clamp(1, rows_per_partial);
+    let rows_per_block = rows_per_block(block_floats, c_in + c_out, tiles_w, rows_per_partial);
     let partials: Vec<Vec<f32>> = (0..partials_count)
         .into_par_iter()
         .map(|p| {
@@ -61,10 +60,7 @@ pub(super) fn weight_grad(
             sums
         })
         .collect();
-    let sums = match partials.len() {
-        1 => partials.into_iter().next().unwrap_or_default(),
-        _ => sum_partials(&partials, 16 * plane),
-    };
+    let sums = sum_partials(partials, 16 * plane);
     let mut dw = vec![0f32; 9 * plane];
     if plane > 0 {
         dw.par_chunks_mut(plane)
